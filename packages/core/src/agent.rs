@@ -1,0 +1,251 @@
+//! The agent: one reqwest client (its connection pool) and the task that carries each request through it.
+
+use crate::controller::RequestController;
+use crate::error::{CoreError, ErrorKind};
+use crate::handler::{DispatchHandler, ResponseHead};
+use crate::options::AgentOptions;
+use crate::request::{DispatchRequest, RequestBody};
+use crate::runtime::runtime_handle;
+use bytes::Bytes;
+use futures_util::FutureExt;
+use http::{HeaderMap, HeaderName, HeaderValue, Method};
+use http_body_util::BodyExt;
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::runtime::Handle;
+
+/// A pool of connections with undici `Agent` semantics: no redirects followed, no bodies decoded, no proxy
+/// taken from the environment.
+#[derive(Clone)]
+pub struct Agent {
+    client: reqwest::Client,
+    options: Arc<AgentOptions>,
+    runtime: Handle,
+}
+
+impl Agent {
+    pub fn new(options: AgentOptions) -> Result<Agent, CoreError> {
+        let runtime = runtime_handle();
+        let _entered = runtime.enter();
+        let mut builder = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .no_proxy()
+            .tcp_nodelay(true)
+            .pool_idle_timeout(options.keep_alive_timeout);
+        if let Some(timeout) = options.connect_timeout {
+            builder = builder.connect_timeout(timeout);
+        }
+        if options.allow_h2 {
+            builder = builder.http2_max_header_list_size(
+                u32::try_from(options.max_header_size).unwrap_or(u32::MAX),
+            );
+        } else {
+            builder = builder.http1_only();
+        }
+        let client = builder.build().map_err(|e| {
+            CoreError::new(
+                ErrorKind::InvalidArgument,
+                format!("invalid agent options: {e}"),
+            )
+        })?;
+        Ok(Agent {
+            client,
+            options: Arc::new(options),
+            runtime,
+        })
+    }
+
+    pub fn options(&self) -> &AgentOptions {
+        &self.options
+    }
+
+    /// Starts `request` on the runtime. Its outcome reaches `handler`; `controller` aborts or pauses it.
+    /// After an abort the handler hears nothing more: the caller already knows why the request ended.
+    pub fn dispatch<H: DispatchHandler>(
+        &self,
+        request: DispatchRequest,
+        controller: RequestController,
+        handler: H,
+    ) {
+        let client = self.client.clone();
+        let options = Arc::clone(&self.options);
+        self.runtime.spawn(async move {
+            let mut handler = handler;
+            let outcome = {
+                let work = AssertUnwindSafe(exchange(
+                    &client,
+                    &options,
+                    request,
+                    &controller,
+                    &mut handler,
+                ))
+                .catch_unwind();
+                tokio::select! {
+                    biased;
+                    _ = controller.aborted() => return,
+                    outcome = work => outcome,
+                }
+            };
+            match outcome {
+                Ok(Ok(())) => {}
+                Ok(Err(error)) => handler.on_error(error),
+                Err(panic) => handler.on_error(CoreError::internal(format!(
+                    "internal error in reqwest-dispatcher: {}",
+                    panic_message(&panic)
+                ))),
+            }
+        });
+    }
+}
+
+fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
+    if let Some(s) = panic.downcast_ref::<&str>() {
+        (*s).to_string()
+    } else if let Some(s) = panic.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "panic".to_string()
+    }
+}
+
+fn invalid(what: &str, detail: impl std::fmt::Display) -> CoreError {
+    CoreError::new(
+        ErrorKind::InvalidArgument,
+        format!("invalid {what}: {detail}"),
+    )
+}
+
+fn build_request(request: DispatchRequest) -> Result<reqwest::Request, CoreError> {
+    let method = Method::from_bytes(request.method.as_bytes()).map_err(|e| invalid("method", e))?;
+    let url = reqwest::Url::parse(&request.url).map_err(|e| invalid("url", e))?;
+    let mut headers = HeaderMap::with_capacity(request.headers.len());
+    for (name, value) in request.headers {
+        let name =
+            HeaderName::from_bytes(name.as_bytes()).map_err(|e| invalid("header name", e))?;
+        let value =
+            HeaderValue::from_maybe_shared(value).map_err(|e| invalid("header value", e))?;
+        headers.append(name, value);
+    }
+    let mut built = reqwest::Request::new(method, url);
+    *built.headers_mut() = headers;
+    match request.body {
+        RequestBody::Empty => {}
+        RequestBody::Bytes(bytes) => *built.body_mut() = Some(reqwest::Body::from(bytes)),
+        RequestBody::Pull(pull) => *built.body_mut() = Some(reqwest::Body::wrap(pull.into_body())),
+    }
+    Ok(built)
+}
+
+async fn within<T>(
+    limit: Option<Duration>,
+    fut: impl std::future::Future<Output = T>,
+    on_timeout: impl FnOnce() -> CoreError,
+) -> Result<T, CoreError> {
+    match limit {
+        Some(limit) => tokio::time::timeout(limit, fut)
+            .await
+            .map_err(|_| on_timeout()),
+        None => Ok(fut.await),
+    }
+}
+
+fn header_bytes(headers: &HeaderMap) -> usize {
+    headers
+        .iter()
+        .map(|(n, v)| n.as_str().len() + v.len() + 4)
+        .sum()
+}
+
+fn content_length(headers: &HeaderMap) -> Option<u64> {
+    headers
+        .get(http::header::CONTENT_LENGTH)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+}
+
+/// One request from send to the last body byte.
+async fn exchange<H: DispatchHandler>(
+    client: &reqwest::Client,
+    options: &AgentOptions,
+    request: DispatchRequest,
+    controller: &RequestController,
+    handler: &mut H,
+) -> Result<(), CoreError> {
+    let headers_timeout = request.headers_timeout.unwrap_or(options.headers_timeout);
+    let body_timeout = request.body_timeout.unwrap_or(options.body_timeout);
+    let request = build_request(request)?;
+
+    let response = within(headers_timeout, client.execute(request), || {
+        CoreError::new(ErrorKind::HeadersTimeout, "Headers Timeout Error")
+    })
+    .await?
+    .map_err(|e| CoreError::from_send(&e))?;
+
+    let response: http::Response<reqwest::Body> = response.into();
+    let (parts, mut body) = response.into_parts();
+    if header_bytes(&parts.headers) > options.max_header_size {
+        return Err(CoreError::new(
+            ErrorKind::HeadersOverflow,
+            "Headers Overflow Error",
+        ));
+    }
+    if let (Some(max), Some(len)) = (options.max_response_size, content_length(&parts.headers)) {
+        if len > max {
+            return Err(CoreError::new(
+                ErrorKind::ResponseExceededMaxSize,
+                "Response content exceeded max size",
+            ));
+        }
+    }
+    let status_text = match parts.extensions.get::<hyper::ext::ReasonPhrase>() {
+        Some(reason) => Bytes::copy_from_slice(reason.as_bytes()),
+        None => Bytes::from_static(parts.status.canonical_reason().unwrap_or("").as_bytes()),
+    };
+    handler.on_response_start(ResponseHead {
+        status: parts.status.as_u16(),
+        status_text,
+        headers: parts.headers,
+    });
+
+    let mut received: u64 = 0;
+    let mut trailers = HeaderMap::new();
+    loop {
+        controller.ready().await;
+        let frame = within(body_timeout, body.frame(), || {
+            CoreError::new(ErrorKind::BodyTimeout, "Body Timeout Error")
+        })
+        .await?;
+        let frame = match frame {
+            None => break,
+            Some(Err(e)) => return Err(CoreError::from_body(&e)),
+            Some(Ok(frame)) => frame,
+        };
+        match frame.into_data() {
+            Ok(data) => {
+                if data.is_empty() {
+                    continue;
+                }
+                received += data.len() as u64;
+                if options.max_response_size.is_some_and(|max| received > max) {
+                    return Err(CoreError::new(
+                        ErrorKind::ResponseExceededMaxSize,
+                        "Response content exceeded max size",
+                    ));
+                }
+                controller.charge(data.len());
+                handler.on_response_data(data);
+            }
+            Err(frame) => {
+                if let Ok(t) = frame.into_trailers() {
+                    trailers.extend(t);
+                }
+            }
+        }
+    }
+    handler.on_response_end(trailers);
+    Ok(())
+}

@@ -1,0 +1,191 @@
+//! The error catalogue: every failure a request can end with, carrying the code undici gives the same failure.
+//!
+//! Errors say which phase failed (connect, headers, body) so the JavaScript layer can pick undici's error class.
+
+use std::error::Error as StdError;
+use std::fmt;
+use std::io;
+
+/// What went wrong, one variant per undici error class (or OS error code) the JS layer maps to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ErrorKind {
+    ConnectTimeout,
+    HeadersTimeout,
+    BodyTimeout,
+    HeadersOverflow,
+    ResponseExceededMaxSize,
+    ResponseContentLengthMismatch,
+    RequestContentLengthMismatch,
+    /// The connection failed after it was established (reset, closed early, malformed response).
+    Socket,
+    Aborted,
+    InvalidArgument,
+    NotSupported,
+    /// An operating-system level failure before the connection existed; the payload is Node's code for it
+    /// (`ECONNREFUSED`, `ENOTFOUND`, ...).
+    Os(&'static str),
+    /// The request body source (in JS) failed; the JS layer keeps the original error and rethrows it.
+    RequestBody,
+    /// A bug in this crate (a panic caught at the task boundary).
+    Internal,
+}
+
+impl ErrorKind {
+    /// The `code` property undici (or Node) gives this failure.
+    pub fn code(&self) -> &'static str {
+        match self {
+            ErrorKind::ConnectTimeout => "UND_ERR_CONNECT_TIMEOUT",
+            ErrorKind::HeadersTimeout => "UND_ERR_HEADERS_TIMEOUT",
+            ErrorKind::BodyTimeout => "UND_ERR_BODY_TIMEOUT",
+            ErrorKind::HeadersOverflow => "UND_ERR_HEADERS_OVERFLOW",
+            ErrorKind::ResponseExceededMaxSize => "UND_ERR_RES_EXCEEDED_MAX_SIZE",
+            ErrorKind::ResponseContentLengthMismatch => "UND_ERR_RES_CONTENT_LENGTH_MISMATCH",
+            ErrorKind::RequestContentLengthMismatch => "UND_ERR_REQ_CONTENT_LENGTH_MISMATCH",
+            ErrorKind::Socket => "UND_ERR_SOCKET",
+            ErrorKind::Aborted => "UND_ERR_ABORTED",
+            ErrorKind::InvalidArgument => "UND_ERR_INVALID_ARG",
+            ErrorKind::NotSupported => "UND_ERR_NOT_SUPPORTED",
+            ErrorKind::Os(code) => code,
+            ErrorKind::RequestBody => "UND_ERR_REQUEST_BODY",
+            ErrorKind::Internal => "UND_ERR_INTERNAL",
+        }
+    }
+}
+
+/// A request's failure: its kind and a human-readable message.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CoreError {
+    pub kind: ErrorKind,
+    pub message: String,
+}
+
+impl CoreError {
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
+        CoreError {
+            kind,
+            message: message.into(),
+        }
+    }
+
+    pub fn code(&self) -> &'static str {
+        self.kind.code()
+    }
+
+    /// Classifies a reqwest error raised while sending the request and waiting for the response head.
+    pub(crate) fn from_send(err: &reqwest::Error) -> Self {
+        if err.is_timeout() && err.is_connect() {
+            return CoreError::new(ErrorKind::ConnectTimeout, "Connect Timeout Error");
+        }
+        if let Some(body_err) = find_source::<CoreError>(err) {
+            return body_err.clone();
+        }
+        let chain = chain_text(err);
+        if err.is_connect() {
+            if chain.contains("dns error") {
+                return CoreError::new(
+                    ErrorKind::Os("ENOTFOUND"),
+                    format!("getaddrinfo ENOTFOUND ({chain})"),
+                );
+            }
+            if let Some(io) = find_source::<io::Error>(err) {
+                if let Some(code) = os_code(io) {
+                    return CoreError::new(ErrorKind::Os(code), format!("connect {code}: {io}"));
+                }
+            }
+            return CoreError::new(ErrorKind::Socket, chain);
+        }
+        Self::from_transport(err, chain)
+    }
+
+    /// Classifies a reqwest error raised while reading the response body.
+    pub(crate) fn from_body(err: &reqwest::Error) -> Self {
+        let chain = chain_text(err);
+        Self::from_transport(err, chain)
+    }
+
+    fn from_transport(err: &reqwest::Error, chain: String) -> Self {
+        if let Some(h) = find_source::<hyper::Error>(err) {
+            if h.is_incomplete_message() {
+                return CoreError::new(ErrorKind::Socket, "other side closed");
+            }
+        }
+        if let Some(io) = find_source::<io::Error>(err) {
+            if io.kind() == io::ErrorKind::UnexpectedEof {
+                return CoreError::new(ErrorKind::Socket, "other side closed");
+            }
+        }
+        CoreError::new(ErrorKind::Socket, chain)
+    }
+
+    pub(crate) fn internal(message: impl Into<String>) -> Self {
+        CoreError::new(ErrorKind::Internal, message)
+    }
+}
+
+impl fmt::Display for CoreError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} ({})", self.message, self.code())
+    }
+}
+
+impl StdError for CoreError {}
+
+/// Node's `code` for an OS error that happens while connecting.
+fn os_code(err: &io::Error) -> Option<&'static str> {
+    Some(match err.kind() {
+        io::ErrorKind::ConnectionRefused => "ECONNREFUSED",
+        io::ErrorKind::ConnectionReset => "ECONNRESET",
+        io::ErrorKind::ConnectionAborted => "ECONNABORTED",
+        io::ErrorKind::TimedOut => "ETIMEDOUT",
+        io::ErrorKind::AddrNotAvailable => "EADDRNOTAVAIL",
+        io::ErrorKind::AddrInUse => "EADDRINUSE",
+        io::ErrorKind::PermissionDenied => "EACCES",
+        io::ErrorKind::HostUnreachable => "EHOSTUNREACH",
+        io::ErrorKind::NetworkUnreachable => "ENETUNREACH",
+        _ => return None,
+    })
+}
+
+fn find_source<'a, T: StdError + 'static>(err: &'a (dyn StdError + 'static)) -> Option<&'a T> {
+    let mut cur: Option<&(dyn StdError + 'static)> = Some(err);
+    while let Some(e) = cur {
+        if let Some(found) = e.downcast_ref::<T>() {
+            return Some(found);
+        }
+        cur = e.source();
+    }
+    None
+}
+
+fn chain_text(err: &(dyn StdError + 'static)) -> String {
+    let mut text = err.to_string();
+    let mut cur = err.source();
+    while let Some(e) = cur {
+        let part = e.to_string();
+        if !text.contains(&part) {
+            text.push_str(": ");
+            text.push_str(&part);
+        }
+        cur = e.source();
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_match_undici_catalogue() {
+        assert_eq!(ErrorKind::HeadersTimeout.code(), "UND_ERR_HEADERS_TIMEOUT");
+        assert_eq!(ErrorKind::Os("ECONNREFUSED").code(), "ECONNREFUSED");
+        assert_eq!(ErrorKind::Socket.code(), "UND_ERR_SOCKET");
+    }
+
+    #[test]
+    fn os_codes_follow_node_names() {
+        let refused = io::Error::from(io::ErrorKind::ConnectionRefused);
+        assert_eq!(os_code(&refused), Some("ECONNREFUSED"));
+        assert_eq!(os_code(&io::Error::other("x")), None);
+    }
+}

@@ -1,0 +1,24 @@
+//! The HTTP core of reqwest-dispatcher.
+//!
+//! This crate knows nothing of JavaScript. It turns a [`DispatchRequest`] into a request sent with
+//! reqwest/hyper/tokio and reports what happens to a [`DispatchHandler`], with undici's semantics: no automatic
+//! decompression, no redirect following, status message and trailers kept, errors carrying undici's codes.
+//! The Node bridge (`packages/node/native`) only marshals these types to and from JavaScript.
+
+mod agent;
+mod body;
+mod controller;
+mod error;
+mod handler;
+mod options;
+mod request;
+mod runtime;
+
+pub use agent::Agent;
+pub use body::{BodyChunk, BodyPull, BodySender};
+pub use controller::RequestController;
+pub use error::{CoreError, ErrorKind};
+pub use handler::{DispatchHandler, ResponseHead};
+pub use options::AgentOptions;
+pub use request::{DispatchRequest, RequestBody};
+pub use runtime::{runtime_handle, set_worker_threads};

@@ -1,0 +1,24 @@
+//! The Neon bridge of reqwest-dispatcher: exported functions, JS↔Rust marshaling and event delivery.
+//!
+//! No HTTP logic lives here. JavaScript calls in once per request ([`dispatch::dispatch`]); the core reports
+//! back through [`events::EventQueue`], which wakes the JS thread once per batch of events, not once per event.
+
+mod agent;
+mod dispatch;
+mod events;
+mod marshal;
+
+use neon::prelude::*;
+
+#[neon::main]
+fn main(mut cx: ModuleContext) -> NeonResult<()> {
+    cx.export_function("agentNew", agent::agent_new)?;
+    cx.export_function("agentSetActive", agent::agent_set_active)?;
+    cx.export_function("setWorkerThreads", agent::set_worker_threads)?;
+    cx.export_function("dispatch", dispatch::dispatch)?;
+    cx.export_function("requestAbort", dispatch::request_abort)?;
+    cx.export_function("requestPause", dispatch::request_pause)?;
+    cx.export_function("requestResume", dispatch::request_resume)?;
+    cx.export_function("requestPushBody", dispatch::request_push_body)?;
+    Ok(())
+}

@@ -1,0 +1,155 @@
+/**
+ * `Agent`: an undici `Dispatcher` whose requests run in the Rust core. `request`, `stream`, `pipeline` and
+ * `compose` come from undici's `Dispatcher` base class; `dispatch`, `close` and `destroy` are implemented here.
+ */
+import { Dispatcher, errors } from 'undici'
+import { RequestController, type RequestHost } from './controller'
+import { binding, type NativeAgent } from './native'
+import { nativeAgentOptions, type AgentOptions } from './options'
+import { normalizeRequest } from './request'
+
+const { ClientClosedError, ClientDestroyedError, InvalidArgumentError } = errors
+
+/** Every request in flight in this process, by id: native events name their request by id. */
+const inFlight = new Map<number, RequestController>()
+let nextId = 1
+
+/** Receives a batch of native events (`kind, id, a, b` quadruples) and hands each to its request. */
+function deliverBatch(batch: unknown[]): void {
+  for (let i = 0; i < batch.length; i += 4) {
+    const controller = inFlight.get(batch[i + 1] as number)
+    if (controller !== undefined) controller.deliver(batch[i] as number, batch[i + 2], batch[i + 3])
+  }
+}
+
+type Callback = (err?: Error | null, data?: null) => void
+
+/** The agent's bookkeeping, kept apart from the public class so controllers see only what they need. */
+class AgentHost implements RequestHost {
+  readonly native: NativeAgent
+  readonly requests = new Set<RequestController>()
+  #onIdle: Array<() => void> = []
+
+  constructor(native: NativeAgent) {
+    this.native = native
+  }
+
+  started(controller: RequestController): void {
+    inFlight.set(controller.id, controller)
+    this.requests.add(controller)
+    // While requests are in flight the agent keeps the process alive; idle, it lets it exit.
+    if (this.requests.size === 1) binding().agentSetActive(this.native, true)
+  }
+
+  finished(controller: RequestController): void {
+    inFlight.delete(controller.id)
+    if (!this.requests.delete(controller)) return
+    if (this.requests.size === 0) {
+      binding().agentSetActive(this.native, false)
+      const waiters = this.#onIdle
+      this.#onIdle = []
+      for (const waiter of waiters) waiter()
+    }
+  }
+
+  whenIdle(callback: () => void): void {
+    if (this.requests.size === 0) queueMicrotask(callback)
+    else this.#onIdle.push(callback)
+  }
+}
+
+/**
+ * An undici-compatible `Agent` backed by reqwest/hyper/tokio.
+ *
+ * ```js
+ * import { Agent } from 'reqwest-dispatcher'
+ * import { setGlobalDispatcher } from 'undici'
+ * setGlobalDispatcher(new Agent())
+ * ```
+ */
+export class Agent extends Dispatcher {
+  readonly #host: AgentHost
+  #closed = false
+  #destroyed = false
+
+  constructor(options: AgentOptions = {}) {
+    super()
+    this.#host = new AgentHost(binding().agentNew(nativeAgentOptions(options), deliverBatch))
+  }
+
+  /** `true` once `close()` or `destroy()` was called: new requests are refused. */
+  get closed(): boolean {
+    return this.#closed
+  }
+
+  /** `true` once `destroy()` was called. */
+  get destroyed(): boolean {
+    return this.#destroyed
+  }
+
+  /**
+   * Starts a request. Errors in `opts` and calls on a closed agent reach the handler's error callback,
+   * as with undici; returns whether more requests may be dispatched now.
+   */
+  override dispatch(opts: Dispatcher.DispatchOptions, handler: Dispatcher.DispatchHandler): boolean {
+    if (!handler || typeof handler !== 'object') throw new InvalidArgumentError('handler must be an object')
+    const controller = new RequestController(this.#host, nextId++, handler)
+    try {
+      if (!opts || typeof opts !== 'object') throw new InvalidArgumentError('opts must be an object.')
+      if (this.#destroyed) throw new ClientDestroyedError()
+      if (this.#closed) throw new ClientClosedError()
+      controller.start(normalizeRequest(opts))
+      return true
+    } catch (err) {
+      controller.failBeforeStart(err as Error)
+      return false
+    }
+  }
+
+  /** Refuses new requests and resolves once those in flight have finished. */
+  override close(): Promise<void>
+  override close(callback: () => void): void
+  override close(callback?: Callback | (() => void)): Promise<void> | void {
+    if (callback === undefined) {
+      return new Promise((resolve, reject) => this.close((err?: Error | null) => (err ? reject(err) : resolve())))
+    }
+    if (typeof callback !== 'function') throw new InvalidArgumentError('invalid callback')
+    const done = callback as Callback
+    if (this.#destroyed) {
+      queueMicrotask(() => done(new ClientDestroyedError(), null))
+      return
+    }
+    this.#closed = true
+    this.#host.whenIdle(() => done(null, null))
+  }
+
+  /** Fails every request in flight with `err` (default `ClientDestroyedError`) and refuses new ones. */
+  override destroy(): Promise<void>
+  override destroy(err: Error | null): Promise<void>
+  override destroy(callback: () => void): void
+  override destroy(err: Error | null, callback: () => void): void
+  override destroy(errOrCallback?: Error | null | (() => void), callback?: () => void): Promise<void> | void {
+    let err: Error | null | undefined
+    let done: (() => void) | undefined = callback
+    if (typeof errOrCallback === 'function') done = errOrCallback
+    else err = errOrCallback
+    if (done === undefined) {
+      return new Promise((resolve) => this.destroy(err ?? null, resolve))
+    }
+    if (typeof done !== 'function') throw new InvalidArgumentError('invalid callback')
+    this.#closed = true
+    this.#destroyed = true
+    const reason = err ?? new ClientDestroyedError()
+    for (const controller of [...this.#host.requests]) controller.abort(reason)
+    this.#host.whenIdle(done)
+  }
+}
+
+/**
+ * Sets the number of tokio worker threads that run every agent's I/O. Takes effect only before the first
+ * `Agent` is created; returns whether it did. Default: one per core, at most 2.
+ */
+export function setWorkerThreads(threads: number): boolean {
+  if (!Number.isInteger(threads) || threads < 1) throw new InvalidArgumentError('invalid threads')
+  return binding().setWorkerThreads(threads)
+}

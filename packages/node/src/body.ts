@@ -1,0 +1,79 @@
+/**
+ * Request bodies: bytes known up front travel with the dispatch call; everything else (streams, async
+ * iterables, web streams, Blobs) is pulled by the core one chunk at a time.
+ */
+import { errors } from 'undici'
+
+const { InvalidArgumentError, RequestContentLengthMismatchError } = errors
+
+/** Where a request's body comes from. */
+export type PreparedBody =
+  | { kind: 'none' }
+  | { kind: 'bytes'; bytes: Uint8Array }
+  | { kind: 'pull'; length: number | null; source: () => AsyncIterator<unknown> }
+
+const EMPTY = new Uint8Array(0)
+
+function isAsyncIterable(value: object): value is AsyncIterable<unknown> {
+  return typeof (value as { [Symbol.asyncIterator]?: unknown })[Symbol.asyncIterator] === 'function'
+}
+
+function isBlob(value: object): value is Blob {
+  return typeof Blob !== 'undefined' && value instanceof Blob
+}
+
+/**
+ * Prepares `body`. `contentLength` is the user's content-length header, if any; undici rejects a known-size
+ * body that disagrees with it. Bodyless methods that expect a payload send `content-length: 0`, as undici does.
+ */
+export function prepareBody(body: unknown, contentLength: number | null, expectsPayload: boolean): PreparedBody {
+  if (body == null) {
+    if (contentLength !== null && contentLength !== 0) {
+      throw new RequestContentLengthMismatchError()
+    }
+    return expectsPayload || contentLength === 0 ? { kind: 'bytes', bytes: EMPTY } : { kind: 'none' }
+  }
+  let bytes: Uint8Array | undefined
+  if (typeof body === 'string') bytes = Buffer.from(body)
+  else if (body instanceof Uint8Array) bytes = body
+  else if (ArrayBuffer.isView(body)) bytes = new Uint8Array(body.buffer, body.byteOffset, body.byteLength)
+  else if (body instanceof ArrayBuffer) bytes = new Uint8Array(body)
+  if (bytes !== undefined) {
+    if (contentLength !== null && contentLength !== bytes.byteLength) {
+      throw new RequestContentLengthMismatchError()
+    }
+    return { kind: 'bytes', bytes }
+  }
+  if (typeof body === 'object') {
+    if (isBlob(body)) {
+      const blob = body
+      return { kind: 'pull', length: contentLength ?? blob.size, source: () => iterate(blob.stream() as unknown as AsyncIterable<unknown>) }
+    }
+    if (isAsyncIterable(body)) {
+      return { kind: 'pull', length: contentLength, source: () => iterate(body) }
+    }
+    const iterable = body as { [Symbol.iterator]?: unknown }
+    if (typeof iterable[Symbol.iterator] === 'function') {
+      const sync = body as Iterable<unknown>
+      return { kind: 'pull', length: contentLength, source: () => iterate(toAsync(sync)) }
+    }
+  }
+  throw new InvalidArgumentError('body must be a string, a Buffer, a Readable stream, an iterable, or an async iterable')
+}
+
+function iterate(iterable: AsyncIterable<unknown>): AsyncIterator<unknown> {
+  return iterable[Symbol.asyncIterator]()
+}
+
+async function* toAsync(iterable: Iterable<unknown>): AsyncGenerator<unknown> {
+  yield* iterable
+}
+
+/** A chunk from a body source as bytes. */
+export function chunkBytes(chunk: unknown): Uint8Array {
+  if (chunk instanceof Uint8Array) return chunk
+  if (typeof chunk === 'string') return Buffer.from(chunk)
+  if (ArrayBuffer.isView(chunk)) return new Uint8Array(chunk.buffer, chunk.byteOffset, chunk.byteLength)
+  if (chunk instanceof ArrayBuffer) return new Uint8Array(chunk)
+  throw new InvalidArgumentError('body chunks must be strings, Buffers or Uint8Arrays')
+}

@@ -1,0 +1,334 @@
+/**
+ * The controller of one request: undici's `DispatchController` (pause, resume, abort) and the state machine
+ * that turns native events into handler callbacks, for both handler styles:
+ * - controller style: `onRequestStart`, `onResponseStart`, `onResponseData`, `onResponseEnd`, `onResponseError`;
+ * - legacy style (undici's `fetch` and Node's built-in `fetch` use it): `onConnect`, `onHeaders`, `onData`,
+ *   `onComplete`, `onError`, where `false` from `onHeaders`/`onData` pauses until `resume()`.
+ *
+ * Guarantees, as undici gives them: callbacks come in order, exactly one of end or error closes a request, and
+ * nothing is called after it. Events that arrive while paused wait here until `resume()`.
+ */
+import { errors } from 'undici'
+import type { Dispatcher } from 'undici'
+import { chunkBytes } from './body'
+import { errorFromCore } from './errors'
+import { headersObject, rawHeaders } from './headers'
+import {
+  binding,
+  BODY_BYTES,
+  BODY_NONE,
+  BODY_PULL_UNKNOWN_LENGTH,
+  EVENT_DATA,
+  EVENT_END,
+  EVENT_ERROR,
+  EVENT_PULL,
+  EVENT_START,
+  type NativeAgent,
+  type NativeRequest
+} from './native'
+import type { NormalizedRequest } from './request'
+
+/** What a controller needs from the agent that started it. */
+export interface RequestHost {
+  readonly native: NativeAgent
+  started(controller: RequestController): void
+  finished(controller: RequestController): void
+}
+
+/** A legacy (undici ≤ 6 style) handler; undici 7 still calls dispatchers with it from `fetch`. */
+interface LegacyHandler {
+  onConnect?(abort: (err?: Error) => void, context?: unknown): void
+  onResponseStarted?(): void
+  onHeaders?(statusCode: number, headers: Buffer[], resume: () => void, statusText: string): boolean | void
+  onData?(chunk: Buffer): boolean | void
+  onComplete?(trailers: Buffer[] | null): void
+  onError?(err: Error): void
+}
+
+type Handler = Dispatcher.DispatchHandler & LegacyHandler
+
+const UNDECIDED = 0
+const DONE = 2
+
+export class RequestController implements Dispatcher.DispatchController {
+  readonly #handler: Handler
+  readonly #legacy: boolean
+  readonly #host: RequestHost
+  readonly #id: number
+  #request: NormalizedRequest | null = null
+  #native: NativeRequest | null = null
+  #state = UNDECIDED
+  #aborted = false
+  #paused = false
+  #reason: Error | null = null
+  /** Events that arrived while paused: `kind, a, b` triples. */
+  #backlog: unknown[] | null = null
+  #headerFields: string[] | undefined
+  #trailerFields: string[] | undefined
+  #bodySource: AsyncIterator<unknown> | null = null
+  #bodyError: Error | null = null
+
+  constructor(host: RequestHost, id: number, handler: Dispatcher.DispatchHandler) {
+    this.#host = host
+    this.#id = id
+    this.#handler = handler as Handler
+    this.#legacy = typeof handler.onRequestStart !== 'function'
+  }
+
+  get id(): number {
+    return this.#id
+  }
+
+  get aborted(): boolean {
+    return this.#aborted
+  }
+
+  get paused(): boolean {
+    return this.#paused
+  }
+
+  get reason(): Error | null {
+    return this.#reason
+  }
+
+  /** The response headers as raw Buffers (`name, value, …`), once they arrived. */
+  get rawHeaders(): Buffer[] | null {
+    return this.#headerFields === undefined ? null : rawHeaders(this.#headerFields, 1)
+  }
+
+  /** The response trailers as raw Buffers, once the response ended. */
+  get rawTrailers(): Buffer[] | null {
+    return this.#state === DONE && !this.#aborted ? rawHeaders(this.#trailerFields, 0) : null
+  }
+
+  abort(reason?: Error): void {
+    if (this.#aborted || this.#state === DONE) return
+    this.#aborted = true
+    this.#reason = reason ?? new errors.RequestAbortedError()
+    if (this.#native !== null) binding().requestAbort(this.#native)
+    this.#fail(this.#reason)
+  }
+
+  pause(): void {
+    if (this.#state === DONE || this.#paused) return
+    this.#paused = true
+    if (this.#native !== null) binding().requestPause(this.#native)
+  }
+
+  resume(): void {
+    if (!this.#paused) return
+    this.#paused = false
+    if (this.#backlog !== null) {
+      // Deliver held events on a later tick: resume() is often called from inside a stream's read().
+      queueMicrotask(() => this.#flushBacklog())
+    } else if (this.#native !== null && this.#state !== DONE) {
+      binding().requestResume(this.#native)
+    }
+  }
+
+  /** Rejects the request before it started (invalid options, closed agent): only the error callback runs. */
+  failBeforeStart(err: Error): void {
+    this.#state = DONE
+    this.#callError(err)
+  }
+
+  /** Starts the request: `onRequestStart`/`onConnect`, then the native dispatch unless the handler aborted. */
+  start(request: NormalizedRequest): void {
+    this.#request = request
+    this.#host.started(this)
+    queueMicrotask(() => this.#send())
+  }
+
+  #send(): void {
+    if (this.#state === DONE) return
+    const handler = this.#handler
+    try {
+      if (this.#legacy) handler.onConnect?.((err?: Error) => this.abort(err), {})
+      else handler.onRequestStart?.(this, {})
+    } catch (err) {
+      this.abort(err as Error)
+    }
+    if (this.#state === DONE) return
+    const request = this.#request as NormalizedRequest
+    const body = request.body
+    let mode = BODY_NONE
+    let bytes: Uint8Array | null = null
+    if (body.kind === 'bytes') {
+      mode = BODY_BYTES
+      bytes = body.bytes
+    } else if (body.kind === 'pull') {
+      mode = body.length ?? BODY_PULL_UNKNOWN_LENGTH
+    }
+    this.#native = binding().dispatch(
+      this.#host.native,
+      this.#id,
+      request.method,
+      request.url,
+      request.headers,
+      mode,
+      bytes,
+      request.headersTimeout,
+      request.bodyTimeout
+    )
+    if (this.#paused) binding().requestPause(this.#native)
+  }
+
+  /** One event from the native side. */
+  deliver(kind: number, a: unknown, b: unknown): void {
+    if (this.#state === DONE) return
+    if (kind === EVENT_PULL) {
+      this.#pullBody()
+    } else if (this.#paused || this.#backlog !== null) {
+      ;(this.#backlog ??= []).push(kind, a, b)
+    } else {
+      this.#apply(kind, a, b)
+    }
+  }
+
+  #flushBacklog(): void {
+    const backlog = this.#backlog
+    if (backlog === null || this.#paused) return
+    let i = 0
+    while (i < backlog.length && !this.#paused && this.#state !== DONE) {
+      this.#apply(backlog[i] as number, backlog[i + 1], backlog[i + 2])
+      i += 3
+    }
+    if (i >= backlog.length) {
+      this.#backlog = null
+      if (!this.#paused && this.#native !== null && this.#state !== DONE) binding().requestResume(this.#native)
+    } else {
+      this.#backlog = backlog.slice(i)
+    }
+  }
+
+  #apply(kind: number, a: unknown, b: unknown): void {
+    switch (kind) {
+      case EVENT_START:
+        this.#onStart(a as number, b as string[])
+        break
+      case EVENT_DATA:
+        this.#onData(a as Buffer)
+        break
+      case EVENT_END:
+        this.#onEnd(a as string[] | undefined)
+        break
+      case EVENT_ERROR:
+        this.#onError(a as string, b as string)
+        break
+    }
+  }
+
+  #onStart(status: number, fields: string[]): void {
+    this.#headerFields = fields
+    const statusText = fields[0]
+    const handler = this.#handler
+    try {
+      if (this.#legacy) {
+        handler.onResponseStarted?.()
+        const resume = (): void => this.resume()
+        if (handler.onHeaders?.(status, rawHeaders(fields, 1), resume, statusText) === false) this.pause()
+      } else {
+        handler.onResponseStart?.(this, status, headersObject(fields, 1), statusText)
+      }
+    } catch (err) {
+      this.abort(err as Error)
+    }
+  }
+
+  #onData(chunk: Buffer): void {
+    try {
+      if (this.#legacy) {
+        if (this.#handler.onData?.(chunk) === false) this.pause()
+      } else {
+        this.#handler.onResponseData?.(this, chunk)
+      }
+    } catch (err) {
+      this.abort(err as Error)
+    }
+  }
+
+  #onEnd(trailers: string[] | undefined): void {
+    this.#trailerFields = trailers
+    this.#finish()
+    try {
+      if (this.#legacy) this.#handler.onComplete?.(rawHeaders(trailers, 0))
+      else this.#handler.onResponseEnd?.(this, headersObject(trailers, 0))
+    } catch (err) {
+      reportUncaught(err)
+    }
+  }
+
+  #onError(code: string, message: string): void {
+    const err =
+      code === 'UND_ERR_REQUEST_BODY' && this.#bodyError !== null
+        ? this.#bodyError
+        : errorFromCore(code, message, this.#request ?? { hostname: '', address: '' })
+    this.#fail(err)
+  }
+
+  #fail(err: Error): void {
+    this.#finish()
+    this.#callError(err)
+  }
+
+  #callError(err: Error): void {
+    try {
+      if (this.#legacy) {
+        if (typeof this.#handler.onError !== 'function') throw err
+        this.#handler.onError(err)
+      } else {
+        this.#handler.onResponseError?.(this, err)
+      }
+    } catch (thrown) {
+      reportUncaught(thrown)
+    }
+  }
+
+  #finish(): void {
+    if (this.#state === DONE) return
+    this.#state = DONE
+    this.#backlog = null
+    const source = this.#bodySource
+    if (source !== null && typeof source.return === 'function') {
+      // Stop reading the body source (destroys a Readable); its own errors no longer matter.
+      source.return().catch(() => {})
+    }
+    if (this.#request !== null) this.#host.finished(this)
+  }
+
+  #pullBody(): void {
+    const native = this.#native
+    const body = this.#request?.body
+    if (native === null || body === undefined || body.kind !== 'pull') return
+    let source = this.#bodySource
+    if (source === null) {
+      try {
+        source = this.#bodySource = body.source()
+      } catch (err) {
+        this.#bodyFailed(native, err)
+        return
+      }
+    }
+    source.next().then(
+      (result) => {
+        if (this.#state === DONE) return
+        if (result.done) binding().requestPushBody(native, null)
+        else binding().requestPushBody(native, chunkBytes(result.value))
+      },
+      (err: unknown) => this.#bodyFailed(native, err)
+    ).catch((err: unknown) => this.#bodyFailed(native, err))
+  }
+
+  #bodyFailed(native: NativeRequest, err: unknown): void {
+    if (this.#state === DONE) return
+    this.#bodyError = err instanceof Error ? err : new Error(String(err))
+    binding().requestPushBody(native, this.#bodyError.message || 'request body failed')
+  }
+}
+
+/** A handler's own exception from a final callback has nowhere to go but the process, as with undici. */
+function reportUncaught(err: unknown): void {
+  queueMicrotask(() => {
+    throw err
+  })
+}

@@ -1,0 +1,64 @@
+/**
+ * Turns the core's error codes into undici's own error classes (from the `undici` package itself, so
+ * `instanceof` and `code` work as they do with `undici.Agent`), and OS codes into Node-style errors.
+ */
+import { errors } from 'undici'
+import { constants } from 'node:os'
+
+/** A Node-style system error, as `net.connect` or `dns.lookup` would raise it. */
+export interface SystemError extends Error {
+  code: string
+  errno?: number
+  syscall?: string
+  hostname?: string
+}
+
+/** Where a request was going, for Node-style messages (`connect ECONNREFUSED 127.0.0.1:80`). */
+export interface Destination {
+  hostname: string
+  /** `host:port` */
+  address: string
+}
+
+function systemError(code: string, destination: Destination): SystemError {
+  const syscall = code === 'ENOTFOUND' || code === 'EAI_AGAIN' ? 'getaddrinfo' : 'connect'
+  const text = syscall === 'getaddrinfo' ? `getaddrinfo ${code} ${destination.hostname}` : `connect ${code} ${destination.address}`
+  const err = new Error(text) as SystemError
+  err.code = code
+  err.syscall = syscall
+  const errno = (constants.errno as Record<string, number | undefined>)[code]
+  if (errno !== undefined) err.errno = -errno
+  if (syscall === 'getaddrinfo') err.hostname = destination.hostname
+  return err
+}
+
+/** The error a request ends with, for a code and message from the core. */
+export function errorFromCore(code: string, message: string, destination: Destination): Error {
+  switch (code) {
+    case 'UND_ERR_CONNECT_TIMEOUT':
+      return new errors.ConnectTimeoutError(message)
+    case 'UND_ERR_HEADERS_TIMEOUT':
+      return new errors.HeadersTimeoutError(message)
+    case 'UND_ERR_BODY_TIMEOUT':
+      return new errors.BodyTimeoutError(message)
+    case 'UND_ERR_HEADERS_OVERFLOW':
+      return new errors.HeadersOverflowError(message)
+    case 'UND_ERR_RES_EXCEEDED_MAX_SIZE':
+      return new errors.ResponseExceededMaxSizeError(message)
+    case 'UND_ERR_RES_CONTENT_LENGTH_MISMATCH':
+      return new errors.ResponseContentLengthMismatchError(message)
+    case 'UND_ERR_REQ_CONTENT_LENGTH_MISMATCH':
+      return new errors.RequestContentLengthMismatchError(message)
+    case 'UND_ERR_SOCKET':
+      return new errors.SocketError(message)
+    case 'UND_ERR_ABORTED':
+      return new errors.RequestAbortedError(message)
+    case 'UND_ERR_INVALID_ARG':
+      return new errors.InvalidArgumentError(message)
+    case 'UND_ERR_NOT_SUPPORTED':
+      return new errors.NotSupportedError(message)
+    default:
+      if (/^E[A-Z0-9_]+$/.test(code)) return systemError(code, destination)
+      return Object.assign(new errors.UndiciError(message), { code })
+  }
+}

@@ -1,0 +1,8 @@
+/**
+ * reqwest-dispatcher: an undici-compatible `Dispatcher` with a Rust core (reqwest, hyper, tokio).
+ *
+ * Change `import { Agent } from 'undici'` to `import { Agent } from 'reqwest-dispatcher'`; everything else
+ * (`request`, `stream`, `pipeline`, `fetch`, `setGlobalDispatcher`, interceptors) keeps working.
+ */
+export { Agent, setWorkerThreads } from './agent'
+export type { AgentOptions } from './options'

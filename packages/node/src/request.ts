@@ -1,0 +1,184 @@
+/**
+ * Validation and normalization of one dispatch's options, with undici's rules and messages: what reaches the
+ * native side is a method, an absolute URL, a flat list of header strings and a prepared body.
+ */
+import { errors } from 'undici'
+import type { Dispatcher } from 'undici'
+import { prepareBody, type PreparedBody } from './body'
+
+const { InvalidArgumentError, NotSupportedError } = errors
+
+/** A request ready for the native side. */
+export interface NormalizedRequest {
+  method: string
+  url: string
+  hostname: string
+  /** `host:port` of the origin, for Node-style error messages. */
+  address: string
+  /** `name, value, name, value, …` */
+  headers: string[]
+  body: PreparedBody
+  /** -1 = agent default, 0 = disabled, otherwise milliseconds. */
+  headersTimeout: number
+  bodyTimeout: number
+}
+
+const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/
+// A header value may hold tab, visible ASCII and obs-text only: no NUL, CR, LF or other controls (as undici).
+const INVALID_VALUE = /[^\t\x20-\x7e\x80-\xff]/
+const INVALID_PATH = /[^\u0021-\u00ff]/
+const METHODS_WITH_PAYLOAD = new Set(['POST', 'PUT', 'PATCH', 'QUERY'])
+
+function headerValues(name: string, value: unknown): string[] | undefined {
+  if (value === undefined) return undefined
+  if (value === null) return ['']
+  if (Array.isArray(value)) {
+    return value.map((item: unknown) => {
+      if (item === null) return ''
+      if (typeof item === 'object' && !Buffer.isBuffer(item)) throw new InvalidArgumentError(`invalid ${name} header`)
+      return scalarValue(name, item)
+    })
+  }
+  if (typeof value === 'object' && !Buffer.isBuffer(value)) throw new InvalidArgumentError(`invalid ${name} header`)
+  return [scalarValue(name, value)]
+}
+
+function scalarValue(name: string, value: unknown): string {
+  const text = Buffer.isBuffer(value) ? value.toString('latin1') : String(value)
+  if (INVALID_VALUE.test(text)) throw new InvalidArgumentError(`invalid ${name} header`)
+  return text
+}
+
+interface HeaderState {
+  out: string[]
+  host: boolean
+  contentLength: number | null
+}
+
+function addHeader(state: HeaderState, key: string, value: unknown): void {
+  const values = headerValues(key, value)
+  if (values === undefined) return
+  const lower = key.toLowerCase()
+  if (!TOKEN.test(lower)) throw new InvalidArgumentError('invalid header key')
+  if (lower === 'host') {
+    if (state.host) throw new InvalidArgumentError('duplicate host header')
+    if (values.length !== 1) throw new InvalidArgumentError('invalid host header')
+    state.host = true
+  } else if (lower === 'content-length') {
+    if (state.contentLength !== null || values.length !== 1) {
+      throw new InvalidArgumentError('duplicate content-length header')
+    }
+    if (!/^[0-9]+$/.test(values[0])) throw new InvalidArgumentError('invalid content-length header')
+    state.contentLength = parseInt(values[0], 10)
+    return
+  } else if (lower === 'transfer-encoding' || lower === 'keep-alive' || lower === 'upgrade') {
+    throw new InvalidArgumentError(`invalid ${lower} header`)
+  } else if (lower === 'connection') {
+    if (values.length !== 1) throw new InvalidArgumentError('invalid connection header')
+    for (const token of values[0].toLowerCase().split(',')) {
+      if (!TOKEN.test(token.trim())) throw new InvalidArgumentError('invalid connection header')
+    }
+    // The pool manages connection reuse itself; hyper rejects connection-specific headers on HTTP/2.
+    return
+  } else if (lower === 'expect') {
+    throw new NotSupportedError('expect header not supported')
+  }
+  for (const v of values) state.out.push(lower, v)
+}
+
+function collectHeaders(headers: unknown, state: HeaderState): void {
+  if (headers == null) return
+  if (Array.isArray(headers)) {
+    if (headers.length % 2 !== 0) throw new InvalidArgumentError('headers array must be even')
+    for (let i = 0; i < headers.length; i += 2) addHeader(state, String(headers[i]), headers[i + 1])
+    return
+  }
+  if (typeof headers !== 'object') throw new InvalidArgumentError('headers must be an object or an array')
+  const iterator = (headers as { [Symbol.iterator]?: unknown })[Symbol.iterator]
+  if (typeof iterator === 'function') {
+    for (const pair of headers as Iterable<unknown>) {
+      if (!Array.isArray(pair) || pair.length !== 2) {
+        throw new InvalidArgumentError('headers must be in key-value pair format')
+      }
+      addHeader(state, String(pair[0]), pair[1])
+    }
+    return
+  }
+  for (const key of Object.keys(headers)) addHeader(state, key, (headers as Record<string, unknown>)[key])
+}
+
+function timeoutOption(name: string, value: unknown): number {
+  if (value == null) return -1
+  if (typeof value !== 'number' || !Number.isFinite(value) || value < 0) {
+    throw new InvalidArgumentError(`invalid ${name}`)
+  }
+  return value
+}
+
+function serializeQuery(path: string, query: unknown): string {
+  if (query == null) return path
+  if (typeof query !== 'object') throw new InvalidArgumentError('Query params must be an object')
+  const params = new URLSearchParams()
+  for (const [key, value] of Object.entries(query as Record<string, unknown>)) {
+    if (value === undefined) continue
+    if (Array.isArray(value)) for (const v of value) params.append(key, String(v))
+    else params.append(key, String(value))
+  }
+  const text = params.toString()
+  if (text === '') return path
+  return path + (path.includes('?') ? '&' : '?') + text
+}
+
+function normalizeOrigin(origin: unknown): URL {
+  if (typeof origin !== 'string' && !(origin instanceof URL)) {
+    throw new InvalidArgumentError('invalid origin')
+  }
+  let url: URL
+  try {
+    url = new URL(String(origin))
+  } catch {
+    throw new InvalidArgumentError('invalid origin')
+  }
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') {
+    throw new InvalidArgumentError('Invalid URL protocol: the URL must start with `http:` or `https:`.')
+  }
+  return url
+}
+
+/** Validates `opts` as undici does; throws undici's `InvalidArgumentError` (or `NotSupportedError`). */
+export function normalizeRequest(opts: Dispatcher.DispatchOptions): NormalizedRequest {
+  const { path, method } = opts
+  if (typeof path !== 'string') throw new InvalidArgumentError('path must be a string')
+  const absolute = path.startsWith('http://') || path.startsWith('https://')
+  if (path[0] !== '/' && !absolute) {
+    throw new InvalidArgumentError('path must be an absolute URL or start with a slash')
+  }
+  if (INVALID_PATH.test(path)) throw new InvalidArgumentError('invalid request path')
+  if (typeof method !== 'string') throw new InvalidArgumentError('method must be a string')
+  if (!TOKEN.test(method)) throw new InvalidArgumentError('invalid request method')
+  if (method === 'CONNECT') throw new NotSupportedError('CONNECT is not supported by reqwest-dispatcher')
+  const upgrade = (opts as { upgrade?: unknown }).upgrade
+  if (upgrade) throw new NotSupportedError('upgrade is not supported by reqwest-dispatcher')
+
+  const origin = normalizeOrigin(absolute ? new URL(path).origin : opts.origin)
+  const target = serializeQuery(absolute ? new URL(path).pathname + new URL(path).search : path, opts.query)
+
+  const state: HeaderState = { out: [], host: false, contentLength: null }
+  collectHeaders(opts.headers, state)
+
+  const body = prepareBody(opts.body, state.contentLength, METHODS_WITH_PAYLOAD.has(method))
+  if (body.kind === 'pull' && body.length !== null) state.out.push('content-length', String(body.length))
+  // hyper omits content-length for an empty body; undici sends `content-length: 0` when a payload is expected.
+  if (body.kind === 'bytes' && body.bytes.byteLength === 0) state.out.push('content-length', '0')
+
+  return {
+    method,
+    url: origin.origin + target,
+    hostname: origin.hostname,
+    address: `${origin.hostname}:${origin.port || (origin.protocol === 'https:' ? 443 : 80)}`,
+    headers: state.out,
+    body,
+    headersTimeout: timeoutOption('headersTimeout', opts.headersTimeout),
+    bodyTimeout: timeoutOption('bodyTimeout', opts.bodyTimeout)
+  }
+}

@@ -1,0 +1,188 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { Agent } from 'reqwest-dispatcher'
+import { controllerHandler, legacyHandler } from './helpers/recorder'
+import { echo, httpServer, rawServer, readHead, type Running } from './helpers/servers'
+
+let server: Running
+let raw: Running
+const agent = new Agent()
+
+beforeAll(async () => {
+  server = await httpServer((req, res) => {
+    if (req.url === '/cookies') {
+      res.setHeader('Set-Cookie', ['a=1', 'b=2'])
+      res.setHeader('X-Mixed-Case', 'yes')
+      res.end('ok')
+      return
+    }
+    echo(req, res)
+  })
+  raw = await rawServer(async (socket) => {
+    const head = await readHead(socket)
+    if (head.startsWith('GET /reason')) {
+      socket.end('HTTP/1.1 299 Quite Fine\r\ncontent-length: 2\r\n\r\nhi')
+    } else if (head.startsWith('GET /trailers')) {
+      socket.end(
+        'HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\ntrailer: x-checksum\r\n\r\n' +
+          '5\r\nhello\r\n0\r\nx-checksum: abc123\r\n\r\n'
+      )
+    }
+  })
+})
+
+afterAll(async () => {
+  await agent.close()
+  await server.close()
+  await raw.close()
+})
+
+describe('controller-style handler', () => {
+  it('receives start, headers, data and end in order with status, headers and body', async () => {
+    const { handler, done } = controllerHandler()
+    agent.dispatch({ origin: server.origin, path: '/hello?x=1', method: 'GET' }, handler)
+    const rec = await done
+    expect(rec.events[0]).toBe('start')
+    expect(rec.events[1]).toBe('headers')
+    expect(rec.events.at(-1)).toBe('end')
+    expect(rec.statusCode).toBe(200)
+    expect(rec.statusMessage).toBe('OK')
+    expect(rec.headers?.['content-type']).toBe('application/json')
+    const body = JSON.parse(rec.body.toString())
+    expect(body.method).toBe('GET')
+    expect(body.url).toBe('/hello?x=1')
+  })
+
+  it.each([
+    ['POST', 'a string body'],
+    ['PUT', Buffer.from('a buffer body')],
+    ['DELETE', new TextEncoder().encode('a Uint8Array body')]
+  ])('sends a %s request body and its content-length', async (method, payload) => {
+    const { handler, done } = controllerHandler()
+    agent.dispatch({ origin: server.origin, path: '/echo', method, body: payload }, handler)
+    const rec = await done
+    const body = JSON.parse(rec.body.toString())
+    const text = typeof payload === 'string' ? payload : Buffer.from(payload).toString()
+    expect(body.method).toBe(method)
+    expect(body.body).toBe(text)
+    expect(body.headers['content-length']).toBe(String(Buffer.byteLength(text)))
+  })
+
+  it('sends content-length: 0 for a POST without a body, as undici does', async () => {
+    const { handler, done } = controllerHandler()
+    agent.dispatch({ origin: server.origin, path: '/', method: 'POST' }, handler)
+    const body = JSON.parse((await done).body.toString())
+    expect(body.headers['content-length']).toBe('0')
+  })
+
+  it('gets no body for HEAD', async () => {
+    const { handler, done } = controllerHandler()
+    agent.dispatch({ origin: server.origin, path: '/', method: 'HEAD' }, handler)
+    const rec = await done
+    expect(rec.statusCode).toBe(200)
+    expect(rec.body.length).toBe(0)
+    expect(rec.events).not.toContain('data')
+  })
+
+  it('passes request headers given as object, flat array and iterable of pairs', async () => {
+    const shapes = [
+      { 'x-one': '1', 'x-list': ['a', 'b'], 'x-num': 3 },
+      ['x-one', '1', 'x-list', 'a', 'x-list', 'b', 'x-num', '3'],
+      new Map<string, string | string[]>([['x-one', '1'], ['x-list', ['a', 'b']], ['x-num', '3']])
+    ]
+    for (const headers of shapes) {
+      const { handler, done } = controllerHandler()
+      agent.dispatch({ origin: server.origin, path: '/', method: 'GET', headers: headers as never }, handler)
+      const body = JSON.parse((await done).body.toString())
+      expect(body.headers['x-one']).toBe('1')
+      expect(body.headers['x-list']).toBe('a, b')
+      expect(body.headers['x-num']).toBe('3')
+    }
+  })
+
+  it('delivers repeated response headers as arrays under lower-case names', async () => {
+    const { handler, done } = controllerHandler()
+    agent.dispatch({ origin: server.origin, path: '/cookies', method: 'GET' }, handler)
+    const rec = await done
+    expect(rec.headers?.['set-cookie']).toEqual(['a=1', 'b=2'])
+    expect(rec.headers?.['x-mixed-case']).toBe('yes')
+    expect(Object.keys(rec.headers ?? {}).every((k) => k === k.toLowerCase())).toBe(true)
+  })
+
+  it('keeps the status message the server sent', async () => {
+    const { handler, done } = controllerHandler()
+    agent.dispatch({ origin: raw.origin, path: '/reason', method: 'GET' }, handler)
+    const rec = await done
+    expect(rec.statusCode).toBe(299)
+    expect(rec.statusMessage).toBe('Quite Fine')
+    expect(rec.body.toString()).toBe('hi')
+  })
+
+  it('delivers HTTP/1.1 chunked trailers to onResponseEnd', async () => {
+    const { handler, done } = controllerHandler()
+    agent.dispatch({ origin: raw.origin, path: '/trailers', method: 'GET' }, handler)
+    const rec = await done
+    expect(rec.body.toString()).toBe('hello')
+    expect(rec.trailers).toEqual({ 'x-checksum': 'abc123' })
+  })
+
+  it('accepts origin as a URL object and appends query parameters', async () => {
+    const { handler, done } = controllerHandler()
+    agent.dispatch({ origin: new URL(server.origin), path: '/q', method: 'GET', query: { a: 1, b: 'x y' } }, handler)
+    const body = JSON.parse((await done).body.toString())
+    expect(body.url).toBe('/q?a=1&b=x+y')
+  })
+})
+
+describe('legacy handler', () => {
+  it('receives onConnect, onHeaders with raw Buffers and status text, onData and onComplete', async () => {
+    const { handler, done } = legacyHandler()
+    agent.dispatch({ origin: server.origin, path: '/cookies', method: 'GET' }, handler)
+    const rec = await done
+    expect(rec.events[0]).toBe('connect')
+    expect(rec.events[1]).toBe('headers')
+    expect(rec.events.at(-1)).toBe('complete')
+    expect(rec.statusCode).toBe(200)
+    expect(rec.statusMessage).toBe('OK')
+    expect(rec.rawHeaders?.every((b) => Buffer.isBuffer(b))).toBe(true)
+    const names = rec.rawHeaders?.filter((_, i) => i % 2 === 0).map((b) => b.toString())
+    expect(names?.filter((n) => n === 'set-cookie').length).toBe(2)
+    expect(rec.body.toString()).toBe('ok')
+    expect(rec.trailers).toEqual([])
+  })
+
+  it('delivers trailers to onComplete as raw Buffers', async () => {
+    const { handler, done } = legacyHandler()
+    agent.dispatch({ origin: raw.origin, path: '/trailers', method: 'GET' }, handler)
+    const rec = await done
+    expect((rec.trailers as Buffer[]).map((b) => b.toString())).toEqual(['x-checksum', 'abc123'])
+  })
+
+  it('pauses when onData returns false and finishes the body after resume', async () => {
+    const big = await httpServer((_req, res) => res.end(Buffer.alloc(4 * 1024 * 1024, 7)))
+    let paused = 0
+    let resumeLater: (() => void) | undefined
+    const { handler, done } = legacyHandler({
+      onData: () => {
+        if (paused === 0) {
+          paused++
+          setTimeout(() => resumeLater?.(), 50)
+          return false
+        }
+        return true
+      }
+    })
+    const wrapped = {
+      ...handler,
+      onHeaders(status: number, raw: Buffer[], resume: () => void, text: string) {
+        resumeLater = resume
+        return (handler as unknown as { onHeaders: (...a: unknown[]) => boolean }).onHeaders(status, raw, resume, text)
+      }
+    } as unknown as typeof handler
+    agent.dispatch({ origin: big.origin, path: '/', method: 'GET' }, wrapped)
+    const rec = await done
+    expect(paused).toBe(1)
+    expect(rec.body.length).toBe(4 * 1024 * 1024)
+    expect(rec.body.every((b) => b === 7)).toBe(true)
+    await big.close()
+  })
+})

@@ -1,0 +1,90 @@
+/** Real servers on 127.0.0.1 for the tests, closed by the returned function. */
+import http from 'node:http'
+import net from 'node:net'
+import type { AddressInfo } from 'node:net'
+
+export interface Running {
+  origin: string
+  port: number
+  close(): Promise<void>
+}
+
+export async function httpServer(handler: http.RequestListener): Promise<Running & { server: http.Server }> {
+  const server = http.createServer(handler)
+  server.keepAliveTimeout = 1000
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+  const { port } = server.address() as AddressInfo
+  return {
+    server,
+    port,
+    origin: `http://127.0.0.1:${port}`,
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.closeAllConnections()
+        server.close(() => resolve())
+      })
+  }
+}
+
+/** A TCP server that answers each connection with `onConnection`, for raw or malformed HTTP. */
+export async function rawServer(onConnection: (socket: net.Socket) => void): Promise<Running> {
+  const sockets = new Set<net.Socket>()
+  const server = net.createServer((socket) => {
+    sockets.add(socket)
+    socket.on('close', () => sockets.delete(socket))
+    socket.on('error', () => {})
+    onConnection(socket)
+  })
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+  const { port } = server.address() as AddressInfo
+  return {
+    port,
+    origin: `http://127.0.0.1:${port}`,
+    close: () =>
+      new Promise<void>((resolve) => {
+        for (const s of sockets) s.destroy()
+        server.close(() => resolve())
+      })
+  }
+}
+
+/** Reads one HTTP/1.1 request head from a raw socket. */
+export function readHead(socket: net.Socket): Promise<string> {
+  return new Promise((resolve) => {
+    let text = ''
+    const onData = (chunk: Buffer): void => {
+      text += chunk.toString('latin1')
+      if (text.includes('\r\n\r\n')) {
+        socket.off('data', onData)
+        resolve(text)
+      }
+    }
+    socket.on('data', onData)
+  })
+}
+
+/** A port nothing listens on. */
+export async function closedPort(): Promise<number> {
+  const server = net.createServer()
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+  const { port } = server.address() as AddressInfo
+  await new Promise<void>((resolve) => server.close(() => resolve()))
+  return port
+}
+
+/** An echo route: method, url, selected request headers and the body, as JSON. */
+export const echo: http.RequestListener = (req, res) => {
+  const chunks: Buffer[] = []
+  req.on('data', (c: Buffer) => chunks.push(c))
+  req.on('end', () => {
+    res.setHeader('content-type', 'application/json')
+    res.end(
+      JSON.stringify({
+        method: req.method,
+        url: req.url,
+        headers: req.headers,
+        body: Buffer.concat(chunks).toString('utf8')
+      })
+    )
+  })
+}
