@@ -157,16 +157,6 @@ fn header_bytes(headers: &HeaderMap) -> usize {
         .sum()
 }
 
-fn content_length(headers: &HeaderMap) -> Option<u64> {
-    headers
-        .get(http::header::CONTENT_LENGTH)?
-        .to_str()
-        .ok()?
-        .trim()
-        .parse()
-        .ok()
-}
-
 /// One request from send to the last body byte.
 async fn exchange<H: DispatchHandler>(
     client: &reqwest::Client,
@@ -192,14 +182,6 @@ async fn exchange<H: DispatchHandler>(
             ErrorKind::HeadersOverflow,
             "Headers Overflow Error",
         ));
-    }
-    if let (Some(max), Some(len)) = (options.max_response_size, content_length(&parts.headers)) {
-        if len > max {
-            return Err(CoreError::new(
-                ErrorKind::ResponseExceededMaxSize,
-                "Response content exceeded max size",
-            ));
-        }
     }
     let status_text = match parts.extensions.get::<hyper::ext::ReasonPhrase>() {
         Some(reason) => Bytes::copy_from_slice(reason.as_bytes()),

@@ -120,7 +120,11 @@ export class Agent extends Dispatcher {
       return
     }
     this.#closed = true
-    this.#host.whenIdle(() => done(null, null))
+    // As with undici, a closed agent is destroyed once its last request finished.
+    this.#host.whenIdle(() => {
+      this.#destroyed = true
+      done(null, null)
+    })
   }
 
   /** Fails every request in flight with `err` (default `ClientDestroyedError`) and refuses new ones. */
