@@ -123,6 +123,7 @@ export class Agent extends Dispatcher {
     // As with undici, a closed agent is destroyed once its last request finished.
     this.#host.whenIdle(() => {
       this.#destroyed = true
+      binding().agentClose(this.#host.native)
       done(null, null)
     })
   }
@@ -145,6 +146,7 @@ export class Agent extends Dispatcher {
     this.#destroyed = true
     const reason = err ?? new ClientDestroyedError()
     for (const controller of [...this.#host.requests]) controller.abort(reason)
+    binding().agentClose(this.#host.native)
     this.#host.whenIdle(done)
   }
 }

@@ -254,7 +254,9 @@ export class RequestController implements Dispatcher.DispatchController {
       if (this.#legacy) this.#handler.onComplete?.(rawHeaders(trailers, 0))
       else this.#handler.onResponseEnd?.(this, headersObject(trailers, 0))
     } catch (err) {
-      reportUncaught(err)
+      // As undici does: an exception from the end callback becomes the request's error (RetryHandler throws
+      // there to ask for a retry).
+      this.#callError(err as Error)
     }
   }
 

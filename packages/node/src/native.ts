@@ -31,6 +31,7 @@ export type DeliverFn = (batch: unknown[]) => void
 export interface NativeBinding {
   agentNew(options: NativeAgentOptions, deliver: DeliverFn): NativeAgent
   agentSetActive(agent: NativeAgent, active: boolean): void
+  agentClose(agent: NativeAgent): void
   setWorkerThreads(threads: number): boolean
   dispatch(
     agent: NativeAgent,

@@ -10,7 +10,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub struct NativeAgent {
-    pub core: Agent,
+    /// `None` once the agent was closed: dropping the core agent drops its pool and idle connections.
+    pub core: RefCell<Option<Agent>>,
     pub queue: Arc<EventQueue>,
     /// The referenced/unreferenced handle; the queue holds an unreferenced clone for sending.
     keep_alive: RefCell<Channel>,
@@ -66,7 +67,7 @@ pub fn agent_new(mut cx: FunctionContext) -> JsResult<BoxedAgent> {
     keep_alive.unref(&mut cx);
     let queue = EventQueue::new(keep_alive.clone(), deliver);
     Ok(cx.boxed(NativeAgent {
-        core: agent,
+        core: RefCell::new(Some(agent)),
         queue,
         keep_alive: RefCell::new(keep_alive),
     }))
@@ -90,4 +91,13 @@ pub fn set_worker_threads(mut cx: FunctionContext) -> JsResult<JsBoolean> {
     let threads = cx.argument::<JsNumber>(0)?.value(&mut cx);
     let applied = reqwest_dispatcher_core::set_worker_threads(threads.max(0.0) as usize);
     Ok(cx.boolean(applied))
+}
+
+/// `agentClose(agent)`: drops the core agent, closing its idle connections. Requests still in flight keep the
+/// connections they use until they finish; the JS layer calls this once none are left (close) or all were
+/// aborted (destroy).
+pub fn agent_close(mut cx: FunctionContext) -> JsResult<JsUndefined> {
+    let agent = cx.argument::<BoxedAgent>(0)?;
+    agent.core.borrow_mut().take();
+    Ok(cx.undefined())
 }

@@ -80,7 +80,10 @@ pub fn dispatch(mut cx: FunctionContext) -> JsResult<BoxedRequest> {
         queue: agent.queue.clone(),
         controller: controller.clone(),
     };
-    agent.core.dispatch(request, controller.clone(), handler);
+    match agent.core.borrow().as_ref() {
+        Some(core) => core.dispatch(request, controller.clone(), handler),
+        None => return cx.throw_error("the agent is closed"),
+    }
     Ok(cx.boxed(NativeRequest {
         controller,
         body: sender,

@@ -14,6 +14,7 @@ use neon::prelude::*;
 fn main(mut cx: ModuleContext) -> NeonResult<()> {
     cx.export_function("agentNew", agent::agent_new)?;
     cx.export_function("agentSetActive", agent::agent_set_active)?;
+    cx.export_function("agentClose", agent::agent_close)?;
     cx.export_function("setWorkerThreads", agent::set_worker_threads)?;
     cx.export_function("dispatch", dispatch::dispatch)?;
     cx.export_function("requestAbort", dispatch::request_abort)?;
