@@ -10,7 +10,7 @@ const { InvalidArgumentError, RequestContentLengthMismatchError } = errors
 export type PreparedBody =
   | { kind: 'none' }
   | { kind: 'bytes'; bytes: Uint8Array }
-  | { kind: 'pull'; length: number | null; source: () => AsyncIterator<unknown> }
+  | { kind: 'pull'; length: number | null; source: () => AsyncIterator<unknown>; contentType?: string }
 
 const EMPTY = new Uint8Array(0)
 
@@ -33,12 +33,25 @@ export function prepareBody(body: unknown, contentLength: number | null, expects
     }
     return expectsPayload || contentLength === 0 ? { kind: 'bytes', bytes: EMPTY } : { kind: 'none' }
   }
+  if (typeof FormData !== 'undefined' && body instanceof FormData) {
+    // The web Response serializes FormData as multipart with a fresh boundary, named in its content-type.
+    const encoded = new Response(body)
+    const stream = encoded.body as unknown as AsyncIterable<unknown>
+    return {
+      kind: 'pull',
+      length: contentLength,
+      source: () => iterate(stream),
+      contentType: encoded.headers.get('content-type') ?? undefined
+    }
+  }
   let bytes: Uint8Array | undefined
   if (typeof body === 'string') bytes = Buffer.from(body)
   else if (body instanceof Uint8Array) bytes = body
   else if (ArrayBuffer.isView(body)) bytes = new Uint8Array(body.buffer, body.byteOffset, body.byteLength)
   else if (body instanceof ArrayBuffer) bytes = new Uint8Array(body)
   if (bytes !== undefined) {
+    // As undici: an empty body is no body.
+    if (bytes.byteLength === 0) return prepareBody(null, contentLength, expectsPayload)
     if (contentLength !== null && contentLength !== bytes.byteLength) {
       throw new RequestContentLengthMismatchError()
     }

@@ -43,6 +43,8 @@ interface LegacyHandler {
   onData?(chunk: Buffer): boolean | void
   onComplete?(trailers: Buffer[] | null): void
   onError?(err: Error): void
+  onBodySent?(chunk: Uint8Array): void
+  onRequestSent?(): void
 }
 
 type Handler = Dispatcher.DispatchHandler & LegacyHandler
@@ -67,6 +69,7 @@ export class RequestController implements Dispatcher.DispatchController {
   #trailerFields: string[] | undefined
   #bodySource: AsyncIterator<unknown> | null = null
   #bodyError: Error | null = null
+  #requestSent = false
 
   constructor(host: RequestHost, id: number, handler: Dispatcher.DispatchHandler) {
     this.#host = host
@@ -218,11 +221,24 @@ export class RequestController implements Dispatcher.DispatchController {
     }
   }
 
+  /**
+   * Legacy `onBodySent`/`onRequestSent`: a known-size body counts as sent once the response head arrives (hyper
+   * reports no earlier point); a pulled body chunk by chunk as the core takes it (see #pullBody).
+   */
+  #announceSent(): void {
+    if (this.#requestSent || !this.#legacy) return
+    this.#requestSent = true
+    const body = this.#request?.body
+    if (body?.kind === 'bytes' && body.bytes.byteLength > 0) this.#handler.onBodySent?.(body.bytes)
+    this.#handler.onRequestSent?.()
+  }
+
   #onStart(status: number, fields: string[]): void {
     this.#headerFields = fields
     const statusText = fields[0]
     const handler = this.#handler
     try {
+      if (this.#request?.body.kind !== 'pull') this.#announceSent()
       if (this.#legacy) {
         handler.onResponseStarted?.()
         const resume = (): void => this.resume()
@@ -314,8 +330,14 @@ export class RequestController implements Dispatcher.DispatchController {
     source.next().then(
       (result) => {
         if (this.#state === DONE) return
-        if (result.done) binding().requestPushBody(native, null)
-        else binding().requestPushBody(native, chunkBytes(result.value))
+        if (result.done) {
+          binding().requestPushBody(native, null)
+          this.#announceSent()
+        } else {
+          const chunk = chunkBytes(result.value)
+          binding().requestPushBody(native, chunk)
+          if (this.#legacy) this.#handler.onBodySent?.(chunk)
+        }
       },
       (err: unknown) => this.#bodyFailed(native, err)
     ).catch((err: unknown) => this.#bodyFailed(native, err))

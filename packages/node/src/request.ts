@@ -23,6 +23,16 @@ export interface NormalizedRequest {
   bodyTimeout: number
 }
 
+/** Options undici's Request validates besides the typed DispatchOptions fields. */
+interface DispatchOptionsSeen {
+  upgrade?: unknown
+  reset?: unknown
+  expectContinue?: unknown
+  throwOnError?: unknown
+  maxRedirections?: unknown
+  typeOfService?: unknown
+}
+
 const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/
 // A header value may hold tab, visible ASCII and obs-text only: no NUL, CR, LF or other controls (as undici).
 const INVALID_VALUE = /[^\t\x20-\x7e\x80-\xff]/
@@ -53,6 +63,9 @@ interface HeaderState {
   out: string[]
   host: boolean
   contentLength: number | null
+  contentType: boolean
+  /** `connection: close` was asked for (header or `reset: true`). */
+  reset: boolean
 }
 
 function addHeader(state: HeaderState, key: string, value: unknown): void {
@@ -64,6 +77,8 @@ function addHeader(state: HeaderState, key: string, value: unknown): void {
     if (state.host) throw new InvalidArgumentError('duplicate host header')
     if (values.length !== 1) throw new InvalidArgumentError('invalid host header')
     state.host = true
+  } else if (lower === 'content-type') {
+    state.contentType = true
   } else if (lower === 'content-length') {
     if (state.contentLength !== null || values.length !== 1) {
       throw new InvalidArgumentError('duplicate content-length header')
@@ -75,10 +90,12 @@ function addHeader(state: HeaderState, key: string, value: unknown): void {
     throw new InvalidArgumentError(`invalid ${lower} header`)
   } else if (lower === 'connection') {
     if (values.length !== 1) throw new InvalidArgumentError('invalid connection header')
-    for (const token of values[0].toLowerCase().split(',')) {
-      if (!TOKEN.test(token.trim())) throw new InvalidArgumentError('invalid connection header')
+    const tokens = values[0].toLowerCase().split(',').map((t) => t.trim())
+    for (const token of tokens) {
+      if (!TOKEN.test(token)) throw new InvalidArgumentError('invalid connection header')
     }
-    // The pool manages connection reuse itself; hyper rejects connection-specific headers on HTTP/2.
+    // The pool manages reuse itself; only `close` means something to it (hyper drops it on HTTP/2).
+    if (tokens.includes('close')) state.reset = true
     return
   } else if (lower === 'expect') {
     throw new NotSupportedError('expect header not supported')
@@ -156,18 +173,39 @@ export function normalizeRequest(opts: Dispatcher.DispatchOptions): NormalizedRe
   if (INVALID_PATH.test(path)) throw new InvalidArgumentError('invalid request path')
   if (typeof method !== 'string') throw new InvalidArgumentError('method must be a string')
   if (!TOKEN.test(method)) throw new InvalidArgumentError('invalid request method')
-  if (method === 'CONNECT') throw new NotSupportedError('CONNECT is not supported by reqwest-dispatcher')
-  const upgrade = (opts as { upgrade?: unknown }).upgrade
-  if (upgrade) throw new NotSupportedError('upgrade is not supported by reqwest-dispatcher')
+  const extra = opts as DispatchOptionsSeen
+  if (extra.upgrade && typeof extra.upgrade !== 'string') throw new InvalidArgumentError('upgrade must be a string')
+  if (extra.upgrade && INVALID_VALUE.test(extra.upgrade as string)) throw new InvalidArgumentError('invalid upgrade header')
+  if (extra.reset != null && typeof extra.reset !== 'boolean') throw new InvalidArgumentError('invalid reset')
+  if (extra.expectContinue != null && typeof extra.expectContinue !== 'boolean') {
+    throw new InvalidArgumentError('invalid expectContinue')
+  }
+  // undici 7 moved both to interceptors (responseError, redirect) and rejects them here.
+  if (extra.throwOnError != null) throw new InvalidArgumentError('invalid throwOnError')
+  if (extra.maxRedirections != null && extra.maxRedirections !== 0) {
+    throw new InvalidArgumentError('maxRedirections is not supported, use the redirect interceptor')
+  }
+  const tos = extra.typeOfService
+  if (tos != null && (!Number.isInteger(tos) || (tos as number) < 0 || (tos as number) > 255)) {
+    throw new InvalidArgumentError('typeOfService must be an integer between 0 and 255')
+  }
+  if (method === 'CONNECT' || extra.upgrade) {
+    throw new NotSupportedError('upgrade and CONNECT are not supported by reqwest-dispatcher (see COMPATIBILITY.md)')
+  }
 
   const origin = normalizeOrigin(absolute ? new URL(path).origin : opts.origin)
   const target = serializeQuery(absolute ? new URL(path).pathname + new URL(path).search : path, opts.query)
 
-  const state: HeaderState = { out: [], host: false, contentLength: null }
+  const state: HeaderState = { out: [], host: false, contentLength: null, contentType: false, reset: false }
   collectHeaders(opts.headers, state)
+  if (extra.reset === true) state.reset = true
+  if (state.reset) state.out.push('connection', 'close')
 
   const body = prepareBody(opts.body, state.contentLength, METHODS_WITH_PAYLOAD.has(method))
   if (body.kind === 'pull' && body.length !== null) state.out.push('content-length', String(body.length))
+  if (body.kind === 'pull' && body.contentType !== undefined && !state.contentType) {
+    state.out.push('content-type', body.contentType)
+  }
   // hyper omits content-length for an empty body; undici sends `content-length: 0` when a payload is expected.
   if (body.kind === 'bytes' && body.bytes.byteLength === 0) state.out.push('content-length', '0')
 
