@@ -2,6 +2,7 @@
  * `Agent`: an undici `Dispatcher` whose requests run in the Rust core. `request`, `stream`, `pipeline` and
  * `compose` come from undici's `Dispatcher` base class; `dispatch`, `close` and `destroy` are implemented here.
  */
+import { EventEmitter } from 'node:events'
 import { Dispatcher, errors } from 'undici'
 import { RequestController, type RequestHost } from './controller'
 import { binding, type NativeAgent } from './native'
@@ -28,22 +29,45 @@ type Callback = (err?: Error | null, data?: null) => void
 class AgentHost implements RequestHost {
   readonly native: NativeAgent
   readonly requests = new Set<RequestController>()
+  /** Requests in flight per origin, and whether `drain` is owed once it drops below the limit. */
+  readonly #perOrigin = new Map<string, { running: number; needDrain: boolean }>()
+  readonly #limit: number
+  readonly #onDrain: (origin: string) => void
   #onIdle: Array<() => void> = []
 
-  constructor(native: NativeAgent) {
+  /** `limit`: requests per origin before `dispatch()` answers false (undici: connections × pipelining). */
+  constructor(native: NativeAgent, limit: number, onDrain: (origin: string) => void) {
     this.native = native
+    this.#limit = limit
+    this.#onDrain = onDrain
   }
 
-  started(controller: RequestController): void {
+  /** Counts `controller` in; returns false when its origin is now saturated (undici's `needDrain`). */
+  started(controller: RequestController): boolean {
     inFlight.set(controller.id, controller)
     this.requests.add(controller)
     // While requests are in flight the agent keeps the process alive; idle, it lets it exit.
     if (this.requests.size === 1) binding().agentSetActive(this.native, true)
+    let count = this.#perOrigin.get(controller.origin)
+    if (count === undefined) this.#perOrigin.set(controller.origin, (count = { running: 0, needDrain: false }))
+    count.running++
+    if (count.running >= this.#limit) count.needDrain = true
+    return !count.needDrain
   }
 
   finished(controller: RequestController): void {
     inFlight.delete(controller.id)
     if (!this.requests.delete(controller)) return
+    const count = this.#perOrigin.get(controller.origin)
+    if (count !== undefined) {
+      count.running--
+      if (count.running === 0 && !count.needDrain) this.#perOrigin.delete(controller.origin)
+      if (count.needDrain && count.running < this.#limit) {
+        count.needDrain = false
+        if (count.running === 0) this.#perOrigin.delete(controller.origin)
+        this.#onDrain(controller.origin)
+      }
+    }
     if (this.requests.size === 0) {
       binding().agentSetActive(this.native, false)
       const waiters = this.#onIdle
@@ -74,7 +98,11 @@ export class Agent extends Dispatcher {
 
   constructor(options: AgentOptions = {}) {
     super()
-    this.#host = new AgentHost(binding().agentNew(nativeAgentOptions(options), deliverBatch))
+    const native = binding().agentNew(nativeAgentOptions(options), deliverBatch)
+    const limit = options.connections == null ? Infinity : options.connections * Math.max(1, options.pipelining ?? 1)
+    // undici emits `drain` with the dispatchers involved as a second argument, beyond what its types declare.
+    const emitDrain = (origin: string): boolean => EventEmitter.prototype.emit.call(this, 'drain', new URL(origin), [this])
+    this.#host = new AgentHost(native, limit, emitDrain)
   }
 
   /** `true` once `close()` or `destroy()` was called: new requests are refused. */
@@ -98,8 +126,7 @@ export class Agent extends Dispatcher {
       if (!opts || typeof opts !== 'object') throw new InvalidArgumentError('opts must be an object.')
       if (this.#destroyed) throw new ClientDestroyedError()
       if (this.#closed) throw new ClientClosedError()
-      controller.start(normalizeRequest(opts))
-      return true
+      return controller.start(normalizeRequest(opts))
     } catch (err) {
       controller.failBeforeStart(err as Error)
       return false

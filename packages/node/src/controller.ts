@@ -31,7 +31,8 @@ import type { NormalizedRequest } from './request'
 /** What a controller needs from the agent that started it. */
 export interface RequestHost {
   readonly native: NativeAgent
-  started(controller: RequestController): void
+  /** Returns whether the agent can take more requests for this origin right now. */
+  started(controller: RequestController): boolean
   finished(controller: RequestController): void
 }
 
@@ -80,6 +81,11 @@ export class RequestController implements Dispatcher.DispatchController {
 
   get id(): number {
     return this.#id
+  }
+
+  /** The origin this request goes to, once started. */
+  get origin(): string {
+    return this.#request?.origin ?? ''
   }
 
   get aborted(): boolean {
@@ -135,11 +141,15 @@ export class RequestController implements Dispatcher.DispatchController {
     this.#callError(err)
   }
 
-  /** Starts the request: `onRequestStart`/`onConnect`, then the native dispatch unless the handler aborted. */
-  start(request: NormalizedRequest): void {
+  /**
+   * Starts the request: `onRequestStart`/`onConnect`, then the native dispatch unless the handler aborted.
+   * Returns `dispatch()`'s answer: false when the origin is saturated (wait for `drain`).
+   */
+  start(request: NormalizedRequest): boolean {
     this.#request = request
-    this.#host.started(this)
+    const more = this.#host.started(this)
     queueMicrotask(() => this.#send())
+    return more
   }
 
   #send(): void {

@@ -12,6 +12,8 @@ const { InvalidArgumentError, NotSupportedError } = errors
 export interface NormalizedRequest {
   method: string
   url: string
+  /** `scheme://host[:port]`, the key requests are counted under per origin. */
+  origin: string
   hostname: string
   /** `host:port` of the origin, for Node-style error messages. */
   address: string
@@ -193,6 +195,9 @@ export function normalizeRequest(opts: Dispatcher.DispatchOptions): NormalizedRe
     throw new NotSupportedError('upgrade and CONNECT are not supported by reqwest-dispatcher (see COMPATIBILITY.md)')
   }
 
+  if (!opts.origin || (typeof opts.origin !== 'string' && !(opts.origin instanceof URL))) {
+    throw new InvalidArgumentError('opts.origin must be a non-empty string or URL.')
+  }
   const origin = normalizeOrigin(absolute ? new URL(path).origin : opts.origin)
   const target = serializeQuery(absolute ? new URL(path).pathname + new URL(path).search : path, opts.query)
 
@@ -212,6 +217,7 @@ export function normalizeRequest(opts: Dispatcher.DispatchOptions): NormalizedRe
   return {
     method,
     url: origin.origin + target,
+    origin: origin.origin,
     hostname: origin.hostname,
     address: `${origin.hostname}:${origin.port || (origin.protocol === 'https:' ? 443 : 80)}`,
     headers: state.out,
