@@ -4,6 +4,7 @@ use crate::controller::RequestController;
 use crate::error::{CoreError, ErrorKind};
 use crate::handler::{DispatchHandler, ResponseHead};
 use crate::options::AgentOptions;
+use crate::origins::{self, OriginStats, Origins};
 use crate::request::{DispatchRequest, RequestBody};
 use crate::runtime::runtime_handle;
 use bytes::Bytes;
@@ -22,38 +23,30 @@ pub struct Agent {
     client: reqwest::Client,
     options: Arc<AgentOptions>,
     runtime: Handle,
+    origins: Arc<Origins>,
 }
 
 impl Agent {
     pub fn new(options: AgentOptions) -> Result<Agent, CoreError> {
         let runtime = runtime_handle();
         let _entered = runtime.enter();
-        let mut builder = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .no_proxy()
-            .tcp_nodelay(true)
-            .pool_idle_timeout(options.keep_alive_timeout);
-        if let Some(timeout) = options.connect_timeout {
-            builder = builder.connect_timeout(timeout);
-        }
-        if options.allow_h2 {
-            builder = builder.http2_max_header_list_size(
-                u32::try_from(options.max_header_size).unwrap_or(u32::MAX),
-            );
-        } else {
-            builder = builder.http1_only();
-        }
-        let client = builder.build().map_err(|e| {
-            CoreError::new(
-                ErrorKind::InvalidArgument,
-                format!("invalid agent options: {e}"),
-            )
-        })?;
+        let client = crate::client::build(&options)?;
+        let origins = Arc::new(Origins::new(
+            options.connections,
+            options.allow_h2,
+            options.h2c,
+        ));
         Ok(Agent {
             client,
             options: Arc::new(options),
             runtime,
+            origins,
         })
+    }
+
+    /// Requests pending and running per origin (undici's `agent.stats`).
+    pub fn stats(&self) -> Vec<OriginStats> {
+        self.origins.stats()
     }
 
     pub fn options(&self) -> &AgentOptions {
@@ -70,16 +63,16 @@ impl Agent {
     ) {
         let client = self.client.clone();
         let options = Arc::clone(&self.options);
+        let origins = Arc::clone(&self.origins);
         self.runtime.spawn(async move {
             let mut handler = handler;
             let outcome = {
-                let work = AssertUnwindSafe(exchange(
-                    &client,
-                    &options,
-                    request,
-                    &controller,
-                    &mut handler,
-                ))
+                // Admission first: the origin's `connections` cap, or a probe for HTTP/2 (see origins.rs).
+                let work = AssertUnwindSafe(async {
+                    let lease = origins.admit(&request.url).await;
+                    let exchange = exchange(&client, &options, request, &controller, &mut handler);
+                    origins::with_lease(lease, exchange).await
+                })
                 .catch_unwind();
                 tokio::select! {
                     biased;
@@ -174,6 +167,7 @@ async fn exchange<H: DispatchHandler>(
     })
     .await?
     .map_err(|e| CoreError::from_send(&e))?;
+    origins::response_version(response.version());
 
     let response: http::Response<reqwest::Body> = response.into();
     let (parts, mut body) = response.into_parts();
@@ -183,9 +177,14 @@ async fn exchange<H: DispatchHandler>(
             "Headers Overflow Error",
         ));
     }
-    let status_text = match parts.extensions.get::<hyper::ext::ReasonPhrase>() {
-        Some(reason) => Bytes::copy_from_slice(reason.as_bytes()),
-        None => Bytes::from_static(parts.status.canonical_reason().unwrap_or("").as_bytes()),
+    // HTTP/2 has no reason phrase on the wire: undici reports '' there, and the server's own phrase on HTTP/1.1.
+    let status_text = if parts.version >= http::Version::HTTP_2 {
+        Bytes::new()
+    } else {
+        match parts.extensions.get::<hyper::ext::ReasonPhrase>() {
+            Some(reason) => Bytes::copy_from_slice(reason.as_bytes()),
+            None => Bytes::from_static(parts.status.canonical_reason().unwrap_or("").as_bytes()),
+        }
     };
     handler.on_response_start(ResponseHead {
         status: parts.status.as_u16(),

@@ -92,6 +92,10 @@ impl RequestController {
     }
 
     async fn wait_until(&self, cond: impl Fn(&Self) -> bool) {
+        // Fast path, taken for nearly every body frame: no waiter is registered (that locks the Notify).
+        if cond(self) {
+            return;
+        }
         loop {
             let mut notified = pin!(self.state.changed.notified());
             // Registering before checking closes the gap where a change lands between check and wait.

@@ -2,6 +2,7 @@
 //!
 //! Errors say which phase failed (connect, headers, body) so the JavaScript layer can pick undici's error class.
 
+use crate::tls::CertificateRejected;
 use std::error::Error as StdError;
 use std::fmt;
 use std::io;
@@ -24,6 +25,9 @@ pub enum ErrorKind {
     /// An operating-system level failure before the connection existed; the payload is Node's code for it
     /// (`ECONNREFUSED`, `ENOTFOUND`, ...).
     Os(&'static str),
+    /// The TLS handshake failed; the payload is Node's code for the reason (`DEPTH_ZERO_SELF_SIGNED_CERT`,
+    /// `CERT_HAS_EXPIRED`, `ERR_TLS_CERT_ALTNAME_INVALID`, `ERR_SSL_TLSV13_ALERT_CERTIFICATE_REQUIRED`, ...).
+    Tls(&'static str),
     /// The request body source (in JS) failed; the JS layer keeps the original error and rethrows it.
     RequestBody,
     /// A bug in this crate (a panic caught at the task boundary).
@@ -46,6 +50,7 @@ impl ErrorKind {
             ErrorKind::InvalidArgument => "UND_ERR_INVALID_ARG",
             ErrorKind::NotSupported => "UND_ERR_NOT_SUPPORTED",
             ErrorKind::Os(code) => code,
+            ErrorKind::Tls(code) => code,
             ErrorKind::RequestBody => "UND_ERR_REQUEST_BODY",
             ErrorKind::Internal => "UND_ERR_INTERNAL",
         }
@@ -81,6 +86,12 @@ impl CoreError {
         }
         let chain = chain_text(err);
         if err.is_connect() {
+            if let Some(tls) = find_deep::<rustls::Error>(err) {
+                return Self::from_tls(tls);
+            }
+            if let Some(proxy) = tunnel_failure(&chain) {
+                return proxy;
+            }
             if chain.contains("dns error") {
                 return CoreError::new(
                     ErrorKind::Os("ENOTFOUND"),
@@ -97,6 +108,31 @@ impl CoreError {
         Self::from_transport(err, chain)
     }
 
+    /// Node's code and message for a failed TLS handshake.
+    fn from_tls(err: &rustls::Error) -> Self {
+        if let rustls::Error::InvalidCertificate(rustls::CertificateError::Other(other)) = err {
+            if let Some(rejected) = other.0.downcast_ref::<CertificateRejected>() {
+                return CoreError::new(ErrorKind::Tls(rejected.code), rejected.message.clone());
+            }
+        }
+        match err {
+            rustls::Error::AlertReceived(alert) => match alert_code(*alert) {
+                Some((code, reason)) => CoreError::new(
+                    ErrorKind::Tls(code),
+                    format!("{reason} (SSL alert number {})", u8::from(*alert)),
+                ),
+                None => CoreError::new(ErrorKind::Socket, format!("TLS alert received: {alert:?}")),
+            },
+            rustls::Error::InvalidMessage(rustls::InvalidMessage::InvalidContentType) => {
+                CoreError::new(
+                    ErrorKind::Tls("ERR_SSL_WRONG_VERSION_NUMBER"),
+                    "wrong version number",
+                )
+            }
+            other => CoreError::new(ErrorKind::Socket, format!("TLS handshake failed: {other}")),
+        }
+    }
+
     /// Classifies a reqwest error raised while reading the response body.
     pub(crate) fn from_body(err: &reqwest::Error) -> Self {
         let chain = chain_text(err);
@@ -104,6 +140,11 @@ impl CoreError {
     }
 
     fn from_transport(err: &reqwest::Error, chain: String) -> Self {
+        // A TLS 1.3 server refuses a client certificate after the client's side of the handshake is done, so
+        // its alert arrives while the request is under way.
+        if let Some(tls) = find_deep::<rustls::Error>(err) {
+            return Self::from_tls(tls);
+        }
         if let Some(h) = find_source::<hyper::Error>(err) {
             if h.is_incomplete_message() {
                 return CoreError::new(ErrorKind::Socket, "other side closed");
@@ -144,6 +185,105 @@ fn os_code(err: &io::Error) -> Option<&'static str> {
         io::ErrorKind::NetworkUnreachable => "ENETUNREACH",
         _ => return None,
     })
+}
+
+/// undici's error for a `CONNECT` tunnel the proxy refused (`RequestAbortedError`, as undici's `ProxyAgent`).
+fn tunnel_failure(chain: &str) -> Option<CoreError> {
+    let status = if chain.contains("tunnel error: proxy authorization required") {
+        "407"
+    } else if chain.contains("tunnel error: unsuccessful") {
+        "non-200"
+    } else {
+        return None;
+    };
+    Some(CoreError::new(
+        ErrorKind::Aborted,
+        format!("Proxy response ({status}) !== 200 when HTTP Tunneling"),
+    ))
+}
+
+/// Node's code for a TLS alert the server sent, from OpenSSL's reason string.
+fn alert_code(alert: rustls::AlertDescription) -> Option<(&'static str, &'static str)> {
+    use rustls::AlertDescription as A;
+    Some(match alert {
+        A::HandshakeFailure => (
+            "ERR_SSL_SSLV3_ALERT_HANDSHAKE_FAILURE",
+            "sslv3 alert handshake failure",
+        ),
+        A::BadCertificate => (
+            "ERR_SSL_SSLV3_ALERT_BAD_CERTIFICATE",
+            "sslv3 alert bad certificate",
+        ),
+        A::UnsupportedCertificate => (
+            "ERR_SSL_SSLV3_ALERT_UNSUPPORTED_CERTIFICATE",
+            "sslv3 alert unsupported certificate",
+        ),
+        A::CertificateRevoked => (
+            "ERR_SSL_SSLV3_ALERT_CERTIFICATE_REVOKED",
+            "sslv3 alert certificate revoked",
+        ),
+        A::CertificateExpired => (
+            "ERR_SSL_SSLV3_ALERT_CERTIFICATE_EXPIRED",
+            "sslv3 alert certificate expired",
+        ),
+        A::CertificateUnknown => (
+            "ERR_SSL_SSLV3_ALERT_CERTIFICATE_UNKNOWN",
+            "sslv3 alert certificate unknown",
+        ),
+        A::IllegalParameter => (
+            "ERR_SSL_SSLV3_ALERT_ILLEGAL_PARAMETER",
+            "sslv3 alert illegal parameter",
+        ),
+        A::UnknownCA => ("ERR_SSL_TLSV1_ALERT_UNKNOWN_CA", "tlsv1 alert unknown ca"),
+        A::AccessDenied => (
+            "ERR_SSL_TLSV1_ALERT_ACCESS_DENIED",
+            "tlsv1 alert access denied",
+        ),
+        A::DecodeError => (
+            "ERR_SSL_TLSV1_ALERT_DECODE_ERROR",
+            "tlsv1 alert decode error",
+        ),
+        A::DecryptError => (
+            "ERR_SSL_TLSV1_ALERT_DECRYPT_ERROR",
+            "tlsv1 alert decrypt error",
+        ),
+        A::ProtocolVersion => (
+            "ERR_SSL_TLSV1_ALERT_PROTOCOL_VERSION",
+            "tlsv1 alert protocol version",
+        ),
+        A::InternalError => (
+            "ERR_SSL_TLSV1_ALERT_INTERNAL_ERROR",
+            "tlsv1 alert internal error",
+        ),
+        A::UnrecognisedName => ("ERR_SSL_TLSV1_UNRECOGNIZED_NAME", "tlsv1 unrecognized name"),
+        A::NoApplicationProtocol => (
+            "ERR_SSL_TLSV1_ALERT_NO_APPLICATION_PROTOCOL",
+            "tlsv1 alert no application protocol",
+        ),
+        A::CertificateRequired => (
+            "ERR_SSL_TLSV13_ALERT_CERTIFICATE_REQUIRED",
+            "tlsv13 alert certificate required",
+        ),
+        _ => return None,
+    })
+}
+
+/// Like [`find_source`], but also looks inside `io::Error`s, whose `source()` skips the error they wrap
+/// (tokio-rustls reports handshake failures as an `io::Error` wrapping the `rustls::Error`).
+fn find_deep<'a, T: StdError + 'static>(err: &'a (dyn StdError + 'static)) -> Option<&'a T> {
+    let mut cur: Option<&(dyn StdError + 'static)> = Some(err);
+    while let Some(e) = cur {
+        if let Some(found) = e.downcast_ref::<T>() {
+            return Some(found);
+        }
+        if let Some(inner) = e.downcast_ref::<io::Error>().and_then(|io| io.get_ref()) {
+            if let Some(found) = find_deep::<T>(inner) {
+                return Some(found);
+            }
+        }
+        cur = e.source();
+    }
+    None
 }
 
 fn find_source<'a, T: StdError + 'static>(err: &'a (dyn StdError + 'static)) -> Option<&'a T> {

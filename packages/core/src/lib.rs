@@ -7,18 +7,23 @@
 
 mod agent;
 mod body;
+mod client;
 mod controller;
 mod error;
 mod handler;
 mod options;
+mod origins;
+mod proxy;
 mod request;
 mod runtime;
+mod tls;
 
 pub use agent::Agent;
 pub use body::{BodyChunk, BodyPull, BodySender};
 pub use controller::RequestController;
 pub use error::{CoreError, ErrorKind};
 pub use handler::{DispatchHandler, ResponseHead};
-pub use options::AgentOptions;
+pub use options::{AgentOptions, ProxyOptions, TlsOptions, H2_STREAMS_PER_CONNECTION};
+pub use origins::OriginStats;
 pub use request::{DispatchRequest, RequestBody};
 pub use runtime::{runtime_handle, set_worker_threads};

@@ -1,5 +1,6 @@
 //! Options of an [`crate::Agent`], named and defaulted as undici's `Agent` options.
 
+use std::net::IpAddr;
 use std::time::Duration;
 
 /// Connection and timeout settings shared by every request of one agent.
@@ -19,7 +20,23 @@ pub struct AgentOptions {
     pub max_header_size: usize,
     /// undici `allowH2` (default false): offer HTTP/2 through ALPN on TLS connections.
     pub allow_h2: bool,
+    /// HTTP/2 on every connection: by prior knowledge on cleartext ones (h2c, undici's `H2CClient`), and as the
+    /// only ALPN protocol on TLS ones.
+    pub h2c: bool,
+    /// undici `connections` (default unlimited): most connections per origin. Enforced as most requests in
+    /// flight per origin — one per connection for HTTP/1.1, [`H2_STREAMS_PER_CONNECTION`] per connection once
+    /// the origin is known to speak HTTP/2.
+    pub connections: Option<usize>,
+    /// undici `connect.localAddress`: the local address outgoing connections bind to.
+    pub local_address: Option<IpAddr>,
+    /// undici `connect` TLS options (`ca`, `cert`, `key`, `rejectUnauthorized`, `servername`).
+    pub tls: TlsOptions,
+    /// The proxy every request goes through (`ProxyAgent`, `EnvHttpProxyAgent`); `None` connects directly.
+    pub proxy: Option<ProxyOptions>,
 }
+
+/// Concurrent streams an HTTP/2 connection is assumed to carry (undici's `maxConcurrentStreams` default).
+pub const H2_STREAMS_PER_CONNECTION: usize = 100;
 
 impl Default for AgentOptions {
     fn default() -> Self {
@@ -31,6 +48,58 @@ impl Default for AgentOptions {
             max_response_size: None,
             max_header_size: 16 * 1024,
             allow_h2: false,
+            h2c: false,
+            connections: None,
+            local_address: None,
+            tls: TlsOptions::default(),
+            proxy: None,
         }
     }
+}
+
+/// TLS settings as Node's `tls.connect` takes them. Certificates and keys are PEM; the caller decrypts a
+/// passphrase-protected key before handing it over.
+#[derive(Clone, Debug)]
+pub struct TlsOptions {
+    /// `ca`: the trusted roots, replacing the defaults (the system's roots plus [`Self::extra_ca`]).
+    pub ca: Option<Vec<u8>>,
+    /// Roots trusted in addition to the system's when `ca` is not given (Node's `NODE_EXTRA_CA_CERTS`).
+    pub extra_ca: Option<Vec<u8>>,
+    /// `cert`: the client certificate chain for mutual TLS, leaf first.
+    pub cert: Option<Vec<u8>>,
+    /// `key`: the private key of `cert` (PKCS#8, PKCS#1 or SEC1 PEM, unencrypted).
+    pub key: Option<Vec<u8>>,
+    /// `rejectUnauthorized` (default true): fail the connection when the server's certificate does not verify.
+    pub reject_unauthorized: bool,
+    /// `servername`: the name the server's certificate must be valid for, instead of the URL's host.
+    pub servername: Option<String>,
+}
+
+impl Default for TlsOptions {
+    fn default() -> Self {
+        TlsOptions {
+            ca: None,
+            extra_ca: None,
+            cert: None,
+            key: None,
+            reject_unauthorized: true,
+            servername: None,
+        }
+    }
+}
+
+/// Where requests go through a proxy, as undici's `ProxyAgent` / `EnvHttpProxyAgent` configure it.
+#[derive(Clone, Debug, Default)]
+pub struct ProxyOptions {
+    /// Proxy URL for `http:` origins (`http://`, `https://`, `socks5://`, `socks5h://`); `None` = direct.
+    pub http: Option<String>,
+    /// Proxy URL for `https:` origins; `None` = direct.
+    pub https: Option<String>,
+    /// undici's `NO_PROXY` syntax: hosts (optionally `:port`) reached directly, `*` for all.
+    pub no_proxy: Option<String>,
+    /// Headers sent to the proxy (on forwarded requests and on `CONNECT`), e.g. `proxy-authorization`.
+    pub headers: Vec<(String, String)>,
+    /// TLS settings for a `https://` proxy itself (undici `proxyTls`); when `None`, the default roots plus the
+    /// agent's `extra_ca`, verification on.
+    pub tls: Option<TlsOptions>,
 }

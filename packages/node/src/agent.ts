@@ -5,9 +5,10 @@
 import { EventEmitter } from 'node:events'
 import { Dispatcher, errors } from 'undici'
 import { RequestController, type RequestHost } from './controller'
-import { binding, type NativeAgent } from './native'
+import { binding, EVENT_DATA, type NativeAgent } from './native'
 import { nativeAgentOptions, type AgentOptions } from './options'
 import { normalizeRequest } from './request'
+import { agentStats, type OriginStats } from './stats'
 
 const { ClientClosedError, ClientDestroyedError, InvalidArgumentError } = errors
 
@@ -15,11 +16,22 @@ const { ClientClosedError, ClientDestroyedError, InvalidArgumentError } = errors
 const inFlight = new Map<number, RequestController>()
 let nextId = 1
 
-/** Receives a batch of native events (`kind, id, a, b` quadruples) and hands each to its request. */
+/**
+ * Receives a batch of native events (`[dataBuffer, kind, id, a, b, …]`) and hands each to its request. Body
+ * chunks are views into the batch's one data Buffer.
+ */
 function deliverBatch(batch: unknown[]): void {
-  for (let i = 0; i < batch.length; i += 4) {
+  const data = batch[0] as Buffer | undefined
+  for (let i = 1; i < batch.length; i += 4) {
     const controller = inFlight.get(batch[i + 1] as number)
-    if (controller !== undefined) controller.deliver(batch[i] as number, batch[i + 2], batch[i + 3])
+    if (controller === undefined) continue
+    const kind = batch[i] as number
+    if (kind === EVENT_DATA) {
+      const offset = batch[i + 2] as number
+      controller.deliver(kind, (data as Buffer).subarray(offset, offset + (batch[i + 3] as number)), undefined)
+    } else {
+      controller.deliver(kind, batch[i + 2], batch[i + 3])
+    }
   }
 }
 
@@ -34,12 +46,34 @@ class AgentHost implements RequestHost {
   readonly #limit: number
   readonly #onDrain: (origin: string) => void
   #onIdle: Array<() => void> = []
+  /** Requests started in this tick, sent to the native side together at its end. */
+  #toSend: RequestController[] = []
 
   /** `limit`: requests per origin before `dispatch()` answers false (undici: connections × pipelining). */
   constructor(native: NativeAgent, limit: number, onDrain: (origin: string) => void) {
     this.native = native
     this.#limit = limit
     this.#onDrain = onDrain
+  }
+
+  send(controller: RequestController): void {
+    if (this.#toSend.push(controller) === 1) queueMicrotask(this.#flush)
+  }
+
+  /**
+   * Sends the requests started in this tick: every start callback runs first (any may abort or pause), then
+   * the survivors cross into the addon in one call.
+   */
+  readonly #flush = (): void => {
+    const batch = this.#toSend
+    this.#toSend = []
+    for (const controller of batch) controller.announceStart()
+    const fields: unknown[] = []
+    const sent: RequestController[] = []
+    for (const controller of batch) if (controller.appendDispatch(fields)) sent.push(controller)
+    if (sent.length === 0) return
+    binding().dispatchBatch(this.native, fields)
+    for (const controller of sent) controller.afterDispatch()
   }
 
   /** Counts `controller` in; returns false when its origin is now saturated (undici's `needDrain`). */
@@ -108,6 +142,11 @@ export class Agent extends Dispatcher {
   /** `true` once `close()` or `destroy()` was called: new requests are refused. */
   get closed(): boolean {
     return this.#closed
+  }
+
+  /** Requests pending and running per origin, as undici's `agent.stats` (see COMPATIBILITY.md). */
+  get stats(): Record<string, OriginStats> {
+    return agentStats(this.#host.native)
   }
 
   /** `true` once `destroy()` was called. */

@@ -23,14 +23,16 @@ import {
   EVENT_ERROR,
   EVENT_PULL,
   EVENT_START,
-  type NativeAgent,
-  type NativeRequest
+  FIELD_SEPARATOR,
+  type NativeAgent
 } from './native'
 import type { NormalizedRequest } from './request'
 
 /** What a controller needs from the agent that started it. */
 export interface RequestHost {
   readonly native: NativeAgent
+  /** Sends `controller` to the native side with the other requests started in this tick. */
+  send(controller: RequestController): void
   /** Returns whether the agent can take more requests for this origin right now. */
   started(controller: RequestController): boolean
   finished(controller: RequestController): void
@@ -59,7 +61,8 @@ export class RequestController implements Dispatcher.DispatchController {
   readonly #host: RequestHost
   readonly #id: number
   #request: NormalizedRequest | null = null
-  #native: NativeRequest | null = null
+  /** The native side knows this request (dispatched, not yet ended or aborted there). */
+  #dispatched = false
   #state = UNDECIDED
   #aborted = false
   #paused = false
@@ -114,14 +117,14 @@ export class RequestController implements Dispatcher.DispatchController {
     if (this.#aborted || this.#state === DONE) return
     this.#aborted = true
     this.#reason = reason ?? new errors.RequestAbortedError()
-    if (this.#native !== null) binding().requestAbort(this.#native)
+    if (this.#dispatched) binding().requestAbort(this.#host.native, this.#id)
     this.#fail(this.#reason)
   }
 
   pause(): void {
     if (this.#state === DONE || this.#paused) return
     this.#paused = true
-    if (this.#native !== null) binding().requestPause(this.#native)
+    if (this.#dispatched) binding().requestPause(this.#host.native, this.#id)
   }
 
   resume(): void {
@@ -130,8 +133,8 @@ export class RequestController implements Dispatcher.DispatchController {
     if (this.#backlog !== null) {
       // Deliver held events on a later tick: resume() is often called from inside a stream's read().
       queueMicrotask(() => this.#flushBacklog())
-    } else if (this.#native !== null && this.#state !== DONE) {
-      binding().requestResume(this.#native)
+    } else if (this.#dispatched && this.#state !== DONE) {
+      binding().requestResume(this.#host.native, this.#id)
     }
   }
 
@@ -148,11 +151,12 @@ export class RequestController implements Dispatcher.DispatchController {
   start(request: NormalizedRequest): boolean {
     this.#request = request
     const more = this.#host.started(this)
-    queueMicrotask(() => this.#send())
+    this.#host.send(this)
     return more
   }
 
-  #send(): void {
+  /** First step of sending (see AgentHost): `onRequestStart`/`onConnect`, which may abort or pause. */
+  announceStart(): void {
     if (this.#state === DONE) return
     const handler = this.#handler
     try {
@@ -161,7 +165,11 @@ export class RequestController implements Dispatcher.DispatchController {
     } catch (err) {
       this.abort(err as Error)
     }
-    if (this.#state === DONE) return
+  }
+
+  /** Second step: appends this request's `dispatchBatch` fields to `out`, unless it ended already. */
+  appendDispatch(out: unknown[]): boolean {
+    if (this.#state === DONE) return false
     const request = this.#request as NormalizedRequest
     const body = request.body
     let mode = BODY_NONE
@@ -172,18 +180,14 @@ export class RequestController implements Dispatcher.DispatchController {
     } else if (body.kind === 'pull') {
       mode = body.length ?? BODY_PULL_UNKNOWN_LENGTH
     }
-    this.#native = binding().dispatch(
-      this.#host.native,
-      this.#id,
-      request.method,
-      request.url,
-      request.headers,
-      mode,
-      bytes,
-      request.headersTimeout,
-      request.bodyTimeout
-    )
-    if (this.#paused) binding().requestPause(this.#native)
+    out.push(this.#id, request.method, request.url, request.headers, mode, bytes, request.headersTimeout, request.bodyTimeout)
+    this.#dispatched = true
+    return true
+  }
+
+  /** Third step, once the batch was handed over: a pause asked for before the request existed takes effect. */
+  afterDispatch(): void {
+    if (this.#paused && this.#state !== DONE) binding().requestPause(this.#host.native, this.#id)
   }
 
   /** One event from the native side. */
@@ -208,7 +212,7 @@ export class RequestController implements Dispatcher.DispatchController {
     }
     if (i >= backlog.length) {
       this.#backlog = null
-      if (!this.#paused && this.#native !== null && this.#state !== DONE) binding().requestResume(this.#native)
+      if (!this.#paused && this.#dispatched && this.#state !== DONE) binding().requestResume(this.#host.native, this.#id)
     } else {
       this.#backlog = backlog.slice(i)
     }
@@ -217,13 +221,13 @@ export class RequestController implements Dispatcher.DispatchController {
   #apply(kind: number, a: unknown, b: unknown): void {
     switch (kind) {
       case EVENT_START:
-        this.#onStart(a as number, b as string[])
+        this.#onStart(a as number, (b as string).split(FIELD_SEPARATOR))
         break
       case EVENT_DATA:
         this.#onData(a as Buffer)
         break
       case EVENT_END:
-        this.#onEnd(a as string[] | undefined)
+        this.#onEnd(a === '' ? undefined : (a as string).split(FIELD_SEPARATOR))
         break
       case EVENT_ERROR:
         this.#onError(a as string, b as string)
@@ -325,15 +329,16 @@ export class RequestController implements Dispatcher.DispatchController {
   }
 
   #pullBody(): void {
-    const native = this.#native
     const body = this.#request?.body
-    if (native === null || body === undefined || body.kind !== 'pull') return
+    if (!this.#dispatched || body === undefined || body.kind !== 'pull') return
+    const native = this.#host.native
+    const id = this.#id
     let source = this.#bodySource
     if (source === null) {
       try {
         source = this.#bodySource = body.source()
       } catch (err) {
-        this.#bodyFailed(native, err)
+        this.#bodyFailed(err)
         return
       }
     }
@@ -341,22 +346,22 @@ export class RequestController implements Dispatcher.DispatchController {
       (result) => {
         if (this.#state === DONE) return
         if (result.done) {
-          binding().requestPushBody(native, null)
+          binding().requestPushBody(native, id, null)
           this.#announceSent()
         } else {
           const chunk = chunkBytes(result.value)
-          binding().requestPushBody(native, chunk)
+          binding().requestPushBody(native, id, chunk)
           if (this.#legacy) this.#handler.onBodySent?.(chunk)
         }
       },
-      (err: unknown) => this.#bodyFailed(native, err)
-    ).catch((err: unknown) => this.#bodyFailed(native, err))
+      (err: unknown) => this.#bodyFailed(err)
+    ).catch((err: unknown) => this.#bodyFailed(err))
   }
 
-  #bodyFailed(native: NativeRequest, err: unknown): void {
+  #bodyFailed(err: unknown): void {
     if (this.#state === DONE) return
     this.#bodyError = err instanceof Error ? err : new Error(String(err))
-    binding().requestPushBody(native, this.#bodyError.message || 'request body failed')
+    binding().requestPushBody(this.#host.native, this.#id, this.#bodyError.message || 'request body failed')
   }
 }
 

@@ -4,6 +4,7 @@
  */
 import { errors } from 'undici'
 import { constants } from 'node:os'
+import { isTlsCode, tlsError } from './tls-errors'
 
 /** A Node-style system error, as `net.connect` or `dns.lookup` would raise it. */
 export interface SystemError extends Error {
@@ -58,6 +59,7 @@ export function errorFromCore(code: string, message: string, destination: Destin
     case 'UND_ERR_NOT_SUPPORTED':
       return new errors.NotSupportedError(message)
     default:
+      if (isTlsCode(code)) return tlsError(code, message, destination.hostname)
       if (/^E[A-Z0-9_]+$/.test(code)) return systemError(code, destination)
       return Object.assign(new errors.UndiciError(message), { code })
   }

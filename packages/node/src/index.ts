@@ -6,3 +6,8 @@
  */
 export { Agent, setWorkerThreads } from './agent'
 export type { AgentOptions } from './options'
+export { ProxyAgent, EnvHttpProxyAgent } from './proxy-agent'
+export type { ProxyAgentOptions, EnvHttpProxyAgentOptions } from './proxy-agent'
+export type { ConnectOptions } from './options'
+export type { TlsConnectOptions } from './tls-options'
+export type { OriginStats } from './stats'

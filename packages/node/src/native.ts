@@ -9,11 +9,6 @@ export interface NativeAgent {
   readonly __nativeAgent: never
 }
 
-/** Opaque handle on one native request in flight. */
-export interface NativeRequest {
-  readonly __nativeRequest: never
-}
-
 /** Agent options as the native side reads them; times in milliseconds, 0 disables a timeout. */
 export interface NativeAgentOptions {
   connectTimeout: number
@@ -23,32 +18,63 @@ export interface NativeAgentOptions {
   maxResponseSize: number
   maxHeaderSize: number
   allowH2: boolean
+  /** HTTP/2 on every connection (prior knowledge on cleartext ones). */
+  h2c?: boolean
+  /** Most connections per origin; 0 = unlimited. */
+  connections?: number
+  /** IP address outgoing connections bind to. */
+  localAddress?: string | null
+  tls?: NativeTlsOptions | null
+  proxy?: NativeProxyOptions | null
 }
 
-/** Receives batches of events: a flat array of `kind, id, a, b` quadruples. */
+/** TLS settings (mirrors `TlsOptions` in the core); certificates and keys as PEM, keys unencrypted. */
+export interface NativeTlsOptions {
+  ca: string | null
+  extraCa: string | null
+  cert: string | null
+  key: string | null
+  rejectUnauthorized: boolean
+  servername: string | null
+}
+
+/** Proxy settings (mirrors `ProxyOptions` in the core). */
+export interface NativeProxyOptions {
+  http: string | null
+  https: string | null
+  noProxy: string | null
+  /** `name, value, …` sent to the proxy. */
+  headers: string[]
+  tls: NativeTlsOptions | null
+}
+
+/**
+ * Receives batches of events: `[dataBuffer, kind, id, a, b, kind, id, a, b, …]`. `dataBuffer` holds the body
+ * bytes of every DATA event of the batch (`a` = offset, `b` = length); see `native/src/events.rs`.
+ */
 export type DeliverFn = (batch: unknown[]) => void
 
 export interface NativeBinding {
   agentNew(options: NativeAgentOptions, deliver: DeliverFn): NativeAgent
   agentSetActive(agent: NativeAgent, active: boolean): void
   agentClose(agent: NativeAgent): void
+  /** `[origin, pending, running, …]` for every origin with requests or known state. */
+  agentStats(agent: NativeAgent): Array<string | number>
   setWorkerThreads(threads: number): boolean
-  dispatch(
-    agent: NativeAgent,
-    id: number,
-    method: string,
-    url: string,
-    headers: string[],
-    bodyMode: number,
-    body: Uint8Array | null,
-    headersTimeout: number,
-    bodyTimeout: number
-  ): NativeRequest
-  requestAbort(request: NativeRequest): void
-  requestPause(request: NativeRequest): void
-  requestResume(request: NativeRequest): void
-  requestPushBody(request: NativeRequest, chunk: Uint8Array | string | null): void
+  /**
+   * Starts requests: a flat array of `id, method, url, headers, bodyMode, body, headersTimeout, bodyTimeout`
+   * per request. `headers` is `name\0value\0…`; `bodyMode` is BODY_NONE, BODY_BYTES (bytes in `body`),
+   * BODY_PULL_UNKNOWN_LENGTH or a non-negative pulled length.
+   */
+  dispatchBatch(agent: NativeAgent, requests: unknown[]): void
+  requestAbort(agent: NativeAgent, id: number): void
+  requestPause(agent: NativeAgent, id: number): void
+  requestResume(agent: NativeAgent, id: number): void
+  requestPushBody(agent: NativeAgent, id: number, chunk: Uint8Array | string | null): void
 }
+
+/** Separates fields in head, trailer and request header strings. */
+export const FIELD_SEPARATOR = '\0'
 
 /** Event kinds (mirrors `native/src/events.rs`). */
 export const EVENT_START = 1

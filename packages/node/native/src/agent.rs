@@ -4,8 +4,9 @@
 use crate::events::EventQueue;
 use crate::marshal::timeout_option;
 use neon::prelude::*;
-use reqwest_dispatcher_core::{Agent, AgentOptions};
+use reqwest_dispatcher_core::{Agent, AgentOptions, ProxyOptions, TlsOptions};
 use std::cell::RefCell;
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -28,6 +29,75 @@ fn number_option(
 ) -> NeonResult<Option<f64>> {
     let value: Handle<JsValue> = options.get_value(cx, key)?;
     Ok(value.downcast::<JsNumber, _>(cx).ok().map(|n| n.value(cx)))
+}
+
+fn string_option(
+    cx: &mut FunctionContext,
+    options: Handle<JsObject>,
+    key: &str,
+) -> NeonResult<Option<String>> {
+    let value: Handle<JsValue> = options.get_value(cx, key)?;
+    Ok(value.downcast::<JsString, _>(cx).ok().map(|s| s.value(cx)))
+}
+
+fn bool_option(
+    cx: &mut FunctionContext,
+    options: Handle<JsObject>,
+    key: &str,
+) -> NeonResult<Option<bool>> {
+    let value: Handle<JsValue> = options.get_value(cx, key)?;
+    Ok(value.downcast::<JsBoolean, _>(cx).ok().map(|b| b.value(cx)))
+}
+
+fn object_option<'a>(
+    cx: &mut FunctionContext<'a>,
+    options: Handle<JsObject>,
+    key: &str,
+) -> NeonResult<Option<Handle<'a, JsObject>>> {
+    let value: Handle<JsValue> = options.get_value(cx, key)?;
+    if value.is_a::<JsNull, _>(cx) || value.is_a::<JsUndefined, _>(cx) {
+        return Ok(None);
+    }
+    Ok(value.downcast::<JsObject, _>(cx).ok())
+}
+
+/// `{ ca, extraCa, cert, key, rejectUnauthorized, servername }`, PEM strings (see src/tls-options.ts).
+fn tls_options(cx: &mut FunctionContext, tls: Handle<JsObject>) -> NeonResult<TlsOptions> {
+    Ok(TlsOptions {
+        ca: string_option(cx, tls, "ca")?.map(String::into_bytes),
+        extra_ca: string_option(cx, tls, "extraCa")?.map(String::into_bytes),
+        cert: string_option(cx, tls, "cert")?.map(String::into_bytes),
+        key: string_option(cx, tls, "key")?.map(String::into_bytes),
+        reject_unauthorized: bool_option(cx, tls, "rejectUnauthorized")?.unwrap_or(true),
+        servername: string_option(cx, tls, "servername")?,
+    })
+}
+
+/// `{ http, https, noProxy, headers: [name, value, …], tls }` (see src/proxy-agent.ts).
+fn proxy_options(cx: &mut FunctionContext, proxy: Handle<JsObject>) -> NeonResult<ProxyOptions> {
+    let mut headers = Vec::new();
+    if let Some(list) = object_option(cx, proxy, "headers")? {
+        let list = list.downcast_or_throw::<JsArray, _>(cx)?;
+        let len = list.len(cx);
+        let mut i = 0;
+        while i + 1 < len {
+            let name = list.get::<JsString, _, _>(cx, i)?.value(cx);
+            let value = list.get::<JsString, _, _>(cx, i + 1)?.value(cx);
+            headers.push((name, value));
+            i += 2;
+        }
+    }
+    let tls = match object_option(cx, proxy, "tls")? {
+        Some(tls) => Some(tls_options(cx, tls)?),
+        None => None,
+    };
+    Ok(ProxyOptions {
+        http: string_option(cx, proxy, "http")?,
+        https: string_option(cx, proxy, "https")?,
+        no_proxy: string_option(cx, proxy, "noProxy")?,
+        headers,
+        tls,
+    })
 }
 
 /// `agentNew(options, deliver)`: options were validated and defaulted by the TypeScript layer.
@@ -58,6 +128,22 @@ pub fn agent_new(mut cx: FunctionContext) -> JsResult<BoxedAgent> {
     core.allow_h2 = allow_h2
         .downcast::<JsBoolean, _>(&mut cx)
         .is_ok_and(|b| b.value(&mut cx));
+    core.h2c = bool_option(&mut cx, options, "h2c")?.unwrap_or(false);
+    if let Some(connections) = number_option(&mut cx, options, "connections")? {
+        core.connections = (connections >= 1.0).then_some(connections as usize);
+    }
+    if let Some(address) = string_option(&mut cx, options, "localAddress")? {
+        match address.parse::<IpAddr>() {
+            Ok(ip) => core.local_address = Some(ip),
+            Err(_) => return cx.throw_error(format!("invalid localAddress: {address}")),
+        }
+    }
+    if let Some(tls) = object_option(&mut cx, options, "tls")? {
+        core.tls = tls_options(&mut cx, tls)?;
+    }
+    if let Some(proxy) = object_option(&mut cx, options, "proxy")? {
+        core.proxy = Some(proxy_options(&mut cx, proxy)?);
+    }
 
     let agent = match Agent::new(core) {
         Ok(agent) => agent,
@@ -71,6 +157,26 @@ pub fn agent_new(mut cx: FunctionContext) -> JsResult<BoxedAgent> {
         queue,
         keep_alive: RefCell::new(keep_alive),
     }))
+}
+
+/// `agentStats(agent)`: `[origin, pending, running, …]` for every origin with requests or known state.
+pub fn agent_stats(mut cx: FunctionContext) -> JsResult<JsArray> {
+    let agent = cx.argument::<BoxedAgent>(0)?;
+    let stats = match agent.core.borrow().as_ref() {
+        Some(core) => core.stats(),
+        None => Vec::new(),
+    };
+    let out = JsArray::new(&mut cx, stats.len() * 3);
+    for (i, s) in stats.iter().enumerate() {
+        let at = (i * 3) as u32;
+        let origin = cx.string(&s.origin);
+        out.set(&mut cx, at, origin)?;
+        let pending = cx.number(s.pending as f64);
+        out.set(&mut cx, at + 1, pending)?;
+        let running = cx.number(s.running as f64);
+        out.set(&mut cx, at + 2, running)?;
+    }
+    Ok(out)
 }
 
 /// `agentSetActive(agent, active)`: while active (requests in flight) the agent keeps the process alive.

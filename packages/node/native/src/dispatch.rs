@@ -1,14 +1,14 @@
-//! `dispatch` and the per-request controls: one call starts a request, the returned box steers it.
+//! `dispatch` and the per-request controls. Requests are named by the id JS gave them: no per-request JS
+//! object is created on the native side (each would be a V8 external with a finalizer for the GC to track).
 
 use crate::agent::BoxedAgent;
-use crate::events::{Event, QueueHandler};
-use crate::marshal::{string_to_latin1, timeout_override};
+use crate::events::{Event, QueueHandler, RequestHandle};
+use crate::marshal::{split_fields, timeout_override};
 use bytes::Bytes;
 use neon::prelude::*;
 use neon::types::buffer::TypedArray;
 use reqwest_dispatcher_core::{
-    BodyChunk, BodyPull, BodySender, CoreError, DispatchRequest, ErrorKind, RequestBody,
-    RequestController,
+    BodyChunk, BodyPull, CoreError, DispatchRequest, ErrorKind, RequestBody, RequestController,
 };
 
 /// Response bytes that may wait for the JS thread before the core stops reading.
@@ -18,114 +18,122 @@ const RESPONSE_CREDIT: usize = 2 * 1024 * 1024;
 const BODY_NONE: f64 = -1.0;
 const BODY_BYTES: f64 = -3.0;
 
-pub struct NativeRequest {
-    controller: RequestController,
-    body: Option<BodySender>,
+fn request_id(cx: &mut FunctionContext, index: usize) -> NeonResult<u64> {
+    Ok(cx.argument::<JsNumber>(index)?.value(cx) as u64)
 }
 
-impl Finalize for NativeRequest {}
+/// Values of one request in a `dispatchBatch` array, in order.
+const FIELDS_PER_REQUEST: u32 = 8;
 
-type BoxedRequest = JsBox<NativeRequest>;
-
-/// `dispatch(agent, id, method, url, headers, bodyMode, body, headersTimeout, bodyTimeout)`.
+/// `dispatchBatch(agent, requests)`: starts every request of `requests`, a flat array of
+/// `id, method, url, headers, bodyMode, body, headersTimeout, bodyTimeout` (8 values per request).
 ///
-/// `headers` is a flat `[name, value, …]` array of strings; `bodyMode` is -1 (none), -3 (bytes in `body`),
-/// -2 (pulled, unknown length) or a non-negative pulled length.
-pub fn dispatch(mut cx: FunctionContext) -> JsResult<BoxedRequest> {
+/// `headers` is `name\0value\0…` (latin1); `bodyMode` is -1 (none), -3 (bytes in `body`), -2 (pulled, unknown
+/// length) or a non-negative pulled length. Requests started in the same tick travel together: one call into
+/// the addon and back-to-back spawns, so one wake-up of the runtime usually serves them all.
+pub fn dispatch_batch(mut cx: FunctionContext) -> JsResult<JsUndefined> {
     let agent = cx.argument::<BoxedAgent>(0)?;
-    let id = cx.argument::<JsNumber>(1)?.value(&mut cx);
-    let method = cx.argument::<JsString>(2)?.value(&mut cx);
-    let url = cx.argument::<JsString>(3)?.value(&mut cx);
-    let header_list = cx.argument::<JsArray>(4)?;
-    let body_mode = cx.argument::<JsNumber>(5)?.value(&mut cx);
-    let headers_timeout = cx.argument::<JsNumber>(7)?.value(&mut cx);
-    let body_timeout = cx.argument::<JsNumber>(8)?.value(&mut cx);
-
-    let len = header_list.len(&mut cx);
-    let mut headers = Vec::with_capacity(len as usize / 2);
-    let mut i = 0;
-    while i + 1 < len {
-        let name = header_list
-            .get::<JsString, _, _>(&mut cx, i)?
-            .value(&mut cx);
-        let value = header_list
-            .get::<JsString, _, _>(&mut cx, i + 1)?
-            .value(&mut cx);
-        headers.push((name, Bytes::from(string_to_latin1(value))));
-        i += 2;
-    }
-
-    let controller = RequestController::with_credit(RESPONSE_CREDIT);
-    let mut sender = None;
-    let body = if body_mode == BODY_NONE {
-        RequestBody::Empty
-    } else if body_mode == BODY_BYTES {
-        let bytes = cx.argument::<JsTypedArray<u8>>(6)?;
-        RequestBody::Bytes(Bytes::copy_from_slice(bytes.as_slice(&cx)))
-    } else {
-        let length = (body_mode >= 0.0).then_some(body_mode as u64);
-        let queue = agent.queue.clone();
-        let (tx, pull) = BodyPull::channel(length, move || queue.push(Event::Pull(id)));
-        sender = Some(tx);
-        RequestBody::Pull(pull)
+    let list = cx.argument::<JsArray>(1)?;
+    let core = agent.core.borrow();
+    let Some(core) = core.as_ref() else {
+        return cx.throw_error("the agent is closed");
     };
+    let len = list.len(&mut cx);
+    let mut at = 0;
+    while at + FIELDS_PER_REQUEST <= len {
+        let id = list.get::<JsNumber, _, _>(&mut cx, at)?.value(&mut cx) as u64;
+        let method = list.get::<JsString, _, _>(&mut cx, at + 1)?.value(&mut cx);
+        let url = list.get::<JsString, _, _>(&mut cx, at + 2)?.value(&mut cx);
+        let headers = list.get::<JsString, _, _>(&mut cx, at + 3)?.value(&mut cx);
+        let body_mode = list.get::<JsNumber, _, _>(&mut cx, at + 4)?.value(&mut cx);
+        let headers_timeout = list.get::<JsNumber, _, _>(&mut cx, at + 6)?.value(&mut cx);
+        let body_timeout = list.get::<JsNumber, _, _>(&mut cx, at + 7)?.value(&mut cx);
 
-    let mut request = DispatchRequest::new(method, url).body(body);
-    request.headers = headers;
-    request.headers_timeout = timeout_override(headers_timeout);
-    request.body_timeout = timeout_override(body_timeout);
+        let controller = RequestController::with_credit(RESPONSE_CREDIT);
+        let mut sender = None;
+        let body = if body_mode == BODY_NONE {
+            RequestBody::Empty
+        } else if body_mode == BODY_BYTES {
+            let bytes = list.get::<JsTypedArray<u8>, _, _>(&mut cx, at + 5)?;
+            RequestBody::Bytes(Bytes::copy_from_slice(bytes.as_slice(&cx)))
+        } else {
+            let length = (body_mode >= 0.0).then_some(body_mode as u64);
+            let queue = agent.queue.clone();
+            let (tx, pull) = BodyPull::channel(length, move || queue.push(Event::Pull(id)));
+            sender = Some(tx);
+            RequestBody::Pull(pull)
+        };
 
-    let handler = QueueHandler {
-        id,
-        queue: agent.queue.clone(),
-        controller: controller.clone(),
-    };
-    match agent.core.borrow().as_ref() {
-        Some(core) => core.dispatch(request, controller.clone(), handler),
-        None => return cx.throw_error("the agent is closed"),
+        let mut request = DispatchRequest::new(method, url).body(body);
+        request.headers = split_fields(&headers)
+            .into_iter()
+            .map(|(name, value)| (name, Bytes::from(value)))
+            .collect();
+        request.headers_timeout = timeout_override(headers_timeout);
+        request.body_timeout = timeout_override(body_timeout);
+
+        let handler = QueueHandler {
+            id,
+            queue: agent.queue.clone(),
+            controller: controller.clone(),
+        };
+        agent.queue.register(
+            id,
+            RequestHandle {
+                controller: controller.clone(),
+                body: sender,
+            },
+        );
+        core.dispatch(request, controller, handler);
+        at += FIELDS_PER_REQUEST;
     }
-    Ok(cx.boxed(NativeRequest {
-        controller,
-        body: sender,
-    }))
+    Ok(cx.undefined())
 }
 
+/// `requestAbort(agent, id)`: the core drops the request; JS already told the handler.
 pub fn request_abort(mut cx: FunctionContext) -> JsResult<JsUndefined> {
-    let request = cx.argument::<BoxedRequest>(0)?;
-    request.controller.abort();
+    let agent = cx.argument::<BoxedAgent>(0)?;
+    let id = request_id(&mut cx, 1)?;
+    if let Some(handle) = agent.queue.remove(id) {
+        handle.controller.abort();
+    }
     Ok(cx.undefined())
 }
 
 pub fn request_pause(mut cx: FunctionContext) -> JsResult<JsUndefined> {
-    let request = cx.argument::<BoxedRequest>(0)?;
-    request.controller.pause();
+    let agent = cx.argument::<BoxedAgent>(0)?;
+    let id = request_id(&mut cx, 1)?;
+    agent.queue.with_request(id, |h| h.controller.pause());
     Ok(cx.undefined())
 }
 
 pub fn request_resume(mut cx: FunctionContext) -> JsResult<JsUndefined> {
-    let request = cx.argument::<BoxedRequest>(0)?;
-    request.controller.resume();
+    let agent = cx.argument::<BoxedAgent>(0)?;
+    let id = request_id(&mut cx, 1)?;
+    agent.queue.with_request(id, |h| h.controller.resume());
     Ok(cx.undefined())
 }
 
-/// `requestPushBody(request, chunk)`: a Uint8Array is the next chunk, `null` the end, a string an error message
-/// (the JS layer keeps the error object itself).
+/// `requestPushBody(agent, id, chunk)`: a Uint8Array is the next chunk, `null` the end, a string an error
+/// message (the JS layer keeps the error object itself).
 pub fn request_push_body(mut cx: FunctionContext) -> JsResult<JsUndefined> {
-    let request = cx.argument::<BoxedRequest>(0)?;
-    let chunk = cx.argument::<JsValue>(1)?;
-    let Some(sender) = &request.body else {
-        return cx.throw_error("request has no pulled body");
-    };
-    if let Ok(bytes) = chunk.downcast::<JsTypedArray<u8>, _>(&mut cx) {
-        sender.send(BodyChunk::Data(Bytes::copy_from_slice(bytes.as_slice(&cx))));
+    let agent = cx.argument::<BoxedAgent>(0)?;
+    let id = request_id(&mut cx, 1)?;
+    let chunk = cx.argument::<JsValue>(2)?;
+    let message = if let Ok(bytes) = chunk.downcast::<JsTypedArray<u8>, _>(&mut cx) {
+        BodyChunk::Data(Bytes::copy_from_slice(bytes.as_slice(&cx)))
     } else if let Ok(message) = chunk.downcast::<JsString, _>(&mut cx) {
-        let message = message.value(&mut cx);
-        sender.send(BodyChunk::Error(CoreError::new(
+        BodyChunk::Error(CoreError::new(
             ErrorKind::RequestBody,
-            message,
-        )));
+            message.value(&mut cx),
+        ))
     } else {
-        sender.send(BodyChunk::End);
-    }
+        BodyChunk::End
+    };
+    agent.queue.with_request(id, |h| {
+        if let Some(body) = &h.body {
+            body.send(message);
+        }
+    });
     Ok(cx.undefined())
 }

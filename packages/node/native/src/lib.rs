@@ -10,13 +10,19 @@ mod marshal;
 
 use neon::prelude::*;
 
+/// mimalloc for every Rust allocation of the addon: requests allocate many small, short-lived objects across
+/// tokio threads, where glibc's malloc showed up as ~15% of client CPU in profiles.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[neon::main]
 fn main(mut cx: ModuleContext) -> NeonResult<()> {
     cx.export_function("agentNew", agent::agent_new)?;
     cx.export_function("agentSetActive", agent::agent_set_active)?;
+    cx.export_function("agentStats", agent::agent_stats)?;
     cx.export_function("agentClose", agent::agent_close)?;
     cx.export_function("setWorkerThreads", agent::set_worker_threads)?;
-    cx.export_function("dispatch", dispatch::dispatch)?;
+    cx.export_function("dispatchBatch", dispatch::dispatch_batch)?;
     cx.export_function("requestAbort", dispatch::request_abort)?;
     cx.export_function("requestPause", dispatch::request_pause)?;
     cx.export_function("requestResume", dispatch::request_resume)?;

@@ -4,16 +4,7 @@
 //! value, so any byte sequence survives the round trip.
 
 use http::HeaderMap;
-use neon::prelude::*;
 use std::time::Duration;
-
-/// Bytes to a string, one char per byte (latin1).
-pub fn latin1_to_string(bytes: &[u8]) -> String {
-    match std::str::from_utf8(bytes) {
-        Ok(s) if s.is_ascii() => s.to_owned(),
-        _ => bytes.iter().map(|&b| char::from(b)).collect(),
-    }
-}
 
 /// A string to bytes, one byte per char (latin1); chars above U+00FF keep their low byte, as Node's latin1
 /// encoding does when undici writes headers.
@@ -25,22 +16,42 @@ pub fn string_to_latin1(s: String) -> Vec<u8> {
     }
 }
 
-/// Appends `name, value, name, value, …` for every header to a JS array, starting at `start`.
-pub fn push_headers<'a, C: Context<'a>>(
-    cx: &mut C,
-    array: Handle<'a, JsArray>,
-    start: u32,
-    headers: &HeaderMap,
-) -> NeonResult<u32> {
-    let mut at = start;
-    for (name, value) in headers {
-        let name = cx.string(name.as_str());
-        array.set(cx, at, name)?;
-        let value = cx.string(latin1_to_string(value.as_bytes()));
-        array.set(cx, at + 1, value)?;
-        at += 2;
+/// The separator of fields in head and header strings: no header name or value can contain NUL.
+pub const FIELD_SEPARATOR: char = '\0';
+
+/// `[first\0]name\0value\0…` as one latin1 string: one JS string per head instead of two per header.
+pub fn join_fields(first: Option<&[u8]>, headers: &HeaderMap) -> String {
+    let mut out = String::new();
+    if let Some(first) = first {
+        push_latin1(&mut out, first);
     }
-    Ok(at)
+    for (name, value) in headers {
+        if !out.is_empty() || first.is_some() {
+            out.push(FIELD_SEPARATOR);
+        }
+        out.push_str(name.as_str());
+        out.push(FIELD_SEPARATOR);
+        push_latin1(&mut out, value.as_bytes());
+    }
+    out
+}
+
+/// Appends bytes to a string, one char per byte (latin1).
+fn push_latin1(out: &mut String, bytes: &[u8]) {
+    match std::str::from_utf8(bytes) {
+        Ok(s) if s.is_ascii() => out.push_str(s),
+        _ => out.extend(bytes.iter().map(|&b| char::from(b))),
+    }
+}
+
+/// Splits `name\0value\0…` (latin1) into header pairs.
+pub fn split_fields(joined: &str) -> Vec<(String, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut parts = joined.split(FIELD_SEPARATOR);
+    while let (Some(name), Some(value)) = (parts.next(), parts.next()) {
+        out.push((name.to_owned(), string_to_latin1(value.to_owned())));
+    }
+    out
 }
 
 /// A timeout argument: negative = not given (use the agent's), 0 = disabled, otherwise milliseconds.
@@ -66,7 +77,29 @@ mod tests {
     #[test]
     fn latin1_round_trips_every_byte() {
         let bytes: Vec<u8> = (0..=255).collect();
-        assert_eq!(string_to_latin1(latin1_to_string(&bytes)), bytes);
+        let mut text = String::new();
+        push_latin1(&mut text, &bytes);
+        assert_eq!(string_to_latin1(text), bytes);
+    }
+
+    #[test]
+    fn fields_join_and_split_back() {
+        let mut headers = HeaderMap::new();
+        headers.append("set-cookie", http::HeaderValue::from_static("a=1"));
+        headers.append("set-cookie", http::HeaderValue::from_static("b=2"));
+        headers.insert(
+            "x-latin1",
+            http::HeaderValue::from_bytes(b"caf\xe9").unwrap(),
+        );
+        let joined = join_fields(Some(b"OK"), &headers);
+        let (status, rest) = joined.split_once(FIELD_SEPARATOR).unwrap();
+        assert_eq!(status, "OK");
+        let pairs = split_fields(rest);
+        assert_eq!(pairs.len(), 3);
+        assert_eq!(pairs[0], ("set-cookie".to_string(), b"a=1".to_vec()));
+        assert_eq!(pairs[2], ("x-latin1".to_string(), b"caf\xe9".to_vec()));
+        assert_eq!(join_fields(None, &HeaderMap::new()), "");
+        assert_eq!(join_fields(Some(b""), &HeaderMap::new()), "");
     }
 
     #[test]

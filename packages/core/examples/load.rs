@@ -1,0 +1,144 @@
+//! A closed-loop load generator over the core alone (no JavaScript): `concurrency` loops each send a GET and
+//! wait for its end, for `seconds`. Prints requests/s and process CPU per request, so the core's own cost can
+//! be told apart from the bridge's and the JS layer's.
+//!
+//! `cargo run --release -p reqwest-dispatcher-core --example load -- http://127.0.0.1:PORT/ [concurrency] [seconds]`
+
+use bytes::Bytes;
+use http::HeaderMap;
+use reqwest_dispatcher_core::{
+    Agent, AgentOptions, CoreError, DispatchHandler, DispatchRequest, RequestController,
+    ResponseHead,
+};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::oneshot;
+
+struct Done(Option<oneshot::Sender<bool>>);
+
+impl DispatchHandler for Done {
+    fn on_response_start(&mut self, _head: ResponseHead) {}
+    fn on_response_data(&mut self, _chunk: Bytes) {}
+    fn on_response_end(&mut self, _trailers: HeaderMap) {
+        if let Some(tx) = self.0.take() {
+            let _ = tx.send(true);
+        }
+    }
+    fn on_error(&mut self, error: CoreError) {
+        eprintln!("request failed: {error}");
+        if let Some(tx) = self.0.take() {
+            let _ = tx.send(false);
+        }
+    }
+}
+
+/// CPU time of the whole process (all threads), from /proc/self/stat.
+fn process_cpu() -> Duration {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let fields: Vec<&str> = stat
+        .rsplit(')')
+        .next()
+        .unwrap_or("")
+        .split_whitespace()
+        .collect();
+    let ticks: u64 = fields.get(11).and_then(|v| v.parse().ok()).unwrap_or(0)
+        + fields.get(12).and_then(|v| v.parse().ok()).unwrap_or(0);
+    Duration::from_millis(ticks * 10)
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let url = args
+        .get(1)
+        .cloned()
+        .unwrap_or_else(|| "http://127.0.0.1:8080/".into());
+    let concurrency: usize = args.get(2).and_then(|v| v.parse().ok()).unwrap_or(100);
+    let seconds: u64 = args.get(3).and_then(|v| v.parse().ok()).unwrap_or(3);
+    if args.get(4).map(String::as_str) == Some("--bare-hyper") {
+        return bare_hyper(&url, concurrency, seconds);
+    }
+    let agent = Agent::new(AgentOptions::default()).expect("agent");
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let done = Arc::new(AtomicU64::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    runtime.block_on(async {
+        let (cpu0, t0) = (process_cpu(), Instant::now());
+        let mut loops = Vec::new();
+        for _ in 0..concurrency {
+            let (agent, url, done, stop) = (agent.clone(), url.clone(), done.clone(), stop.clone());
+            loops.push(tokio::spawn(async move {
+                while !stop.load(Ordering::Relaxed) {
+                    let (tx, rx) = oneshot::channel();
+                    agent.dispatch(
+                        DispatchRequest::new("GET", url.as_str()),
+                        RequestController::new(),
+                        Done(Some(tx)),
+                    );
+                    if rx.await != Ok(true) {
+                        return;
+                    }
+                    done.fetch_add(1, Ordering::Relaxed);
+                }
+            }));
+        }
+        tokio::time::sleep(Duration::from_secs(seconds)).await;
+        stop.store(true, Ordering::Relaxed);
+        for l in loops {
+            let _ = l.await;
+        }
+        let (cpu, elapsed) = (process_cpu() - cpu0, t0.elapsed());
+        let n = done.load(Ordering::Relaxed).max(1);
+        println!(
+            "{{\"rps\":{},\"cpuUsPerReq\":{:.1}}}",
+            (n as f64 / elapsed.as_secs_f64()) as u64,
+            cpu.as_micros() as f64 / n as f64
+        );
+    });
+}
+
+/// The same loop over hyper-util's client with no reqwest and no agent: the floor this stack can reach.
+fn bare_hyper(url: &str, concurrency: usize, seconds: u64) {
+    use http_body_util::{BodyExt, Empty};
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime.block_on(async {
+        let client =
+            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+                .build_http::<Empty<Bytes>>();
+        let uri: http::Uri = url.parse().expect("uri");
+        let done = Arc::new(AtomicU64::new(0));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (cpu0, t0) = (process_cpu(), Instant::now());
+        let mut loops = Vec::new();
+        for _ in 0..concurrency {
+            let (client, uri, done, stop) =
+                (client.clone(), uri.clone(), done.clone(), stop.clone());
+            loops.push(tokio::spawn(async move {
+                while !stop.load(Ordering::Relaxed) {
+                    let res = client.get(uri.clone()).await.expect("response");
+                    let _ = res.into_body().collect().await;
+                    done.fetch_add(1, Ordering::Relaxed);
+                }
+            }));
+        }
+        tokio::time::sleep(Duration::from_secs(seconds)).await;
+        stop.store(true, Ordering::Relaxed);
+        for l in loops {
+            let _ = l.await;
+        }
+        let (cpu, elapsed) = (process_cpu() - cpu0, t0.elapsed());
+        let n = done.load(Ordering::Relaxed).max(1);
+        println!(
+            "{{\"bare\":true,\"rps\":{},\"cpuUsPerReq\":{:.1}}}",
+            (n as f64 / elapsed.as_secs_f64()) as u64,
+            cpu.as_micros() as f64 / n as f64
+        );
+    });
+}

@@ -1,0 +1,435 @@
+//! Per-origin admission and bookkeeping: undici's `connections` cap, the first-connection gate that keeps a
+//! burst of requests to a new HTTP/2 origin on one connection, and the counts behind `agent.stats`.
+//!
+//! reqwest's pool neither caps connections per host nor tells when it opens or closes one, so the cap is
+//! enforced one level up, on requests: an HTTP/1.1 request occupies its connection until its response body
+//! ends, so at most `connections` requests in flight means at most `connections` busy sockets. Once an origin
+//! answers over HTTP/2 the cap becomes `connections` × [`H2_STREAMS_PER_CONNECTION`] streams.
+//!
+//! The gate exists because with ALPN the pool learns that an origin speaks HTTP/2 only after a handshake: a
+//! burst of requests to an origin without a live connection would each open their own. So when HTTP/2 may be
+//! negotiated and nothing is in flight to an origin, the first request goes alone (the probe) until its
+//! response head arrives — by then its connection is pooled and shared — or [`PROBE_PATIENCE`] passes.
+//! Waiting requests are admitted in arrival order.
+
+use crate::options::H2_STREAMS_PER_CONNECTION;
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+use tokio::sync::oneshot;
+use tokio::time::Instant;
+
+/// Longest time requests wait behind a probe whose response is slow to come.
+pub(crate) const PROBE_PATIENCE: Duration = Duration::from_millis(500);
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Protocol {
+    Unknown,
+    Http1,
+    Http2,
+}
+
+struct Waiter {
+    id: u64,
+    admit: oneshot::Sender<()>,
+}
+
+struct Origin {
+    protocol: Protocol,
+    running: usize,
+    waiters: VecDeque<Waiter>,
+    /// Set while the probe's response is awaited: the instant the others stop waiting for it.
+    probe_until: Option<Instant>,
+}
+
+impl Origin {
+    fn new(protocol: Protocol) -> Self {
+        Origin {
+            protocol,
+            running: 0,
+            waiters: VecDeque::new(),
+            probe_until: None,
+        }
+    }
+}
+
+/// What `agent.stats` reports for one origin.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OriginStats {
+    /// `scheme://host[:port]`, as undici keys its stats.
+    pub origin: String,
+    /// Requests waiting for a connection (for the `connections` cap or behind a probe).
+    pub pending: usize,
+    /// Requests sent and not yet finished.
+    pub running: usize,
+}
+
+/// The per-origin state of one agent.
+pub(crate) struct Origins {
+    /// `connections`, or no cap.
+    limit: Option<usize>,
+    /// HTTP/2 may be negotiated by ALPN on `https:` origins (allowH2 without h2c).
+    gate_https: bool,
+    /// Every connection speaks HTTP/2 (h2c): no probing needed, the pool serialises connecting itself.
+    all_h2: bool,
+    state: Mutex<State>,
+}
+
+#[derive(Default)]
+struct State {
+    origins: HashMap<String, Origin>,
+    next_id: u64,
+}
+
+/// `scheme://authority` of an absolute URL, without parsing more than needed.
+pub(crate) fn origin_of(url: &str) -> &str {
+    let start = url.find("://").map_or(0, |i| i + 3);
+    match url[start..].find(['/', '?', '#']) {
+        Some(end) => &url[..start + end],
+        None => url,
+    }
+}
+
+impl Origins {
+    pub(crate) fn new(limit: Option<usize>, allow_h2: bool, h2c: bool) -> Self {
+        Origins {
+            limit: limit.filter(|&n| n > 0),
+            gate_https: allow_h2 && !h2c,
+            all_h2: h2c,
+            state: Mutex::new(State::default()),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn gated(&self, origin: &str) -> bool {
+        self.gate_https && origin.starts_with("https:")
+    }
+
+    fn capacity(&self, protocol: Protocol) -> usize {
+        match (self.limit, protocol) {
+            (None, _) => usize::MAX,
+            (Some(n), Protocol::Http2) => n.saturating_mul(H2_STREAMS_PER_CONNECTION),
+            (Some(n), _) => n,
+        }
+    }
+
+    /// Whether one more request may start now; marks it as the probe when it has to be one.
+    fn try_admit(&self, key: &str, origin: &mut Origin, now: Instant) -> bool {
+        if let Some(until) = origin.probe_until {
+            if now < until {
+                return false;
+            }
+            origin.probe_until = None;
+        }
+        if origin.running >= self.capacity(origin.protocol) {
+            return false;
+        }
+        if origin.running == 0 && origin.protocol != Protocol::Http1 && self.gated(key) {
+            origin.probe_until = Some(now + PROBE_PATIENCE);
+        }
+        origin.running += 1;
+        true
+    }
+
+    /// Admits waiting requests, in order, while there is room.
+    fn admit_waiting(&self, key: &str, origin: &mut Origin) {
+        let now = Instant::now();
+        while !origin.waiters.is_empty() && self.try_admit(key, origin, now) {
+            let waiter = origin.waiters.pop_front().expect("checked non-empty");
+            if waiter.admit.send(()).is_err() {
+                // The request went away while being admitted; its slot is free again.
+                origin.running -= 1;
+                if origin.running == 0 {
+                    origin.probe_until = None;
+                }
+            }
+        }
+    }
+
+    /// Waits until a request to `url`'s origin may start. The returned lease holds its place until dropped.
+    pub(crate) async fn admit(self: &Arc<Self>, url: &str) -> Lease {
+        let key = origin_of(url);
+        let (id, mut admitted) = {
+            let mut state = self.lock();
+            let id = state.next_id;
+            state.next_id += 1;
+            let protocol = if self.all_h2 {
+                Protocol::Http2
+            } else {
+                Protocol::Unknown
+            };
+            let origin = state
+                .origins
+                .entry(key.to_string())
+                .or_insert_with(|| Origin::new(protocol));
+            if origin.waiters.is_empty() && self.try_admit(key, origin, Instant::now()) {
+                return Lease::new(self, key);
+            }
+            let (tx, rx) = oneshot::channel();
+            origin.waiters.push_back(Waiter { id, admit: tx });
+            (id, rx)
+        };
+        let mut waiting = Waiting {
+            origins: self,
+            key,
+            id,
+            done: false,
+        };
+        loop {
+            let deadline = self.lock().origins.get(key).and_then(|o| o.probe_until);
+            let expired = match deadline {
+                Some(deadline) => {
+                    tokio::select! {
+                        result = &mut admitted => { let _ = result; false }
+                        _ = tokio::time::sleep_until(deadline) => true,
+                    }
+                }
+                None => {
+                    let _ = (&mut admitted).await;
+                    false
+                }
+            };
+            if !expired {
+                waiting.done = true;
+                return Lease::new(self, key);
+            }
+            // The probe is slow to answer: stop holding the others back.
+            let mut state = self.lock();
+            if let Some(origin) = state.origins.get_mut(key) {
+                if origin
+                    .probe_until
+                    .is_some_and(|until| Instant::now() >= until)
+                {
+                    origin.probe_until = None;
+                    self.admit_waiting(key, origin);
+                }
+            }
+            drop(state);
+            if let Ok(()) = admitted.try_recv() {
+                waiting.done = true;
+                return Lease::new(self, key);
+            }
+        }
+    }
+
+    fn release(&self, key: &str, protocol: Option<Protocol>) {
+        let mut state = self.lock();
+        let Some(origin) = state.origins.get_mut(key) else {
+            return;
+        };
+        origin.running = origin.running.saturating_sub(1);
+        if let Some(p) = protocol {
+            origin.protocol = p;
+        }
+        if origin.running == 0 {
+            origin.probe_until = None;
+        }
+        self.admit_waiting(key, origin);
+        if origin.running == 0 && origin.waiters.is_empty() && origin.protocol != Protocol::Http2 {
+            state.origins.remove(key);
+        }
+    }
+
+    /// The response head of a request to `key` arrived over `version`: the probe (if that was it) is done.
+    fn observe(&self, key: &str, version: http::Version) {
+        let mut state = self.lock();
+        let Some(origin) = state.origins.get_mut(key) else {
+            return;
+        };
+        origin.protocol = if version == http::Version::HTTP_2 {
+            Protocol::Http2
+        } else {
+            Protocol::Http1
+        };
+        origin.probe_until = None;
+        self.admit_waiting(key, origin);
+    }
+
+    /// Pending and running requests per origin.
+    pub(crate) fn stats(&self) -> Vec<OriginStats> {
+        let state = self.lock();
+        let mut stats: Vec<OriginStats> = state
+            .origins
+            .iter()
+            .map(|(origin, o)| OriginStats {
+                origin: origin.clone(),
+                pending: o.waiters.len(),
+                running: o.running,
+            })
+            .collect();
+        stats.sort_by(|a, b| a.origin.cmp(&b.origin));
+        stats
+    }
+}
+
+/// A request's place among those in flight to its origin.
+pub(crate) struct Lease {
+    origins: Arc<Origins>,
+    key: String,
+    protocol: Mutex<Option<Protocol>>,
+}
+
+impl Lease {
+    fn new(origins: &Arc<Origins>, key: &str) -> Lease {
+        Lease {
+            origins: Arc::clone(origins),
+            key: key.to_string(),
+            protocol: Mutex::new(None),
+        }
+    }
+
+    /// Records the protocol the response came over and lets requests held behind a probe go.
+    pub(crate) fn observe(&self, version: http::Version) {
+        let protocol = if version == http::Version::HTTP_2 {
+            Protocol::Http2
+        } else {
+            Protocol::Http1
+        };
+        *self.protocol.lock().unwrap_or_else(|e| e.into_inner()) = Some(protocol);
+        self.origins.observe(&self.key, version);
+    }
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        let protocol = *self.protocol.lock().unwrap_or_else(|e| e.into_inner());
+        self.origins.release(&self.key, protocol);
+    }
+}
+
+/// Removes a request that stops waiting (aborted) from its origin's queue, or gives back the slot it was
+/// admitted to just as it went away.
+struct Waiting<'a> {
+    origins: &'a Arc<Origins>,
+    key: &'a str,
+    id: u64,
+    done: bool,
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        if self.done {
+            return;
+        }
+        let mut state = self.origins.lock();
+        let Some(origin) = state.origins.get_mut(self.key) else {
+            return;
+        };
+        if let Some(at) = origin.waiters.iter().position(|w| w.id == self.id) {
+            origin.waiters.remove(at);
+            return;
+        }
+        drop(state);
+        // Not queued any more: it was admitted and never took its lease.
+        self.origins.release(self.key, None);
+    }
+}
+
+tokio::task_local! {
+    /// The lease of the request the current task carries, so the exchange can report the protocol.
+    static CURRENT: Arc<Lease>;
+}
+
+/// Runs `work` (one request's exchange) holding `lease`, reachable by [`response_version`].
+pub(crate) async fn with_lease<T>(lease: Lease, work: impl std::future::Future<Output = T>) -> T {
+    let lease = Arc::new(lease);
+    CURRENT.scope(lease, work).await
+}
+
+/// Called by the exchange when the response head arrived, with the HTTP version it came over.
+pub(crate) fn response_version(version: http::Version) {
+    let _ = CURRENT.try_with(|lease| lease.observe(version));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn origin_is_scheme_and_authority() {
+        assert_eq!(origin_of("http://a.test:81/x?y"), "http://a.test:81");
+        assert_eq!(origin_of("https://a.test"), "https://a.test");
+        assert_eq!(origin_of("https://a.test?q"), "https://a.test");
+    }
+
+    #[tokio::test]
+    async fn cap_admits_in_order_as_slots_free() {
+        let origins = Arc::new(Origins::new(Some(1), false, false));
+        let first = origins.admit("http://a.test/1").await;
+        let second = {
+            let origins = Arc::clone(&origins);
+            tokio::spawn(async move { origins.admit("http://a.test/2").await })
+        };
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert!(!second.is_finished());
+        assert_eq!(origins.stats()[0].pending, 1);
+        assert_eq!(origins.stats()[0].running, 1);
+        drop(first);
+        let second = tokio::time::timeout(Duration::from_secs(1), second)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(origins.stats()[0].pending, 0);
+        drop(second);
+        assert!(origins.stats().is_empty());
+    }
+
+    #[tokio::test]
+    async fn abandoned_waiter_leaves_the_queue() {
+        let origins = Arc::new(Origins::new(Some(1), false, false));
+        let _first = origins.admit("http://a.test/").await;
+        let waiting =
+            tokio::time::timeout(Duration::from_millis(20), origins.admit("http://a.test/"));
+        assert!(waiting.await.is_err());
+        assert_eq!(origins.stats()[0].pending, 0);
+    }
+
+    #[tokio::test]
+    async fn probe_holds_the_burst_until_the_head_arrives() {
+        let origins = Arc::new(Origins::new(None, true, false));
+        let probe = Arc::new(origins.admit("https://h2.test/").await);
+        let next = {
+            let origins = Arc::clone(&origins);
+            tokio::spawn(async move { origins.admit("https://h2.test/").await })
+        };
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert!(!next.is_finished());
+        probe.observe(http::Version::HTTP_2);
+        tokio::time::timeout(Duration::from_secs(1), next)
+            .await
+            .unwrap()
+            .unwrap();
+    }
+
+    #[tokio::test]
+    async fn slow_probe_stops_holding_others_back() {
+        let origins = Arc::new(Origins::new(None, true, false));
+        let _probe = origins.admit("https://slow.test/").await;
+        let started = Instant::now();
+        let _next =
+            tokio::time::timeout(Duration::from_secs(2), origins.admit("https://slow.test/"))
+                .await
+                .unwrap();
+        assert!(started.elapsed() >= PROBE_PATIENCE - Duration::from_millis(50));
+    }
+
+    #[tokio::test]
+    async fn h2_origin_gets_streams_per_connection() {
+        let origins = Arc::new(Origins::new(Some(1), false, true));
+        let mut leases = Vec::new();
+        for _ in 0..H2_STREAMS_PER_CONNECTION {
+            leases.push(
+                tokio::time::timeout(
+                    Duration::from_millis(100),
+                    origins.admit("http://h2c.test/"),
+                )
+                .await
+                .unwrap(),
+            );
+        }
+        assert_eq!(origins.stats()[0].running, H2_STREAMS_PER_CONNECTION);
+    }
+}

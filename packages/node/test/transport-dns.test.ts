@@ -1,0 +1,90 @@
+/**
+ * Name resolution and the local end of connections: the system resolver (getaddrinfo, as Node's `dns.lookup`),
+ * `localAddress`, and `ENOTFOUND` for names that do not resolve.
+ */
+import http from 'node:http'
+import type { AddressInfo } from 'node:net'
+import { describe, expect, it } from 'vitest'
+import { errors, request } from 'undici'
+import { Agent } from '../src/index'
+
+async function whoAmI(): Promise<{ port: number; close(): Promise<void> }> {
+  const server = http.createServer((req, res) => res.end(req.socket.remoteAddress))
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+  return {
+    port: (server.address() as AddressInfo).port,
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.closeAllConnections()
+        server.close(() => resolve())
+      })
+  }
+}
+
+describe('resolver', () => {
+  it('resolves names with the system resolver, as dns.lookup does (localhost from /etc/hosts)', async () => {
+    const server = await whoAmI()
+    const agent = new Agent()
+    try {
+      const res = await request(`http://localhost:${server.port}/`, { dispatcher: agent })
+      expect(res.statusCode).toBe(200)
+      await res.body.dump()
+    } finally {
+      await agent.close()
+      await server.close()
+    }
+  })
+
+  it('a name that does not resolve fails with ENOTFOUND, as with undici', async () => {
+    const agent = new Agent()
+    try {
+      const err = await request('http://name-that-does-not-exist.invalid/', { dispatcher: agent }).catch((e: Error) => e)
+      expect(err).toMatchObject({ code: 'ENOTFOUND', syscall: 'getaddrinfo', hostname: 'name-that-does-not-exist.invalid' })
+    } finally {
+      await agent.close()
+    }
+  })
+})
+
+describe('localAddress', () => {
+  it('binds outgoing connections to localAddress', async () => {
+    const server = await whoAmI()
+    const agent = new Agent({ localAddress: '127.0.0.2' })
+    try {
+      const res = await request(`http://127.0.0.1:${server.port}/`, { dispatcher: agent })
+      expect(await res.body.text()).toBe('127.0.0.2')
+    } finally {
+      await agent.close()
+      await server.close()
+    }
+  })
+
+  it('takes connect.localAddress too', async () => {
+    const server = await whoAmI()
+    const agent = new Agent({ connect: { localAddress: '127.0.0.3' } })
+    try {
+      const res = await request(`http://127.0.0.1:${server.port}/`, { dispatcher: agent })
+      expect(await res.body.text()).toBe('127.0.0.3')
+    } finally {
+      await agent.close()
+      await server.close()
+    }
+  })
+
+  it('must be an IP address, as undici requires', () => {
+    expect(() => new Agent({ localAddress: 'localhost' })).toThrow(errors.InvalidArgumentError)
+  })
+
+  it('accepts autoSelectFamily (the connector tries every address in turn anyway)', async () => {
+    const server = await whoAmI()
+    const agent = new Agent({ autoSelectFamily: true, autoSelectFamilyAttemptTimeout: 100 })
+    try {
+      const res = await request(`http://localhost:${server.port}/`, { dispatcher: agent })
+      expect(res.statusCode).toBe(200)
+      await res.body.dump()
+    } finally {
+      await agent.close()
+      await server.close()
+    }
+  })
+})

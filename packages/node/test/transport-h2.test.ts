@@ -1,0 +1,293 @@
+/**
+ * HTTP/2: `allowH2` (ALPN over TLS, off by default as in undici 7), multiplexing on one connection, h2c by prior
+ * knowledge (`h2c: true`), trailers, RST_STREAM on abort and GOAWAY, against node:http2 servers.
+ */
+import http2 from 'node:http2'
+import type { AddressInfo } from 'node:net'
+import { Readable } from 'node:stream'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { H2CClient, request } from 'undici'
+import type { Dispatcher } from 'undici'
+import { Agent } from '../src/index'
+import { controllerHandler } from './helpers/recorder'
+import { makePki, type Pki } from './helpers/transport-certs'
+
+let pki: Pki
+
+beforeAll(() => {
+  pki = makePki()
+})
+
+afterAll(() => pki?.cleanup())
+
+interface H2Server {
+  port: number
+  origin: string
+  /** HTTP/2 sessions the server saw. */
+  sessions: () => number
+  /** TCP connections the server accepted. */
+  connections: () => number
+  server: http2.Http2SecureServer | http2.Http2Server
+  close(): Promise<void>
+}
+
+type Handler = (req: http2.Http2ServerRequest, res: http2.Http2ServerResponse) => void
+
+const describeRequest: Handler = (req, res) => {
+  const chunks: Buffer[] = []
+  req.on('data', (c: Buffer) => chunks.push(c))
+  req.on('end', () => {
+    res.setHeader('content-type', 'application/json')
+    res.end(JSON.stringify({ httpVersion: req.httpVersion, method: req.method, path: req.url, body: Buffer.concat(chunks).toString() }))
+  })
+}
+
+async function listen(server: http2.Http2SecureServer | http2.Http2Server, scheme: string): Promise<H2Server> {
+  let sessions = 0
+  let connections = 0
+  const live = new Set<http2.ServerHttp2Session>()
+  const sockets = new Set<import('node:net').Socket>()
+  server.on('session', (session: http2.ServerHttp2Session) => {
+    sessions++
+    live.add(session)
+    session.on('close', () => live.delete(session))
+  })
+  server.on('connection', (socket: import('node:net').Socket) => {
+    connections++
+    sockets.add(socket)
+    socket.on('close', () => sockets.delete(socket))
+  })
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+  const { port } = server.address() as AddressInfo
+  return {
+    port,
+    origin: `${scheme}://127.0.0.1:${port}`,
+    sessions: () => sessions,
+    connections: () => connections,
+    server,
+    close: () =>
+      new Promise<void>((resolve) => {
+        for (const s of live) s.destroy()
+        for (const s of sockets) s.destroy()
+        server.close(() => resolve())
+      })
+  }
+}
+
+function secureServer(handler: Handler = describeRequest, allowHTTP1 = true): Promise<H2Server> {
+  const server = http2.createSecureServer({ cert: pki.server.cert, key: pki.server.key, allowHTTP1 }, handler)
+  return listen(server, 'https')
+}
+
+function cleartextServer(handler: Handler = describeRequest): Promise<H2Server> {
+  return listen(http2.createServer(handler), 'http')
+}
+
+async function json(url: string, dispatcher: Dispatcher, opts: Partial<Dispatcher.RequestOptions> = {}): Promise<Record<string, string>> {
+  const res = await request(url, { dispatcher, ...opts } as Dispatcher.RequestOptions)
+  return (await res.body.json()) as Record<string, string>
+}
+
+describe('allowH2', () => {
+  it('is off by default, as in undici 7: a server offering h2 is spoken to in HTTP/1.1', async () => {
+    const server = await secureServer()
+    const agent = new Agent({ connect: { ca: pki.ca.cert } })
+    try {
+      expect((await json(`${server.origin}/`, agent)).httpVersion).toBe('1.1')
+      expect(server.sessions()).toBe(0)
+    } finally {
+      await agent.close()
+      await server.close()
+    }
+  })
+
+  it('negotiates HTTP/2 through ALPN when true', async () => {
+    const server = await secureServer()
+    const agent = new Agent({ allowH2: true, connect: { ca: pki.ca.cert } })
+    try {
+      expect((await json(`${server.origin}/`, agent)).httpVersion).toBe('2.0')
+    } finally {
+      await agent.close()
+      await server.close()
+    }
+  })
+
+  it('falls back to HTTP/1.1 with a server that does not offer h2', async () => {
+    const https = await import('node:https')
+    const server = https.createServer({ cert: pki.server.cert, key: pki.server.key }, (req, res) => res.end(req.httpVersion))
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+    const agent = new Agent({ allowH2: true, connect: { ca: pki.ca.cert } })
+    try {
+      const res = await request(`https://127.0.0.1:${(server.address() as AddressInfo).port}/`, { dispatcher: agent })
+      expect(await res.body.text()).toBe('1.1')
+    } finally {
+      await agent.close()
+      server.closeAllConnections()
+      server.close()
+    }
+  })
+
+  it('multiplexes 100 concurrent requests to one origin on one connection', async () => {
+    const server = await secureServer()
+    const agent = new Agent({ allowH2: true, connect: { ca: pki.ca.cert } })
+    try {
+      const results = await Promise.all(
+        Array.from({ length: 100 }, (_, i) => json(`${server.origin}/r${i}`, agent))
+      )
+      expect(results.map((r) => r.path)).toEqual(Array.from({ length: 100 }, (_, i) => `/r${i}`))
+      expect(results.every((r) => r.httpVersion === '2.0')).toBe(true)
+      expect(server.sessions()).toBe(1)
+      expect(server.connections()).toBe(1)
+    } finally {
+      await agent.close()
+      await server.close()
+    }
+  })
+
+  it('streams a request body to an HTTP/2 origin', async () => {
+    const server = await secureServer()
+    const agent = new Agent({ allowH2: true, connect: { ca: pki.ca.cert } })
+    try {
+      const body = Readable.from(['a', 'b', 'c'].map((s) => Buffer.from(s.repeat(10_000))))
+      const result = await json(`${server.origin}/upload`, agent, { method: 'POST', body })
+      expect(result.httpVersion).toBe('2.0')
+      expect(result.body).toBe('a'.repeat(10_000) + 'b'.repeat(10_000) + 'c'.repeat(10_000))
+    } finally {
+      await agent.close()
+      await server.close()
+    }
+  })
+})
+
+describe('h2c (HTTP/2 over cleartext by prior knowledge)', () => {
+  it('speaks HTTP/2 to a cleartext origin with h2c: true', async () => {
+    const server = await cleartextServer()
+    const agent = new Agent({ h2c: true })
+    try {
+      expect((await json(`${server.origin}/`, agent)).httpVersion).toBe('2.0')
+    } finally {
+      await agent.close()
+      await server.close()
+    }
+  })
+
+  it('shares one connection among 100 concurrent requests', async () => {
+    const server = await cleartextServer()
+    const agent = new Agent({ h2c: true })
+    try {
+      const results = await Promise.all(Array.from({ length: 100 }, (_, i) => json(`${server.origin}/c${i}`, agent)))
+      expect(results.every((r) => r.httpVersion === '2.0')).toBe(true)
+      expect(server.sessions()).toBe(1)
+      expect(server.connections()).toBe(1)
+    } finally {
+      await agent.close()
+      await server.close()
+    }
+  })
+
+  it("reports an empty status message, as undici's H2CClient does (HTTP/2 carries no reason phrase)", async () => {
+    const server = await cleartextServer()
+    const agent = new Agent({ h2c: true })
+    const reference = new H2CClient(server.origin)
+    try {
+      const statusOf = (d: Dispatcher): Promise<string | undefined> =>
+        new Promise((resolve, reject) => {
+          let text: string | undefined
+          d.dispatch({ origin: server.origin, path: '/', method: 'GET' }, {
+            onRequestStart() {},
+            onResponseStart: (_c, _s, _h, statusMessage) => void (text = statusMessage),
+            onResponseData() {},
+            onResponseEnd: () => resolve(text),
+            onResponseError: (_c, err) => reject(err)
+          })
+        })
+      const theirs = await statusOf(reference)
+      expect(await statusOf(agent)).toBe(theirs)
+      expect(theirs).toBe('')
+    } finally {
+      await reference.close()
+      await agent.close()
+      await server.close()
+    }
+  })
+
+  it('rejects a non-boolean h2c', () => {
+    expect(() => new Agent({ h2c: 'yes' as unknown as boolean })).toThrow(/h2c/)
+  })
+})
+
+describe('HTTP/2 streams', () => {
+  it('delivers trailers to onResponseEnd', async () => {
+    const server = await secureServer((_req, res) => {
+      res.setHeader('content-type', 'text/plain')
+      res.addTrailers({ 'x-checksum': 'abc123', 'x-count': '2' })
+      res.end('body')
+    }, false)
+    const agent = new Agent({ allowH2: true, connect: { ca: pki.ca.cert } })
+    try {
+      const { handler, done } = controllerHandler()
+      agent.dispatch({ origin: server.origin, path: '/', method: 'GET' }, handler)
+      const rec = await done
+      expect(rec.error).toBeUndefined()
+      expect(rec.body.toString()).toBe('body')
+      expect(rec.trailers).toEqual({ 'x-checksum': 'abc123', 'x-count': '2' })
+    } finally {
+      await agent.close()
+      await server.close()
+    }
+  })
+
+  it('aborting a request resets its stream (RST_STREAM CANCEL) and leaves the connection usable', async () => {
+    let resetCode: number | undefined
+    let resolveReset!: () => void
+    const reset = new Promise<void>((resolve) => (resolveReset = resolve))
+    const server = await secureServer((req, res) => {
+      if (req.url === '/slow') {
+        res.stream.on('close', () => {
+          resetCode = res.stream.rstCode
+          resolveReset()
+        })
+        res.writeHead(200)
+        res.write('first chunk')
+        return
+      }
+      describeRequest(req, res)
+    }, false)
+    const agent = new Agent({ allowH2: true, connect: { ca: pki.ca.cert } })
+    try {
+      const { handler, done } = controllerHandler({
+        onResponseData(controller) {
+          controller.abort(new Error('enough'))
+        }
+      })
+      agent.dispatch({ origin: server.origin, path: '/slow', method: 'GET' }, handler)
+      const rec = await done
+      expect(rec.error?.message).toBe('enough')
+      await reset
+      expect(resetCode).toBe(http2.constants.NGHTTP2_CANCEL)
+      expect((await json(`${server.origin}/after`, agent)).path).toBe('/after')
+      expect(server.sessions()).toBe(1)
+    } finally {
+      await agent.close()
+      await server.close()
+    }
+  })
+
+  it('after a GOAWAY, the next request goes on a new connection', async () => {
+    const server = await secureServer((req, res) => {
+      const session = req.stream.session
+      describeRequest(req, res)
+      if (req.url === '/bye') res.on('finish', () => session?.close())
+    }, false)
+    const agent = new Agent({ allowH2: true, connect: { ca: pki.ca.cert } })
+    try {
+      expect((await json(`${server.origin}/bye`, agent)).path).toBe('/bye')
+      await new Promise((resolve) => setTimeout(resolve, 50))
+      expect((await json(`${server.origin}/again`, agent)).path).toBe('/again')
+      expect(server.sessions()).toBe(2)
+    } finally {
+      await agent.close()
+      await server.close()
+    }
+  })
+})
