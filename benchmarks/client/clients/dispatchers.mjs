@@ -1,0 +1,51 @@
+/**
+ * Builds the two Dispatchers under comparison for a scenario: our `Agent` and `undici.Agent`.
+ *
+ * HTTP/2 rows need the client to trust the run's throw-away CA. undici takes it as `connect: { ca }`. Our Agent
+ * may not take TLS options yet, so `ourAgent` probes, in order: the same `connect` options as undici; the
+ * `SSL_CERT_FILE` variable (read by rustls-native-certs when the Agent's reqwest client is built); and when
+ * neither gets a response, reports the row as unavailable instead of failing the run.
+ */
+import { Agent as UndiciAgent, request } from 'undici'
+
+export function undiciAgent (config) {
+  if (config.protocol !== 'h2') return { dispatcher: new UndiciAgent(), note: null }
+  return {
+    dispatcher: new UndiciAgent({ allowH2: true, connect: { ca: config.tls.ca, rejectUnauthorized: false } }),
+    note: null
+  }
+}
+
+async function answers (dispatcher, origin) {
+  try {
+    const { statusCode, body } = await request(`${origin}/bytes/64`, { dispatcher, headersTimeout: 5000 })
+    await body.arrayBuffer()
+    return statusCode === 200 ? null : `status ${statusCode}`
+  } catch (err) {
+    return `${err.code ?? ''} ${err.message}`.trim()
+  }
+}
+
+export async function ourAgent (config) {
+  const { Agent } = await import('reqwest-dispatcher')
+  if (config.protocol !== 'h2') return { dispatcher: new Agent(), note: null }
+
+  const tlsOptions = { allowH2: true, connect: { ca: config.tls.ca, rejectUnauthorized: false } }
+  let withOptions = null
+  let failure
+  try {
+    withOptions = new Agent(tlsOptions)
+    failure = await answers(withOptions, config.origin)
+    if (failure === null) return { dispatcher: withOptions, note: 'CA via connect options' }
+  } catch (err) {
+    failure = err.message
+  }
+  await withOptions?.close().catch(() => {})
+
+  process.env.SSL_CERT_FILE = config.tls.caPath
+  const viaEnvironment = new Agent({ allowH2: true })
+  const envFailure = await answers(viaEnvironment, config.origin)
+  if (envFailure === null) return { dispatcher: viaEnvironment, note: 'CA via SSL_CERT_FILE: connect TLS options not honoured yet' }
+  await viaEnvironment.close().catch(() => {})
+  return { dispatcher: null, unavailable: `n/a (needs TLS options: ${failure}; SSL_CERT_FILE: ${envFailure})` }
+}

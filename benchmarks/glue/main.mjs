@@ -1,0 +1,180 @@
+/**
+ * Entry point of the glue benchmark process: tinybench times the JS↔Rust round trip alone, with no socket.
+ *
+ * There is no test hook yet for "a request Rust answers without a socket", so two stand-ins:
+ * - the raw addon (`index.node`) driven directly with a request the core rejects before any I/O (an empty
+ *   method): one N-API call in, a tokio task, the Channel wake-up and one batched delivery back — the FFI path
+ *   minus HTTP. The addon's private surface changes often; the row adapts to the known shapes or says n/a;
+ * - the public path, ours and undici's: `Agent.dispatch` to a loopback port nobody listens on, so each request
+ *   costs the whole JS layer plus one refused connect() and the error mapping, with no HTTP exchange.
+ * The TypeScript layer's validation step is timed alone (`normalizeRequest`).
+ */
+import { createRequire } from 'node:module'
+import { dirname, join } from 'node:path'
+import { createServer } from 'node:net'
+import { Bench } from 'tinybench'
+import { Agent as UndiciAgent } from 'undici'
+
+const config = JSON.parse(process.argv[2])
+const require = createRequire(import.meta.url)
+const packageDir = dirname(require.resolve('reqwest-dispatcher/package.json'))
+
+const EVENT_END = 3
+const EVENT_ERROR = 4
+
+function loadRoundTrip () {
+  const binding = require(join(packageDir, 'index.node'))
+  for (const name of ['agentNew', 'agentSetActive']) {
+    if (typeof binding[name] !== 'function') throw new Error(`addon has no ${name}() any more`)
+  }
+  if (typeof binding.dispatchBatch !== 'function' && typeof binding.dispatch !== 'function') {
+    throw new Error('addon has neither dispatchBatch() nor dispatch()')
+  }
+  const waiting = new Map()
+  const deliver = (batch) => {
+    // Batches are `kind, id, a, b` quadruples, after a shared data buffer in newer builds.
+    for (let i = typeof batch[0] === 'number' ? 0 : 1; i < batch.length; i += 4) {
+      if (batch[i] === EVENT_END || batch[i] === EVENT_ERROR) {
+        const resolve = waiting.get(batch[i + 1])
+        waiting.delete(batch[i + 1])
+        resolve?.()
+      }
+    }
+  }
+  // The TypeScript layer knows the native option shape of the day.
+  const { nativeAgentOptions } = require(join(packageDir, 'dist', 'options.js'))
+  const agent = binding.agentNew(nativeAgentOptions({}), deliver)
+  binding.agentSetActive(agent, true)
+  let nextId = 1
+  const url = 'http://127.0.0.1:9/'
+  // Shapes seen so far: dispatchBatch(agent, [id, method, url, headers, bodyMode, body, ht, bt, …]) with
+  // headers as `name\0value\0…`; before it dispatch(agent, id, method, url, headers, …) with headers as a
+  // string, or earlier as a string array.
+  let noHeaders = ''
+  const startAll = (ids) => {
+    if (typeof binding.dispatchBatch === 'function') {
+      binding.dispatchBatch(agent, ids.flatMap((id) => [id, '', url, '', -1, null, -1, -1]))
+      return
+    }
+    for (const id of ids) {
+      try {
+        binding.dispatch(agent, id, '', url, noHeaders, -1, null, -1, -1)
+      } catch (err) {
+        if (noHeaders !== '') throw err
+        noHeaders = []
+        binding.dispatch(agent, id, '', url, noHeaders, -1, null, -1, -1)
+      }
+    }
+  }
+  const roundTrips = (count) => {
+    const ids = Array.from({ length: count }, () => nextId++)
+    const done = Promise.all(ids.map((id) => new Promise((resolve) => waiting.set(id, resolve))))
+    startAll(ids)
+    return done
+  }
+  return { roundTrip: () => roundTrips(1), roundTrips, release: () => binding.agentSetActive(agent, false) }
+}
+
+/** A loopback port with nothing listening: connect() is refused at once by the kernel. */
+async function refusedPort () {
+  const server = createServer()
+  await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve))
+  const { port } = server.address()
+  await new Promise((resolve) => server.close(resolve))
+  return port
+}
+
+/** One `dispatch` that is expected to fail (connection refused), as a promise. */
+function refusedDispatch (dispatcher, origin) {
+  return () => new Promise((resolve) => {
+    dispatcher.dispatch({ origin, path: '/', method: 'GET' }, {
+      onRequestStart () {},
+      onResponseStart () {},
+      onResponseData () {},
+      onResponseEnd: resolve,
+      onResponseError: resolve
+    })
+  })
+}
+
+function withTimeout (promise, ms, what) {
+  let timer
+  return Promise.race([
+    promise.finally(() => clearTimeout(timer)),
+    new Promise((resolve, reject) => { timer = setTimeout(() => reject(new Error(`${what} did not complete in ${ms} ms`)), ms) })
+  ])
+}
+
+
+/** CPU (all threads) per round trip over `count` trips, 100 in flight. */
+async function cpuPerRoundTrip (glue, count) {
+  const before = process.cpuUsage()
+  for (let done = 0; done < count; done += 100) await glue.roundTrips(100)
+  const used = process.cpuUsage(before)
+  return (used.user + used.system) / count
+}
+
+async function main () {
+  const rows = []
+  const bench = new Bench({ time: config.quick ? 300 : 1000, warmupTime: config.quick ? 100 : 300 })
+  bench.add('event-loop floor: setImmediate round trip', () => new Promise((resolve) => setImmediate(resolve)))
+
+  let glue = null
+  try {
+    glue = loadRoundTrip()
+    await withTimeout(glue.roundTrip(), 3000, 'a round trip through the addon')
+    bench.add('addon round trip, 1 in flight (N-API call → tokio → Channel → JS)', glue.roundTrip)
+    bench.add('addon round trips, 100 in flight (per request)', () => glue.roundTrips(100))
+  } catch (err) {
+    rows.push({ name: 'addon round trip', unavailable: `pending a test hook: ${err.message}` })
+    glue = null
+  }
+
+  const origin = `http://127.0.0.1:${await refusedPort()}`
+  const { Agent } = await import('reqwest-dispatcher')
+  const ours = new Agent()
+  const undici = new UndiciAgent()
+  bench.add('public path, ours: Agent.dispatch → refused connect → error', refusedDispatch(ours, origin))
+  bench.add('public path, undici.Agent: dispatch → refused connect → error', refusedDispatch(undici, origin))
+
+  try {
+    const { normalizeRequest } = require(join(packageDir, 'dist', 'request.js'))
+    const opts = { origin: 'http://127.0.0.1:3000', path: '/bytes/64', method: 'GET', headers: { accept: '*/*' } }
+    bench.add('TypeScript layer: normalizeRequest of a GET', () => { normalizeRequest(opts) })
+  } catch (err) {
+    rows.push({ name: 'TypeScript layer: normalizeRequest', unavailable: `n/a (${err.message})` })
+  }
+
+  await bench.run()
+  for (const task of bench.tasks) {
+    const result = task.result
+    if (result.state !== 'completed') {
+      rows.push({ name: task.name, unavailable: `n/a (${result.error?.message ?? result.state})` })
+      continue
+    }
+    const perRequest = task.name.includes('100 in flight') ? 100 : 1
+    rows.push({
+      name: task.name,
+      meanUs: (result.latency.mean * 1000) / perRequest,
+      p50Us: (result.latency.p50 * 1000) / perRequest,
+      p99Us: (result.latency.p99 * 1000) / perRequest,
+      samples: result.latency.samplesCount
+    })
+  }
+  if (glue !== null) {
+    const cpuUs = await cpuPerRoundTrip(glue, config.quick ? 5_000 : 50_000)
+    const row = rows.find((r) => r.name.includes('100 in flight'))
+    if (row) row.cpuUsPerRequest = cpuUs
+    glue.release()
+  }
+  await Promise.all([ours.destroy(), undici.destroy()])
+  return { rows }
+}
+
+let result
+try {
+  result = await main()
+} catch (err) {
+  result = { failed: String(err?.stack ?? err) }
+}
+process.send(result, () => process.exit(0))

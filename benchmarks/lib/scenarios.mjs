@@ -1,0 +1,60 @@
+/**
+ * What the suite measures: the scenarios (server route, protocol, request body), the clients compared in each,
+ * and the load shape of a full or a quick run. Clients are listed so that each of ours sits next to undici's
+ * counterpart: runs alternate A B A B within a round, and rounds repeat the whole sequence.
+ */
+
+const MiB = 1024 * 1024
+
+/** Clients that drive a Dispatcher, ours then undici's, per API. */
+const DISPATCHER_CLIENTS = [
+  'ours-dispatch', 'undici-dispatch',
+  'ours-request', 'undici-request',
+  'ours-fetch', 'undici-fetch'
+]
+const LOAD_CLIENTS = [...DISPATCHER_CLIENTS, 'node', 'impit', 'ceiling']
+
+export const CLIENT_LABELS = {
+  'ours-dispatch': 'ours · dispatch',
+  'ours-request': 'ours · request()',
+  'ours-fetch': 'ours · fetch()',
+  'undici-dispatch': 'undici.Agent · dispatch',
+  'undici-request': 'undici.Agent · request()',
+  'undici-fetch': 'undici.Agent · fetch()',
+  node: 'node:http(s)/http2 keep-alive',
+  impit: 'impit (fetch)',
+  ceiling: 'ceiling (autocannon / h2load)'
+}
+
+/** The undici row a client's ratios are taken against: the same API, or undici's dispatch for others. */
+export function baselineOf (clientId) {
+  const [family, api] = clientId.split('-')
+  return family === 'ours' || family === 'undici' ? `undici-${api}` : 'undici-dispatch'
+}
+
+export function scenarios ({ quick }) {
+  return [
+    { id: 'h1-get-64', title: 'HTTP/1.1 GET 64 B', kind: 'load', protocol: 'h1', method: 'GET', path: '/bytes/64', requestBytes: 0, clients: LOAD_CLIENTS },
+    { id: 'h1-post-4k', title: 'HTTP/1.1 POST 4 KiB', kind: 'load', protocol: 'h1', method: 'POST', path: '/upload', requestBytes: 4096, clients: LOAD_CLIENTS },
+    { id: 'h1-get-1m', title: 'HTTP/1.1 GET 1 MiB', kind: 'load', protocol: 'h1', method: 'GET', path: `/bytes/${MiB}`, requestBytes: 0, clients: LOAD_CLIENTS },
+    { id: 'h2-get-64', title: 'HTTP/2 (TLS) GET 64 B', kind: 'load', protocol: 'h2', method: 'GET', path: '/bytes/64', requestBytes: 0, clients: LOAD_CLIENTS },
+    { id: 'h2-post-4k', title: 'HTTP/2 (TLS) POST 4 KiB', kind: 'load', protocol: 'h2', method: 'POST', path: '/upload', requestBytes: 4096, clients: LOAD_CLIENTS },
+    {
+      id: 'h1-stream-100m',
+      title: `HTTP/1.1 GET ${quick ? 10 : 100} MiB stream, consumer at 10 MiB/s`,
+      kind: 'stream',
+      protocol: 'h1',
+      method: 'GET',
+      path: `/stream/${(quick ? 10 : 100) * MiB}`,
+      requestBytes: 0,
+      consumerBytesPerSecond: 10 * MiB,
+      clients: [...DISPATCHER_CLIENTS, 'node']
+    }
+  ]
+}
+
+export function loadShape ({ quick }) {
+  return quick
+    ? { concurrency: 100, warmupMs: 200, durationMs: 600, rounds: 1 }
+    : { concurrency: 100, warmupMs: 500, durationMs: 2000, rounds: 3 }
+}
