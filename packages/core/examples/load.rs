@@ -3,6 +3,9 @@
 //! be told apart from the bridge's and the JS layer's.
 //!
 //! `cargo run --release -p reqwest-dispatcher-core --example load -- http://127.0.0.1:PORT/ [concurrency] [seconds]`
+//!
+//! With `LOAD_REQUESTS=N` it stops after N requests instead, for instruction counts that do not depend on the
+//! machine's speed: `valgrind --tool=callgrind target/release/examples/load URL 100 0` divides by N.
 
 use bytes::Bytes;
 use http::HeaderMap;
@@ -65,6 +68,9 @@ fn main() {
         .expect("runtime");
     let done = Arc::new(AtomicU64::new(0));
     let stop = Arc::new(AtomicBool::new(false));
+    let limit: Option<u64> = std::env::var("LOAD_REQUESTS")
+        .ok()
+        .and_then(|v| v.parse().ok());
     runtime.block_on(async {
         let (cpu0, t0) = (process_cpu(), Instant::now());
         let mut loops = Vec::new();
@@ -72,6 +78,9 @@ fn main() {
             let (agent, url, done, stop) = (agent.clone(), url.clone(), done.clone(), stop.clone());
             loops.push(tokio::spawn(async move {
                 while !stop.load(Ordering::Relaxed) {
+                    if limit.is_some_and(|n| done.load(Ordering::Relaxed) >= n) {
+                        return;
+                    }
                     let (tx, rx) = oneshot::channel();
                     agent.dispatch(
                         DispatchRequest::new("GET", url.as_str()),
@@ -85,15 +94,17 @@ fn main() {
                 }
             }));
         }
-        tokio::time::sleep(Duration::from_secs(seconds)).await;
-        stop.store(true, Ordering::Relaxed);
+        if limit.is_none() {
+            tokio::time::sleep(Duration::from_secs(seconds)).await;
+            stop.store(true, Ordering::Relaxed);
+        }
         for l in loops {
             let _ = l.await;
         }
         let (cpu, elapsed) = (process_cpu() - cpu0, t0.elapsed());
         let n = done.load(Ordering::Relaxed).max(1);
         println!(
-            "{{\"rps\":{},\"cpuUsPerReq\":{:.1}}}",
+            "{{\"requests\":{n},\"rps\":{},\"cpuUsPerReq\":{:.1}}}",
             (n as f64 / elapsed.as_secs_f64()) as u64,
             cpu.as_micros() as f64 / n as f64
         );

@@ -1,4 +1,4 @@
-//! The agent: one reqwest client (its connection pool) and the task that carries each request through it.
+//! The agent: its transport (the connection pool) and the task that carries each request through it.
 
 use crate::controller::RequestController;
 use crate::error::{CoreError, ErrorKind};
@@ -7,6 +7,7 @@ use crate::options::AgentOptions;
 use crate::origins::{self, OriginStats, Origins};
 use crate::request::{DispatchRequest, RequestBody};
 use crate::runtime::runtime_handle;
+use crate::transport::{OutgoingBody, Transport};
 use bytes::Bytes;
 use futures_util::FutureExt;
 use http::{HeaderMap, HeaderName, HeaderValue, Method};
@@ -20,7 +21,7 @@ use tokio::runtime::Handle;
 /// taken from the environment.
 #[derive(Clone)]
 pub struct Agent {
-    client: reqwest::Client,
+    client: Transport,
     options: Arc<AgentOptions>,
     runtime: Handle,
     origins: Arc<Origins>,
@@ -30,7 +31,7 @@ impl Agent {
     pub fn new(options: AgentOptions) -> Result<Agent, CoreError> {
         let runtime = runtime_handle();
         let _entered = runtime.enter();
-        let client = crate::client::build(&options)?;
+        let client = Transport::build(&options)?;
         let origins = Arc::new(Origins::new(
             options.connections,
             options.allow_h2,
@@ -109,9 +110,25 @@ fn invalid(what: &str, detail: impl std::fmt::Display) -> CoreError {
     )
 }
 
-fn build_request(request: DispatchRequest) -> Result<reqwest::Request, CoreError> {
+/// The request target as undici sends it: path and query exactly as given. A target with characters outside
+/// ASCII (undici would write them as raw latin1 bytes, which no server should have to parse) is
+/// percent-encoded through the `url` crate instead.
+fn request_uri(url: &str) -> Result<http::Uri, CoreError> {
+    let uri = if url.is_ascii() {
+        http::Uri::try_from(url).map_err(|e| invalid("url", e))?
+    } else {
+        let parsed = url::Url::parse(url).map_err(|e| invalid("url", e))?;
+        http::Uri::try_from(parsed.as_str()).map_err(|e| invalid("url", e))?
+    };
+    if uri.scheme().is_none() || uri.authority().is_none() {
+        return Err(invalid("url", "an absolute http(s) URL is required"));
+    }
+    Ok(uri)
+}
+
+fn build_request(request: DispatchRequest) -> Result<http::Request<OutgoingBody>, CoreError> {
     let method = Method::from_bytes(request.method.as_bytes()).map_err(|e| invalid("method", e))?;
-    let url = reqwest::Url::parse(&request.url).map_err(|e| invalid("url", e))?;
+    let uri = request_uri(&request.url)?;
     let mut headers = HeaderMap::with_capacity(request.headers.len());
     for (name, value) in request.headers {
         let name =
@@ -120,13 +137,15 @@ fn build_request(request: DispatchRequest) -> Result<reqwest::Request, CoreError
             HeaderValue::from_maybe_shared(value).map_err(|e| invalid("header value", e))?;
         headers.append(name, value);
     }
-    let mut built = reqwest::Request::new(method, url);
+    let body = match request.body {
+        RequestBody::Empty => OutgoingBody::Empty,
+        RequestBody::Bytes(bytes) => OutgoingBody::Full(Some(bytes)),
+        RequestBody::Pull(pull) => OutgoingBody::Pull(pull.into_body()),
+    };
+    let mut built = http::Request::new(body);
+    *built.method_mut() = method;
+    *built.uri_mut() = uri;
     *built.headers_mut() = headers;
-    match request.body {
-        RequestBody::Empty => {}
-        RequestBody::Bytes(bytes) => *built.body_mut() = Some(reqwest::Body::from(bytes)),
-        RequestBody::Pull(pull) => *built.body_mut() = Some(reqwest::Body::wrap(pull.into_body())),
-    }
     Ok(built)
 }
 
@@ -152,7 +171,7 @@ fn header_bytes(headers: &HeaderMap) -> usize {
 
 /// One request from send to the last body byte.
 async fn exchange<H: DispatchHandler>(
-    client: &reqwest::Client,
+    transport: &Transport,
     options: &AgentOptions,
     request: DispatchRequest,
     controller: &RequestController,
@@ -162,14 +181,11 @@ async fn exchange<H: DispatchHandler>(
     let body_timeout = request.body_timeout.unwrap_or(options.body_timeout);
     let request = build_request(request)?;
 
-    let response = within(headers_timeout, client.execute(request), || {
+    let response = within(headers_timeout, transport.send(request), || {
         CoreError::new(ErrorKind::HeadersTimeout, "Headers Timeout Error")
     })
-    .await?
-    .map_err(|e| CoreError::from_send(&e))?;
+    .await??;
     origins::response_version(response.version());
-
-    let response: http::Response<reqwest::Body> = response.into();
     let (parts, mut body) = response.into_parts();
     if header_bytes(&parts.headers) > options.max_header_size {
         return Err(CoreError::new(
@@ -202,7 +218,7 @@ async fn exchange<H: DispatchHandler>(
         .await?;
         let frame = match frame {
             None => break,
-            Some(Err(e)) => return Err(CoreError::from_body(&e)),
+            Some(Err(e)) => return Err(e),
             Some(Ok(frame)) => frame,
         };
         match frame.into_data() {
@@ -229,4 +245,28 @@ async fn exchange<H: DispatchHandler>(
     }
     handler.on_response_end(trailers);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::request_uri;
+
+    #[test]
+    fn request_targets_keep_the_path_as_given() {
+        let uri = request_uri("http://127.0.0.1:8080/a/../b?x=1&y=%20z").unwrap();
+        assert_eq!(uri.path_and_query().unwrap().as_str(), "/a/../b?x=1&y=%20z");
+        assert_eq!(uri.authority().unwrap().as_str(), "127.0.0.1:8080");
+    }
+
+    #[test]
+    fn targets_with_bytes_outside_ascii_are_percent_encoded() {
+        let uri = request_uri("http://127.0.0.1:8080/caf\u{e9}").unwrap();
+        assert_eq!(uri.path(), "/caf%C3%A9");
+    }
+
+    #[test]
+    fn a_target_without_scheme_or_host_is_invalid() {
+        assert!(request_uri("/just/a/path").is_err());
+        assert!(request_uri("not a url").is_err());
+    }
 }

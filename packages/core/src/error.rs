@@ -78,14 +78,32 @@ impl CoreError {
 
     /// Classifies a reqwest error raised while sending the request and waiting for the response head.
     pub(crate) fn from_send(err: &reqwest::Error) -> Self {
-        if err.is_timeout() && err.is_connect() {
+        Self::classify_send(err, err.is_connect(), err.is_timeout() && err.is_connect())
+    }
+
+    /// Classifies a hyper-util client error raised while sending the request and waiting for the head.
+    /// hyper-util reports its connect timeout as an I/O `TimedOut` caused by tokio's `Elapsed`, which tells
+    /// it apart from an operating-system `ETIMEDOUT`.
+    pub(crate) fn from_direct_send(err: &hyper_util::client::legacy::Error) -> Self {
+        let timed_out = err.is_connect() && find_deep::<tokio::time::error::Elapsed>(err).is_some();
+        Self::classify_send(err, err.is_connect(), timed_out)
+    }
+
+    /// `connecting`: the failure happened while establishing the connection; `connect_timed_out`: the agent's
+    /// connect timeout expired.
+    fn classify_send(
+        err: &(dyn StdError + 'static),
+        connecting: bool,
+        connect_timed_out: bool,
+    ) -> Self {
+        if connect_timed_out {
             return CoreError::new(ErrorKind::ConnectTimeout, "Connect Timeout Error");
         }
         if let Some(body_err) = find_source::<CoreError>(err) {
             return body_err.clone();
         }
         let chain = chain_text(err);
-        if err.is_connect() {
+        if connecting {
             if let Some(tls) = find_deep::<rustls::Error>(err) {
                 return Self::from_tls(tls);
             }
@@ -135,11 +153,15 @@ impl CoreError {
 
     /// Classifies a reqwest error raised while reading the response body.
     pub(crate) fn from_body(err: &reqwest::Error) -> Self {
-        let chain = chain_text(err);
-        Self::from_transport(err, chain)
+        Self::from_transport(err, chain_text(err))
     }
 
-    fn from_transport(err: &reqwest::Error, chain: String) -> Self {
+    /// Classifies a hyper error raised while reading the response body.
+    pub(crate) fn from_direct_body(err: &hyper::Error) -> Self {
+        Self::from_transport(err, chain_text(err))
+    }
+
+    fn from_transport(err: &(dyn StdError + 'static), chain: String) -> Self {
         // A TLS 1.3 server refuses a client certificate after the client's side of the handshake is done, so
         // its alert arrives while the request is under way.
         if let Some(tls) = find_deep::<rustls::Error>(err) {

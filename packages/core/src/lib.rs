@@ -17,6 +17,7 @@ mod proxy;
 mod request;
 mod runtime;
 mod tls;
+mod transport;
 
 pub use agent::Agent;
 pub use body::{BodyChunk, BodyPull, BodySender};

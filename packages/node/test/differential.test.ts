@@ -33,10 +33,8 @@ beforeAll(async () => {
       res.write('12345')
       return
     }
-    // reqwest always adds `accept: */*` and undici adds `connection: keep-alive`: both documented in
-    // COMPATIBILITY.md and asserted in api.test.ts; the echo leaves them out so the rest can be compared.
-    // hyper writes `host` after the caller's headers, undici before them: names are sorted to compare the rest.
-    delete req.headers.accept
+    // undici adds `connection: keep-alive` (COMPATIBILITY.md), which the echo leaves out; hyper writes `host`
+    // after the caller's headers, undici before them: names are sorted to compare the rest.
     delete req.headers.connection
     req.headers = Object.fromEntries(Object.entries(req.headers).sort(([a], [b]) => a.localeCompare(b)))
     echo(req, res)

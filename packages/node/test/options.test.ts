@@ -129,9 +129,12 @@ describe('request shapes', () => {
     await res.body.text()
   })
 
-  it('sends accept: */* when the caller gives none (reqwest adds it; COMPATIBILITY.md), and keeps the caller\'s', async () => {
-    const plain = (await (await request(`${server.origin}/`, { dispatcher: agent })).body.json()) as { headers: Record<string, string> }
-    expect(plain.headers.accept).toBe('*/*')
+  it('adds no accept header of its own, as undici, and keeps the caller\'s', async () => {
+    const opts = { ...base(), headers: {} } as never
+    const theirs = JSON.parse((await record(pair.undici, opts, 'controller')).body) as { headers: Record<string, string> }
+    const ours = JSON.parse((await record(pair.ours, opts, 'controller')).body) as { headers: Record<string, string> }
+    expect(ours.headers.accept).toBe(theirs.headers.accept)
+    expect(ours.headers.accept).toBeUndefined()
     const given = (await (await request(`${server.origin}/`, { dispatcher: agent, headers: { accept: 'text/plain' } })).body.json()) as {
       headers: Record<string, string>
     }

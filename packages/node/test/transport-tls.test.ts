@@ -240,11 +240,13 @@ describe('certificate errors carry the code Node gives them', () => {
 })
 
 describe('servername', () => {
-  it('checks the certificate against connect.servername instead of the URL host', async () => {
+  it('sends connect.servername as SNI and checks the certificate against it instead of the URL host', async () => {
     const server = await tlsServer({ cert: pki.otherName.cert, key: pki.otherName.key })
     const agent = new Agent({ connect: { ca: pki.ca.cert, servername: 'example.test' } })
     try {
-      expect((await get(`https://127.0.0.1:${server.port}/`, agent)).status).toBe(200)
+      const res = await get(`https://127.0.0.1:${server.port}/`, agent)
+      expect(res.status).toBe(200)
+      expect(res.json.servername).toBe('example.test')
     } finally {
       await agent.close()
       await server.close()

@@ -11,8 +11,9 @@ use reqwest_dispatcher_core::{
     BodyChunk, BodyPull, CoreError, DispatchRequest, ErrorKind, RequestBody, RequestController,
 };
 
-/// Response bytes that may wait for the JS thread before the core stops reading.
-const RESPONSE_CREDIT: usize = 2 * 1024 * 1024;
+/// Response bytes of one request that may wait for the JS thread before the core stops reading: enough to
+/// keep a fast consumer busy between two drains, small enough that 100 large responses queue at most 25 MiB.
+const RESPONSE_CREDIT: usize = 256 * 1024;
 
 /// Body-mode argument values (see src/native.ts).
 const BODY_NONE: f64 = -1.0;

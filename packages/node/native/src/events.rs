@@ -26,6 +26,10 @@ use reqwest_dispatcher_core::{
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
+/// Most body bytes one drain hands to JavaScript: a burst of large responses is spread over several turns of
+/// the event loop instead of blocking it (and allocating) all at once.
+const BATCH_BYTES: usize = 1024 * 1024;
+
 // Event kinds, mirrored in src/native.ts.
 const START: f64 = 1.0;
 const DATA: f64 = 2.0;
@@ -93,18 +97,48 @@ impl EventQueue {
             !std::mem::replace(&mut pending.scheduled, true)
         };
         if schedule {
-            let queue = Arc::clone(self);
-            // Fails only while Node shuts down, when nobody is left to deliver to.
-            let _ = self.channel.try_send(move |cx| queue.drain(cx));
+            self.schedule_drain();
         }
     }
 
-    fn drain(&self, mut cx: Cx) -> NeonResult<()> {
-        let events = {
-            let mut pending = lock(&self.pending);
-            pending.scheduled = false;
-            std::mem::take(&mut pending.events)
-        };
+    fn schedule_drain(self: &Arc<Self>) {
+        let queue = Arc::clone(self);
+        // Fails only while Node shuts down, when nobody is left to deliver to.
+        let _ = self.channel.try_send(move |cx| queue.drain(cx));
+    }
+
+    /// Takes the events of one batch: all that are queued, except that body bytes stop at [`BATCH_BYTES`] (at
+    /// least one event goes). Returns them, and whether events are left for another drain.
+    fn take_batch(&self) -> (Vec<Event>, bool) {
+        let mut pending = lock(&self.pending);
+        let mut bytes = 0;
+        let cut = pending.events.iter().position(|event| {
+            if let Event::Data(_, chunk, _) = event {
+                if bytes > 0 && bytes + chunk.len() > BATCH_BYTES {
+                    return true;
+                }
+                bytes += chunk.len();
+            }
+            false
+        });
+        match cut {
+            Some(at) => {
+                let rest = pending.events.split_off(at);
+                (std::mem::replace(&mut pending.events, rest), true)
+            }
+            None => {
+                pending.scheduled = false;
+                (std::mem::take(&mut pending.events), false)
+            }
+        }
+    }
+
+    fn drain(self: &Arc<Self>, mut cx: Cx) -> NeonResult<()> {
+        let (events, more) = self.take_batch();
+        if more {
+            // The rest goes in a later turn of the event loop, so timers and I/O run in between.
+            self.schedule_drain();
+        }
         let data_len: usize = events
             .iter()
             .map(|e| match e {
