@@ -126,6 +126,7 @@ fn bare_hyper(url: &str, concurrency: usize, seconds: u64) {
         let uri: http::Uri = url.parse().expect("uri");
         let done = Arc::new(AtomicU64::new(0));
         let stop = Arc::new(AtomicBool::new(false));
+        let limit: Option<u64> = std::env::var("LOAD_REQUESTS").ok().and_then(|v| v.parse().ok());
         let (cpu0, t0) = (process_cpu(), Instant::now());
         let mut loops = Vec::new();
         for _ in 0..concurrency {
@@ -133,14 +134,19 @@ fn bare_hyper(url: &str, concurrency: usize, seconds: u64) {
                 (client.clone(), uri.clone(), done.clone(), stop.clone());
             loops.push(tokio::spawn(async move {
                 while !stop.load(Ordering::Relaxed) {
+                    if limit.is_some_and(|n| done.load(Ordering::Relaxed) >= n) {
+                        return;
+                    }
                     let res = client.get(uri.clone()).await.expect("response");
                     let _ = res.into_body().collect().await;
                     done.fetch_add(1, Ordering::Relaxed);
                 }
             }));
         }
-        tokio::time::sleep(Duration::from_secs(seconds)).await;
-        stop.store(true, Ordering::Relaxed);
+        if limit.is_none() {
+            tokio::time::sleep(Duration::from_secs(seconds)).await;
+            stop.store(true, Ordering::Relaxed);
+        }
         for l in loops {
             let _ = l.await;
         }
