@@ -126,7 +126,9 @@ fn bare_hyper(url: &str, concurrency: usize, seconds: u64) {
         let uri: http::Uri = url.parse().expect("uri");
         let done = Arc::new(AtomicU64::new(0));
         let stop = Arc::new(AtomicBool::new(false));
-        let limit: Option<u64> = std::env::var("LOAD_REQUESTS").ok().and_then(|v| v.parse().ok());
+        let limit: Option<u64> = std::env::var("LOAD_REQUESTS")
+            .ok()
+            .and_then(|v| v.parse().ok());
         let (cpu0, t0) = (process_cpu(), Instant::now());
         let mut loops = Vec::new();
         for _ in 0..concurrency {
