@@ -1,5 +1,6 @@
 //! The agent: its transport (the connection pool) and the task that carries each request through it.
 
+use crate::connections::ConnectionObserver;
 use crate::controller::RequestController;
 use crate::error::{CoreError, ErrorKind};
 use crate::handler::{DispatchHandler, ResponseHead};
@@ -29,9 +30,18 @@ pub struct Agent {
 
 impl Agent {
     pub fn new(options: AgentOptions) -> Result<Agent, CoreError> {
+        Self::with_connection_observer(options, Arc::new(|_| {}))
+    }
+
+    /// An agent that reports its connections being opened, closed and failing to `observer` (undici's
+    /// `connect`, `disconnect` and `connectionError` events).
+    pub fn with_connection_observer(
+        options: AgentOptions,
+        observer: ConnectionObserver,
+    ) -> Result<Agent, CoreError> {
         let runtime = runtime_handle();
         let _entered = runtime.enter();
-        let client = Transport::build(&options)?;
+        let client = Transport::build(&options, observer)?;
         let origins = Arc::new(Origins::new(
             options.connections,
             options.allow_h2,

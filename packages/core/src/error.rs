@@ -89,6 +89,12 @@ impl CoreError {
         Self::classify_send(err, err.is_connect(), timed_out)
     }
 
+    /// Classifies a failure of the connector itself (no request involved): DNS, TCP, TLS, timeout.
+    pub(crate) fn from_connect(err: &(dyn StdError + 'static)) -> Self {
+        let timed_out = find_deep::<tokio::time::error::Elapsed>(err).is_some();
+        Self::classify_send(err, true, timed_out)
+    }
+
     /// `connecting`: the failure happened while establishing the connection; `connect_timed_out`: the agent's
     /// connect timeout expired.
     fn classify_send(

@@ -8,6 +8,7 @@
 mod agent;
 mod body;
 mod client;
+mod connections;
 mod controller;
 mod error;
 mod handler;
@@ -21,6 +22,7 @@ mod transport;
 
 pub use agent::Agent;
 pub use body::{BodyChunk, BodyPull, BodySender};
+pub use connections::{ConnectionEvent, ConnectionObserver};
 pub use controller::RequestController;
 pub use error::{CoreError, ErrorKind};
 pub use handler::{DispatchHandler, ResponseHead};

@@ -8,6 +8,7 @@
 
 use crate::body::PullBody;
 use crate::client;
+use crate::connections::{ConnectionObserver, Observed};
 use crate::error::{CoreError, ErrorKind};
 use crate::options::AgentOptions;
 use crate::tls;
@@ -21,7 +22,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-type DirectClient = Client<HttpsConnector<HttpConnector>, OutgoingBody>;
+type DirectClient = Client<Observed<HttpsConnector<HttpConnector>>, OutgoingBody>;
 
 /// The agent's way to the network.
 #[derive(Clone)]
@@ -34,11 +35,18 @@ pub(crate) enum Transport {
 }
 
 impl Transport {
-    pub(crate) fn build(options: &AgentOptions) -> Result<Transport, CoreError> {
+    /// `observer` hears of every connection the direct path opens and closes (reqwest's proxied pool does
+    /// not tell).
+    pub(crate) fn build(
+        options: &AgentOptions,
+        observer: ConnectionObserver,
+    ) -> Result<Transport, CoreError> {
         if options.proxy.is_some() {
             return Ok(Transport::Proxied(client::build(options)?));
         }
-        Ok(Transport::Direct(Arc::new(direct_client(options)?)))
+        Ok(Transport::Direct(Arc::new(direct_client(
+            options, observer,
+        )?)))
     }
 
     /// Sends `request` and waits for the response head.
@@ -72,7 +80,10 @@ impl Transport {
 
 /// hyper-util's client with undici's defaults and the agent's options. ALPN is hyper-rustls's to set: it
 /// offers exactly the protocols the client is built to speak.
-fn direct_client(options: &AgentOptions) -> Result<DirectClient, CoreError> {
+fn direct_client(
+    options: &AgentOptions,
+    observer: ConnectionObserver,
+) -> Result<DirectClient, CoreError> {
     let mut http = HttpConnector::new();
     http.enforce_http(false);
     http.set_nodelay(true);
@@ -118,7 +129,7 @@ fn direct_client(options: &AgentOptions) -> Result<DirectClient, CoreError> {
         builder
             .http2_max_header_list_size(u32::try_from(options.max_header_size).unwrap_or(u32::MAX));
     }
-    Ok(builder.build(connector))
+    Ok(builder.build(Observed::new(connector, observer)))
 }
 
 /// A request body as hyper sends it: nothing, bytes known up front, or chunks pulled from the caller.

@@ -5,7 +5,8 @@
 import { EventEmitter } from 'node:events'
 import { Dispatcher, errors } from 'undici'
 import { RequestController, type RequestHost } from './controller'
-import { binding, EVENT_DATA, type NativeAgent } from './native'
+import { errorFromCore } from './errors'
+import { binding, EVENT_CONNECT, EVENT_CONNECTION_ERROR, EVENT_DATA, EVENT_DISCONNECT, type NativeAgent } from './native'
 import { nativeAgentOptions, type AgentOptions } from './options'
 import { normalizeRequest } from './request'
 import { agentStats, type OriginStats } from './stats'
@@ -16,16 +17,39 @@ const { ClientClosedError, ClientDestroyedError, InvalidArgumentError } = errors
 const inFlight = new Map<number, RequestController>()
 let nextId = 1
 
+/** Agents by id, for their connection events; weak, so that an agent nobody uses can be collected. */
+const agents = new Map<number, WeakRef<AgentHost>>()
+const forgetAgent = new FinalizationRegistry<number>((id) => agents.delete(id))
+let nextAgentId = 1
+
 /**
- * Receives a batch of native events (`[dataBuffer, kind, id, a, b, …]`) and hands each to its request. Body
- * chunks are views into the batch's one data Buffer.
+ * Receives a batch of native events (`[dataBuffer, agentId, kind, id, a, b, …]`) and hands each to its request
+ * (or, for connection events, to its agent). Body chunks are views into the batch's one data Buffer.
  */
 function deliverBatch(batch: unknown[]): void {
   const data = batch[0] as Buffer | undefined
-  for (let i = 1; i < batch.length; i += 4) {
+  try {
+    deliverEvents(batch, data)
+  } finally {
+    // One batch per turn of the event loop: if more wait, the next comes after timers and I/O had their turn.
+    const host = agents.get(batch[1] as number)?.deref()
+    if (host !== undefined && binding().agentDrainDone(host.native)) setImmediate(drainAgain, host)
+  }
+}
+
+function drainAgain(host: AgentHost): void {
+  binding().agentDrain(host.native)
+}
+
+function deliverEvents(batch: unknown[], data: Buffer | undefined): void {
+  for (let i = 2; i < batch.length; i += 4) {
+    const kind = batch[i] as number
+    if (kind >= EVENT_CONNECT) {
+      agents.get(batch[i + 1] as number)?.deref()?.connectionEvent(kind, batch[i + 2] as string, batch[i + 3] as string | undefined)
+      continue
+    }
     const controller = inFlight.get(batch[i + 1] as number)
     if (controller === undefined) continue
-    const kind = batch[i] as number
     if (kind === EVENT_DATA) {
       const offset = batch[i + 2] as number
       controller.deliver(kind, (data as Buffer).subarray(offset, offset + (batch[i + 3] as number)), undefined)
@@ -49,11 +73,40 @@ class AgentHost implements RequestHost {
   /** Requests started in this tick, sent to the native side together at its end. */
   #toSend: RequestController[] = []
 
+  /** Open connections per origin, from the transport's connection events. */
+  readonly connected = new Map<string, number>()
+  #onConnection: ((kind: number, origin: string, error: Error | null) => void) | null = null
+
   /** `limit`: requests per origin before `dispatch()` answers false (undici: connections × pipelining). */
   constructor(native: NativeAgent, limit: number, onDrain: (origin: string) => void) {
     this.native = native
     this.#limit = limit
     this.#onDrain = onDrain
+  }
+
+  /** Where connection events go (the Agent, which emits them). */
+  listen(onConnection: (kind: number, origin: string, error: Error | null) => void): void {
+    this.#onConnection = onConnection
+  }
+
+  connectionEvent(kind: number, origin: string, detail: string | undefined): void {
+    const open = this.connected.get(origin) ?? 0
+    let error: Error | null = null
+    if (kind === EVENT_CONNECT) {
+      this.connected.set(origin, open + 1)
+    } else if (kind === EVENT_DISCONNECT) {
+      if (open <= 1) this.connected.delete(origin)
+      else this.connected.set(origin, open - 1)
+      error = new errors.SocketError('closed')
+    } else if (kind === EVENT_CONNECTION_ERROR) {
+      const separator = (detail ?? '').indexOf('\0')
+      const url = new URL(origin)
+      error = errorFromCore((detail ?? '').slice(0, separator), (detail ?? '').slice(separator + 1), {
+        hostname: url.hostname,
+        address: `${url.hostname}:${url.port || (url.protocol === 'https:' ? 443 : 80)}`
+      })
+    }
+    this.#onConnection?.(kind, origin, error)
   }
 
   send(controller: RequestController): void {
@@ -132,11 +185,22 @@ export class Agent extends Dispatcher {
 
   constructor(options: AgentOptions = {}) {
     super()
-    const native = binding().agentNew(nativeAgentOptions(options), deliverBatch)
+    const agentId = nextAgentId++
+    const native = binding().agentNew(nativeAgentOptions(options), deliverBatch, agentId)
     const limit = options.connections == null ? Infinity : options.connections * Math.max(1, options.pipelining ?? 1)
     // undici emits `drain` with the dispatchers involved as a second argument, beyond what its types declare.
     const emitDrain = (origin: string): boolean => EventEmitter.prototype.emit.call(this, 'drain', new URL(origin), [this])
     this.#host = new AgentHost(native, limit, emitDrain)
+    agents.set(agentId, new WeakRef(this.#host))
+    forgetAgent.register(this, agentId)
+    // undici's arguments: (origin URL, [dispatchers]) for connect; plus the error for disconnect/connectionError.
+    this.#host.listen((kind, origin, error) => {
+      const name = kind === EVENT_CONNECT ? 'connect' : kind === EVENT_DISCONNECT ? 'disconnect' : 'connectionError'
+      if (this.listenerCount(name) === 0) return
+      const args: unknown[] = [new URL(origin), [this]]
+      if (error !== null) args.push(error)
+      EventEmitter.prototype.emit.call(this, name, ...args)
+    })
   }
 
   /** `true` once `close()` or `destroy()` was called: new requests are refused. */
@@ -146,7 +210,7 @@ export class Agent extends Dispatcher {
 
   /** Requests pending and running per origin, as undici's `agent.stats` (see COMPATIBILITY.md). */
   get stats(): Record<string, OriginStats> {
-    return agentStats(this.#host.native)
+    return agentStats(this.#host.native, this.#host.connected)
   }
 
   /** `true` once `destroy()` was called. */

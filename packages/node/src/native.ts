@@ -49,15 +49,20 @@ export interface NativeProxyOptions {
 }
 
 /**
- * Receives batches of events: `[dataBuffer, kind, id, a, b, kind, id, a, b, …]`. `dataBuffer` holds the body
- * bytes of every DATA event of the batch (`a` = offset, `b` = length); see `native/src/events.rs`.
+ * Receives batches of events: `[dataBuffer, agentId, kind, id, a, b, kind, id, a, b, …]`. `dataBuffer` holds the
+ * body bytes of every DATA event of the batch (`a` = offset, `b` = length); see `native/src/events.rs`.
  */
 export type DeliverFn = (batch: unknown[]) => void
 
 export interface NativeBinding {
-  agentNew(options: NativeAgentOptions, deliver: DeliverFn): NativeAgent
+  /** `agentId` names the agent in its connection events (`deliver` is shared by all agents). */
+  agentNew(options: NativeAgentOptions, deliver: DeliverFn, agentId: number): NativeAgent
   agentSetActive(agent: NativeAgent, active: boolean): void
   agentClose(agent: NativeAgent): void
+  /** JS processed a batch: whether more events wait (then call `agentDrain` on a later turn). */
+  agentDrainDone(agent: NativeAgent): boolean
+  /** Delivers the next batch of waiting events. */
+  agentDrain(agent: NativeAgent): void
   /** `[origin, pending, running, …]` for every origin with requests or known state. */
   agentStats(agent: NativeAgent): Array<string | number>
   setWorkerThreads(threads: number): boolean
@@ -82,6 +87,10 @@ export const EVENT_DATA = 2
 export const EVENT_END = 3
 export const EVENT_ERROR = 4
 export const EVENT_PULL = 5
+/** Connection events: `id` is the agent's, `a` the origin, `b` (errors only) `code\0message`. */
+export const EVENT_CONNECT = 6
+export const EVENT_DISCONNECT = 7
+export const EVENT_CONNECTION_ERROR = 8
 
 /** `bodyMode` values besides a non-negative pulled length (mirrors `native/src/dispatch.rs`). */
 export const BODY_NONE = -1

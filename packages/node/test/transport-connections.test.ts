@@ -229,10 +229,13 @@ describe('agent.stats', () => {
       const all = Promise.all(Array.from({ length: 5 }, () => text(`${server.origin}/`, agent)))
       await new Promise((resolve) => setTimeout(resolve, 50))
       const stats = agent.stats[server.origin]
-      expect(stats).toEqual({ pending: 3, queued: 3, running: 2, size: 5 })
+      expect(stats).toEqual({ connected: 2, free: 0, pending: 3, queued: 3, running: 2, size: 5 })
       await all
-      // The core lets go of a request just after delivering its end.
-      await vi.waitFor(() => expect(agent.stats[server.origin]).toBeUndefined(), { timeout: 1_000 })
+      // The core lets go of a request just after delivering its end; the two connections stay open, idle.
+      await vi.waitFor(
+        () => expect(agent.stats[server.origin]).toEqual({ connected: 2, free: 2, pending: 0, queued: 0, running: 0, size: 0 }),
+        { timeout: 1_000 }
+      )
     } finally {
       await agent.close()
       await server.close()

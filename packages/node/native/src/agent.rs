@@ -1,10 +1,10 @@
 //! The JS-visible agent: a boxed core agent, its event queue, and the channel whose reference keeps Node alive
 //! only while requests are in flight.
 
-use crate::events::EventQueue;
+use crate::events::{Event, EventQueue};
 use crate::marshal::timeout_option;
 use neon::prelude::*;
-use reqwest_dispatcher_core::{Agent, AgentOptions, ProxyOptions, TlsOptions};
+use reqwest_dispatcher_core::{Agent, AgentOptions, ConnectionEvent, ProxyOptions, TlsOptions};
 use std::cell::RefCell;
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -100,10 +100,12 @@ fn proxy_options(cx: &mut FunctionContext, proxy: Handle<JsObject>) -> NeonResul
     })
 }
 
-/// `agentNew(options, deliver)`: options were validated and defaulted by the TypeScript layer.
+/// `agentNew(options, deliver, agentId)`: options were validated and defaulted by the TypeScript layer.
 pub fn agent_new(mut cx: FunctionContext) -> JsResult<BoxedAgent> {
     let options = cx.argument::<JsObject>(0)?;
     let deliver = cx.argument::<JsFunction>(1)?.root(&mut cx);
+    // Names this agent in its connection events (the deliver function is shared by all agents).
+    let agent_id = cx.argument::<JsNumber>(2)?.value(&mut cx) as u64;
 
     let mut core = AgentOptions::default();
     if let Some(ms) = number_option(&mut cx, options, "connectTimeout")? {
@@ -145,13 +147,17 @@ pub fn agent_new(mut cx: FunctionContext) -> JsResult<BoxedAgent> {
         core.proxy = Some(proxy_options(&mut cx, proxy)?);
     }
 
-    let agent = match Agent::new(core) {
+    let mut keep_alive = cx.channel();
+    keep_alive.unref(&mut cx);
+    let queue = EventQueue::new(keep_alive.clone(), deliver, agent_id);
+    let observer = {
+        let queue = Arc::clone(&queue);
+        Arc::new(move |event: ConnectionEvent| queue.push(Event::Connection(agent_id, event)))
+    };
+    let agent = match Agent::with_connection_observer(core, observer) {
         Ok(agent) => agent,
         Err(error) => return cx.throw_error(error.message),
     };
-    let mut keep_alive = cx.channel();
-    keep_alive.unref(&mut cx);
-    let queue = EventQueue::new(keep_alive.clone(), deliver);
     Ok(cx.boxed(NativeAgent {
         core: RefCell::new(Some(agent)),
         queue,
@@ -205,5 +211,20 @@ pub fn set_worker_threads(mut cx: FunctionContext) -> JsResult<JsBoolean> {
 pub fn agent_close(mut cx: FunctionContext) -> JsResult<JsUndefined> {
     let agent = cx.argument::<BoxedAgent>(0)?;
     agent.core.borrow_mut().take();
+    Ok(cx.undefined())
+}
+
+/// `agentDrainDone(agent)`: JS processed a batch; returns whether more events wait (then JS calls `agentDrain`
+/// on a later turn of the event loop).
+pub fn agent_drain_done(mut cx: FunctionContext) -> JsResult<JsBoolean> {
+    let agent = cx.argument::<BoxedAgent>(0)?;
+    let more = agent.queue.finish_drain();
+    Ok(cx.boolean(more))
+}
+
+/// `agentDrain(agent)`: delivers the next batch of waiting events.
+pub fn agent_drain(mut cx: FunctionContext) -> JsResult<JsUndefined> {
+    let agent = cx.argument::<BoxedAgent>(0)?;
+    agent.queue.drain(&mut cx)?;
     Ok(cx.undefined())
 }

@@ -3,7 +3,8 @@
 //! Core tasks push events; the first push into an empty queue schedules a drain on the JS thread. The drain
 //! takes every queued event and hands them to JavaScript in one call, so a burst of responses costs one wake-up
 //! of the event loop and one call into JS. The batch is a flat array: first one Buffer holding the body bytes of
-//! every data event in the batch (JS takes `subarray` views of it), then `kind, id, a, b` quadruples:
+//! every data event in the batch (JS takes `subarray` views of it), then the agent's JS id, then `kind, id, a, b`
+//! quadruples:
 //!
 //! | kind  | a                        | b                                              |
 //! |-------|--------------------------|------------------------------------------------|
@@ -12,6 +13,10 @@
 //! | END   | `name\0value…` or `""`   | –                                              |
 //! | ERROR | code                     | message                                        |
 //! | PULL  | –                        | –                                              |
+//! | CONNECT, DISCONNECT | origin             | –                                              |
+//! | CONNECTION_ERROR    | origin             | `code\0message`                               |
+//!
+//! Connection events carry the agent's id where request events carry the request's.
 //!
 //! One string per head instead of one per header and one Buffer per batch instead of one per chunk keep the
 //! number of N-API calls per request small; both showed up in profiles.
@@ -21,7 +26,7 @@ use bytes::{Bytes, BytesMut};
 use http::HeaderMap;
 use neon::prelude::*;
 use reqwest_dispatcher_core::{
-    BodySender, CoreError, DispatchHandler, RequestController, ResponseHead,
+    BodySender, ConnectionEvent, CoreError, DispatchHandler, RequestController, ResponseHead,
 };
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -36,6 +41,9 @@ const DATA: f64 = 2.0;
 const END: f64 = 3.0;
 const ERROR: f64 = 4.0;
 const PULL: f64 = 5.0;
+const CONNECT: f64 = 6.0;
+const DISCONNECT: f64 = 7.0;
+const CONNECTION_ERROR: f64 = 8.0;
 
 pub enum Event {
     Start(u64, ResponseHead),
@@ -43,6 +51,8 @@ pub enum Event {
     End(u64, HeaderMap),
     Error(u64, CoreError),
     Pull(u64),
+    /// A connection event of the agent whose JS id is given (not a request's).
+    Connection(u64, ConnectionEvent),
 }
 
 /// The JS-side handles of one request in flight: how to steer it and where its pulled body goes.
@@ -58,6 +68,8 @@ struct Pending {
 }
 
 pub struct EventQueue {
+    /// The JS id of the agent this queue belongs to: batches name it, so JS can ask for the next one.
+    agent: u64,
     pending: Mutex<Pending>,
     /// Requests in flight by id, until their end or error has been delivered (or JS aborted them).
     requests: Mutex<HashMap<u64, RequestHandle>>,
@@ -67,8 +79,9 @@ pub struct EventQueue {
 
 impl EventQueue {
     /// `channel` should be an unreferenced clone: keeping the process alive is the agent's decision.
-    pub fn new(channel: Channel, deliver: Root<JsFunction>) -> Arc<Self> {
+    pub fn new(channel: Channel, deliver: Root<JsFunction>, agent: u64) -> Arc<Self> {
         Arc::new(EventQueue {
+            agent,
             pending: Mutex::new(Pending::default()),
             requests: Mutex::new(HashMap::new()),
             channel,
@@ -104,12 +117,12 @@ impl EventQueue {
     fn schedule_drain(self: &Arc<Self>) {
         let queue = Arc::clone(self);
         // Fails only while Node shuts down, when nobody is left to deliver to.
-        let _ = self.channel.try_send(move |cx| queue.drain(cx));
+        let _ = self.channel.try_send(move |mut cx| queue.drain(&mut cx));
     }
 
     /// Takes the events of one batch: all that are queued, except that body bytes stop at [`BATCH_BYTES`] (at
-    /// least one event goes). Returns them, and whether events are left for another drain.
-    fn take_batch(&self) -> (Vec<Event>, bool) {
+    /// least one event goes). The queue stays marked as scheduled: see [`Self::finish_drain`].
+    fn take_batch(&self) -> Vec<Event> {
         let mut pending = lock(&self.pending);
         let mut bytes = 0;
         let cut = pending.events.iter().position(|event| {
@@ -124,21 +137,31 @@ impl EventQueue {
         match cut {
             Some(at) => {
                 let rest = pending.events.split_off(at);
-                (std::mem::replace(&mut pending.events, rest), true)
+                std::mem::replace(&mut pending.events, rest)
             }
-            None => {
-                pending.scheduled = false;
-                (std::mem::take(&mut pending.events), false)
-            }
+            None => std::mem::take(&mut pending.events),
         }
     }
 
-    fn drain(self: &Arc<Self>, mut cx: Cx) -> NeonResult<()> {
-        let (events, more) = self.take_batch();
-        if more {
-            // The rest goes in a later turn of the event loop, so timers and I/O run in between.
-            self.schedule_drain();
+    /// Called by JS once it has processed a batch: returns whether events are waiting. If so, the queue stays
+    /// scheduled and JS asks for the next batch on a later turn of the event loop (`setImmediate`); otherwise
+    /// the next push wakes the loop again.
+    ///
+    /// Rescheduling from here instead would not yield: Node runs up to 1000 queued threadsafe-function calls
+    /// per wake-up, so under sustained load drains would chain without timers, I/O or finalizers running.
+    pub fn finish_drain(&self) -> bool {
+        let mut pending = lock(&self.pending);
+        if pending.events.is_empty() {
+            pending.scheduled = false;
+            false
+        } else {
+            true
         }
+    }
+
+    /// Hands the next batch to JavaScript.
+    pub fn drain<'a, C: Context<'a>>(&self, cx: &mut C) -> NeonResult<()> {
+        let events = self.take_batch();
         let data_len: usize = events
             .iter()
             .map(|e| match e {
@@ -150,53 +173,71 @@ impl EventQueue {
         let mut released: Vec<(RequestController, usize)> = Vec::new();
         let mut finished: Vec<u64> = Vec::new();
 
-        let batch = JsArray::new(&mut cx, 1 + events.len() * 4);
+        let batch = JsArray::new(cx, 2 + events.len() * 4);
         for (i, event) in events.into_iter().enumerate() {
-            let at = 1 + (i * 4) as u32;
+            let at = 2 + (i * 4) as u32;
             let (kind, id) = match event {
                 Event::Start(id, head) => {
                     let status = cx.number(head.status);
-                    batch.set(&mut cx, at + 2, status)?;
+                    batch.set(cx, at + 2, status)?;
                     let fields = cx.string(join_fields(Some(&head.status_text), &head.headers));
-                    batch.set(&mut cx, at + 3, fields)?;
+                    batch.set(cx, at + 3, fields)?;
                     (START, id)
                 }
                 Event::Data(id, chunk, controller) => {
                     let offset = cx.number(data.len() as f64);
-                    batch.set(&mut cx, at + 2, offset)?;
+                    batch.set(cx, at + 2, offset)?;
                     let length = cx.number(chunk.len() as f64);
-                    batch.set(&mut cx, at + 3, length)?;
+                    batch.set(cx, at + 3, length)?;
                     data.extend_from_slice(&chunk);
                     released.push((controller, chunk.len()));
                     (DATA, id)
                 }
                 Event::End(id, trailers) => {
                     let fields = cx.string(join_fields(None, &trailers));
-                    batch.set(&mut cx, at + 2, fields)?;
+                    batch.set(cx, at + 2, fields)?;
                     finished.push(id);
                     (END, id)
                 }
                 Event::Error(id, error) => {
                     let code = cx.string(error.code());
-                    batch.set(&mut cx, at + 2, code)?;
+                    batch.set(cx, at + 2, code)?;
                     let message = cx.string(&error.message);
-                    batch.set(&mut cx, at + 3, message)?;
+                    batch.set(cx, at + 3, message)?;
                     finished.push(id);
                     (ERROR, id)
                 }
                 Event::Pull(id) => (PULL, id),
+                Event::Connection(agent, event) => {
+                    let (kind, origin, error) = match event {
+                        ConnectionEvent::Connected { origin } => (CONNECT, origin, None),
+                        ConnectionEvent::Disconnected { origin } => (DISCONNECT, origin, None),
+                        ConnectionEvent::Failed { origin, error } => {
+                            (CONNECTION_ERROR, origin, Some(error))
+                        }
+                    };
+                    let origin = cx.string(origin);
+                    batch.set(cx, at + 2, origin)?;
+                    if let Some(error) = error {
+                        let detail = cx.string(format!("{}\0{}", error.code(), error.message));
+                        batch.set(cx, at + 3, detail)?;
+                    }
+                    (kind, agent)
+                }
             };
             let kind = cx.number(kind);
-            batch.set(&mut cx, at, kind)?;
+            batch.set(cx, at, kind)?;
             let id = cx.number(id as f64);
-            batch.set(&mut cx, at + 1, id)?;
+            batch.set(cx, at + 1, id)?;
         }
+        let agent = cx.number(self.agent as f64);
+        batch.set(cx, 1, agent)?;
         if !data.is_empty() {
             // The batch's bytes become the Buffer's memory as they are, freed when JS collects the Buffer:
             // no second copy, and no fresh V8 allocation (with its page faults) per batch. Node's V8 has no
             // pointer sandbox, which is what neon's external buffers require.
-            let buffer = JsBuffer::external(&mut cx, data);
-            batch.set(&mut cx, 0, buffer)?;
+            let buffer = JsBuffer::external(cx, data);
+            batch.set(cx, 0, buffer)?;
         }
         if !finished.is_empty() {
             let mut requests = lock(&self.requests);
@@ -204,8 +245,8 @@ impl EventQueue {
                 requests.remove(&id);
             }
         }
-        let deliver = self.deliver.to_inner(&mut cx);
-        let result = deliver.call_with(&cx).arg(batch).exec(&mut cx);
+        let deliver = self.deliver.to_inner(cx);
+        let result = deliver.call_with(cx).arg(batch).exec(cx);
         // The JS side has taken the data (or dropped it with its request): it no longer counts as in flight.
         for (controller, bytes) in released {
             controller.release(bytes);

@@ -21,6 +21,8 @@ fn main(mut cx: ModuleContext) -> NeonResult<()> {
     cx.export_function("agentSetActive", agent::agent_set_active)?;
     cx.export_function("agentStats", agent::agent_stats)?;
     cx.export_function("agentClose", agent::agent_close)?;
+    cx.export_function("agentDrainDone", agent::agent_drain_done)?;
+    cx.export_function("agentDrain", agent::agent_drain)?;
     cx.export_function("setWorkerThreads", agent::set_worker_threads)?;
     cx.export_function("dispatchBatch", dispatch::dispatch_batch)?;
     cx.export_function("requestAbort", dispatch::request_abort)?;
