@@ -1,22 +1,39 @@
-//! The agent: its transport (the connection pool) and the task that carries each request through it.
+//! The agent: its transport (the connection pool), its origins' policies and counters, and the task that
+//! carries each request through them.
 
-use crate::connections::ConnectionObserver;
+use crate::connections::{ConnectionEvent, ConnectionObserver};
 use crate::controller::RequestController;
 use crate::error::{CoreError, ErrorKind};
 use crate::handler::{DispatchHandler, ResponseHead};
+use crate::metrics::{method_index, Outcome};
 use crate::options::AgentOptions;
-use crate::origins::{self, OriginStats, Origins};
+use crate::origins::{self, Lease, OriginStats, Origins};
+use crate::policy::CircuitState;
 use crate::request::{DispatchRequest, RequestBody};
 use crate::runtime::runtime_handle;
 use crate::transport::{OutgoingBody, Transport};
+use crate::upstream::{Permit, Turn, Upstream, Upstreams};
 use bytes::Bytes;
 use futures_util::FutureExt;
 use http::{HeaderMap, HeaderName, HeaderValue, Method};
 use http_body_util::BodyExt;
 use std::panic::AssertUnwindSafe;
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::runtime::Handle;
+use tokio::time::Instant;
+
+/// What an agent reports besides requests: its connections (undici's `connect`, `disconnect`,
+/// `connectionError`) and its circuit breakers changing state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AgentEvent {
+    Connection(ConnectionEvent),
+    Circuit { origin: String, state: CircuitState },
+}
+
+/// Receives an agent's [`AgentEvent`]s. Called from tokio worker threads.
+pub type AgentObserver = Arc<dyn Fn(AgentEvent) + Send + Sync>;
 
 /// A pool of connections with undici `Agent` semantics: no redirects followed, no bodies decoded, no proxy
 /// taken from the environment.
@@ -26,22 +43,58 @@ pub struct Agent {
     options: Arc<AgentOptions>,
     runtime: Handle,
     origins: Arc<Origins>,
+    upstreams: Arc<Upstreams>,
 }
 
 impl Agent {
     pub fn new(options: AgentOptions) -> Result<Agent, CoreError> {
-        Self::with_connection_observer(options, Arc::new(|_| {}))
+        Self::with_observer(options, Arc::new(|_| {}))
     }
 
-    /// An agent that reports its connections being opened, closed and failing to `observer` (undici's
-    /// `connect`, `disconnect` and `connectionError` events).
-    pub fn with_connection_observer(
+    /// An agent that reports its connections being opened, closed and failing, and its circuits changing
+    /// state, to `observer`.
+    pub fn with_observer(
         options: AgentOptions,
-        observer: ConnectionObserver,
+        observer: AgentObserver,
     ) -> Result<Agent, CoreError> {
         let runtime = runtime_handle();
         let _entered = runtime.enter();
-        let client = Transport::build(&options, observer)?;
+        let upstreams = {
+            let observer = Arc::clone(&observer);
+            Arc::new(Upstreams::new(
+                options.policies.clone(),
+                Arc::new(move |origin: &str, state| {
+                    observer(AgentEvent::Circuit {
+                        origin: origin.to_string(),
+                        state,
+                    })
+                }),
+            ))
+        };
+        let connections: ConnectionObserver = {
+            let upstreams = Arc::clone(&upstreams);
+            Arc::new(move |event: ConnectionEvent| {
+                match &event {
+                    ConnectionEvent::Connected { origin } => {
+                        upstreams
+                            .get(origin)
+                            .metrics
+                            .connections
+                            .fetch_add(1, Relaxed);
+                    }
+                    ConnectionEvent::Disconnected { origin } => {
+                        upstreams
+                            .get(origin)
+                            .metrics
+                            .connections
+                            .fetch_sub(1, Relaxed);
+                    }
+                    ConnectionEvent::Failed { .. } => {}
+                }
+                observer(AgentEvent::Connection(event))
+            })
+        };
+        let client = Transport::build(&options, connections)?;
         let origins = Arc::new(Origins::new(
             options.connections,
             options.allow_h2,
@@ -52,6 +105,7 @@ impl Agent {
             options: Arc::new(options),
             runtime,
             origins,
+            upstreams,
         })
     }
 
@@ -64,6 +118,21 @@ impl Agent {
         &self.options
     }
 
+    /// Every origin's counters in Prometheus' text exposition format.
+    pub fn metrics_text(&self) -> String {
+        self.upstreams.metrics_text()
+    }
+
+    /// Every origin's counters as JSON (the same families as [`Agent::metrics_text`]).
+    pub fn metrics_json(&self) -> String {
+        self.upstreams.metrics_json()
+    }
+
+    /// The state of `origin`'s circuit breaker (`None` when it has none or sent nothing yet).
+    pub fn circuit_state(&self, origin: &str) -> Option<CircuitState> {
+        self.upstreams.circuit_state(origin)
+    }
+
     /// Starts `request` on the runtime. Its outcome reaches `handler`; `controller` aborts or pauses it.
     /// After an abort the handler hears nothing more: the caller already knows why the request ended.
     pub fn dispatch<H: DispatchHandler>(
@@ -72,18 +141,21 @@ impl Agent {
         controller: RequestController,
         handler: H,
     ) {
-        let client = self.client.clone();
-        let options = Arc::clone(&self.options);
-        let origins = Arc::clone(&self.origins);
+        let agent = self.clone();
+        let upstream = self.upstreams.get(origins::origin_of(&request.url));
+        // The rate limiter serves requests in the order they were dispatched: the turn is taken here, on the
+        // caller's thread, not when the task first runs.
+        let turn = upstream.take_turn();
         self.runtime.spawn(async move {
-            let mut handler = handler;
+            let mut handler = Metered::new(handler, &upstream, &request.method);
             let outcome = {
-                // Admission first: the origin's `connections` cap, or a probe for HTTP/2 (see origins.rs).
-                let work = AssertUnwindSafe(async {
-                    let lease = origins.admit(&request.url).await;
-                    let exchange = exchange(&client, &options, request, &controller, &mut handler);
-                    origins::with_lease(lease, exchange).await
-                })
+                let work = AssertUnwindSafe(agent.run(
+                    &upstream,
+                    request,
+                    turn,
+                    &controller,
+                    &mut handler,
+                ))
                 .catch_unwind();
                 tokio::select! {
                     biased;
@@ -101,6 +173,235 @@ impl Agent {
             }
         });
     }
+
+    /// Carries one request through its origin's policies: circuit breaker, rate limit, admission (the
+    /// `connections` cap, the HTTP/2 probe), then attempts until one is not retried.
+    async fn run<H: DispatchHandler>(
+        &self,
+        upstream: &Arc<Upstream>,
+        request: DispatchRequest,
+        first_turn: Turn,
+        controller: &RequestController,
+        handler: &mut H,
+    ) -> Result<(), CoreError> {
+        let headers_timeout = request
+            .headers_timeout
+            .unwrap_or(self.options.headers_timeout);
+        let body_timeout = request.body_timeout.unwrap_or(self.options.body_timeout);
+        // Only a request whose body can be sent again is retried.
+        let retry = upstream.retry.as_ref().filter(|retry| {
+            retry.allows_method(&request.method) && !matches!(request.body, RequestBody::Pull(_))
+        });
+        let mut template = Template::new(request, upstream)?;
+        let mut retries = 0u32;
+        let mut turn = Some(first_turn);
+        loop {
+            let turn = turn.take().unwrap_or_else(|| upstream.take_turn());
+            let permit = upstream.admit()?;
+            upstream.wait_turn(turn).await?;
+            let lease = self.origins.admit(&template.url).await;
+            let sent = within(headers_timeout, self.client.send(template.build()), || {
+                CoreError::new(ErrorKind::HeadersTimeout, "Headers Timeout Error")
+            })
+            .await
+            .and_then(|result| result);
+            let response = match sent {
+                Ok(response) => response,
+                Err(error) => {
+                    permit.record(upstream_failed(&error));
+                    drop(lease);
+                    match retry.and_then(|r| r.after_error(&error, retries + 1)) {
+                        Some(wait) => {
+                            retries += 1;
+                            self.retry_after(upstream, handler, retries, wait).await;
+                            continue;
+                        }
+                        None => return Err(error),
+                    }
+                }
+            };
+            lease.observe(response.version());
+            let status = response.status().as_u16();
+            if let Some(wait) =
+                retry.and_then(|r| r.after_status(status, response.headers(), retries + 1))
+            {
+                permit.record(status >= 500);
+                drop(response);
+                drop(lease);
+                retries += 1;
+                self.retry_after(upstream, handler, retries, wait).await;
+                continue;
+            }
+            return deliver(
+                &self.options,
+                body_timeout,
+                response,
+                (lease, permit),
+                controller,
+                handler,
+            )
+            .await;
+        }
+    }
+
+    async fn retry_after<H: DispatchHandler>(
+        &self,
+        upstream: &Upstream,
+        handler: &mut H,
+        retry: u32,
+        wait: Duration,
+    ) {
+        upstream.metrics.retries.fetch_add(1, Relaxed);
+        handler.on_retry(retry);
+        tokio::time::sleep(wait).await;
+    }
+}
+
+/// The parts of a request that every attempt sends again.
+struct Template {
+    method: Method,
+    url: String,
+    uri: http::Uri,
+    headers: HeaderMap,
+    body: Option<RequestBody>,
+    /// A replayable body's bytes (`None` for no body).
+    bytes: Option<Bytes>,
+    upstream: Arc<Upstream>,
+}
+
+impl Template {
+    fn new(request: DispatchRequest, upstream: &Arc<Upstream>) -> Result<Template, CoreError> {
+        let method =
+            Method::from_bytes(request.method.as_bytes()).map_err(|e| invalid("method", e))?;
+        let uri = request_uri(&request.url)?;
+        let mut headers = HeaderMap::with_capacity(request.headers.len());
+        for (name, value) in request.headers {
+            let name =
+                HeaderName::from_bytes(name.as_bytes()).map_err(|e| invalid("header name", e))?;
+            let value =
+                HeaderValue::from_maybe_shared(value).map_err(|e| invalid("header value", e))?;
+            headers.append(name, value);
+        }
+        let (body, bytes) = match request.body {
+            RequestBody::Bytes(bytes) => (None, Some(bytes)),
+            other => (Some(other), None),
+        };
+        Ok(Template {
+            method,
+            url: request.url,
+            uri,
+            headers,
+            body,
+            bytes,
+            upstream: Arc::clone(upstream),
+        })
+    }
+
+    /// The next attempt's request. A pulled body goes with the first attempt only (such requests are not
+    /// retried).
+    fn build(&mut self) -> http::Request<OutgoingBody> {
+        let metrics = &self.upstream.metrics;
+        let body = match (&self.bytes, self.body.take()) {
+            (Some(bytes), _) => {
+                metrics.bytes_out.fetch_add(bytes.len() as u64, Relaxed);
+                OutgoingBody::Full(Some(bytes.clone()))
+            }
+            (None, Some(RequestBody::Pull(pull))) => {
+                OutgoingBody::Pull(pull.into_body(Some(Arc::clone(&metrics.bytes_out))))
+            }
+            _ => OutgoingBody::Empty,
+        };
+        let mut built = http::Request::new(body);
+        *built.method_mut() = self.method.clone();
+        *built.uri_mut() = self.uri.clone();
+        *built.headers_mut() = self.headers.clone();
+        built
+    }
+}
+
+/// Counts a request in its origin's metrics: in flight while it lasts, then by outcome and duration.
+struct Metered<H> {
+    inner: H,
+    upstream: Arc<Upstream>,
+    method: usize,
+    started: Instant,
+    outcome: Outcome,
+    finished: bool,
+}
+
+impl<H> Metered<H> {
+    fn new(inner: H, upstream: &Arc<Upstream>, method: &str) -> Self {
+        upstream.metrics.in_flight.fetch_add(1, Relaxed);
+        Metered {
+            inner,
+            upstream: Arc::clone(upstream),
+            method: method_index(method),
+            started: Instant::now(),
+            // Until a response or an error says otherwise, the request was given up by its caller.
+            outcome: Outcome::Aborted,
+            finished: false,
+        }
+    }
+
+    fn finish(&mut self, outcome: Outcome) {
+        if self.finished {
+            return;
+        }
+        self.finished = true;
+        let metrics = &self.upstream.metrics;
+        metrics.in_flight.fetch_sub(1, Relaxed);
+        metrics.finished(self.method, outcome, self.started.elapsed());
+    }
+}
+
+impl<H> Drop for Metered<H> {
+    fn drop(&mut self) {
+        self.finish(Outcome::Aborted);
+    }
+}
+
+impl<H: DispatchHandler> DispatchHandler for Metered<H> {
+    fn on_response_start(&mut self, head: ResponseHead) {
+        self.outcome = Outcome::Status(head.status);
+        self.inner.on_response_start(head);
+    }
+
+    fn on_response_data(&mut self, chunk: Bytes) {
+        self.upstream
+            .metrics
+            .bytes_in
+            .fetch_add(chunk.len() as u64, Relaxed);
+        self.inner.on_response_data(chunk);
+    }
+
+    fn on_response_end(&mut self, trailers: HeaderMap) {
+        self.finish(self.outcome);
+        self.inner.on_response_end(trailers);
+    }
+
+    fn on_error(&mut self, error: CoreError) {
+        self.finish(Outcome::Error);
+        self.inner.on_error(error);
+    }
+
+    fn on_retry(&mut self, retry: u32) {
+        self.inner.on_retry(retry);
+    }
+}
+
+/// Whether `error` says something about the upstream (for the circuit breaker), rather than about the
+/// request's own body or arguments.
+fn upstream_failed(error: &CoreError) -> bool {
+    !matches!(
+        error.kind,
+        ErrorKind::RequestBody
+            | ErrorKind::RequestContentLengthMismatch
+            | ErrorKind::InvalidArgument
+            | ErrorKind::NotSupported
+            | ErrorKind::Aborted
+            | ErrorKind::ResponseExceededMaxSize
+            | ErrorKind::HeadersOverflow
+    )
 }
 
 fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
@@ -136,29 +437,6 @@ fn request_uri(url: &str) -> Result<http::Uri, CoreError> {
     Ok(uri)
 }
 
-fn build_request(request: DispatchRequest) -> Result<http::Request<OutgoingBody>, CoreError> {
-    let method = Method::from_bytes(request.method.as_bytes()).map_err(|e| invalid("method", e))?;
-    let uri = request_uri(&request.url)?;
-    let mut headers = HeaderMap::with_capacity(request.headers.len());
-    for (name, value) in request.headers {
-        let name =
-            HeaderName::from_bytes(name.as_bytes()).map_err(|e| invalid("header name", e))?;
-        let value =
-            HeaderValue::from_maybe_shared(value).map_err(|e| invalid("header value", e))?;
-        headers.append(name, value);
-    }
-    let body = match request.body {
-        RequestBody::Empty => OutgoingBody::Empty,
-        RequestBody::Bytes(bytes) => OutgoingBody::Full(Some(bytes)),
-        RequestBody::Pull(pull) => OutgoingBody::Pull(pull.into_body()),
-    };
-    let mut built = http::Request::new(body);
-    *built.method_mut() = method;
-    *built.uri_mut() = uri;
-    *built.headers_mut() = headers;
-    Ok(built)
-}
-
 async fn within<T>(
     limit: Option<Duration>,
     fut: impl std::future::Future<Output = T>,
@@ -179,23 +457,31 @@ fn header_bytes(headers: &HeaderMap) -> usize {
         .sum()
 }
 
-/// One request from send to the last body byte.
-async fn exchange<H: DispatchHandler>(
-    transport: &Transport,
+/// Hands a response on: head, body chunks as the controller allows, trailers. `held` (the request's place
+/// in its origin's admission and circuit breaker) lasts until the body ended.
+async fn deliver<H: DispatchHandler>(
     options: &AgentOptions,
-    request: DispatchRequest,
+    body_timeout: Option<Duration>,
+    response: http::Response<crate::transport::IncomingBody>,
+    held: (Lease, Permit),
     controller: &RequestController,
     handler: &mut H,
 ) -> Result<(), CoreError> {
-    let headers_timeout = request.headers_timeout.unwrap_or(options.headers_timeout);
-    let body_timeout = request.body_timeout.unwrap_or(options.body_timeout);
-    let request = build_request(request)?;
+    let (lease, permit) = held;
+    let failed_status = response.status().is_server_error();
+    let result = stream_response(options, body_timeout, response, controller, handler).await;
+    permit.record(failed_status || result.as_ref().is_err_and(upstream_failed));
+    drop(lease);
+    result
+}
 
-    let response = within(headers_timeout, transport.send(request), || {
-        CoreError::new(ErrorKind::HeadersTimeout, "Headers Timeout Error")
-    })
-    .await??;
-    origins::response_version(response.version());
+async fn stream_response<H: DispatchHandler>(
+    options: &AgentOptions,
+    body_timeout: Option<Duration>,
+    response: http::Response<crate::transport::IncomingBody>,
+    controller: &RequestController,
+    handler: &mut H,
+) -> Result<(), CoreError> {
     let (parts, mut body) = response.into_parts();
     if header_bytes(&parts.headers) > options.max_header_size {
         return Err(CoreError::new(

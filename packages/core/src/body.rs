@@ -7,6 +7,8 @@ use crate::error::{CoreError, ErrorKind};
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use tokio::sync::mpsc;
 
@@ -55,12 +57,14 @@ impl BodyPull {
         )
     }
 
-    pub(crate) fn into_body(self) -> PullBody {
+    /// The body hyper polls; `counter` (the origin's sent-bytes metric) counts each chunk as it is taken.
+    pub(crate) fn into_body(self, counter: Option<Arc<AtomicU64>>) -> PullBody {
         PullBody {
             pull: self,
             asked: false,
             sent: 0,
             done: false,
+            counter,
         }
     }
 }
@@ -70,6 +74,7 @@ pub(crate) struct PullBody {
     asked: bool,
     sent: u64,
     done: bool,
+    counter: Option<Arc<AtomicU64>>,
 }
 
 impl PullBody {
@@ -106,6 +111,9 @@ impl Body for PullBody {
                         continue;
                     }
                     this.sent += data.len() as u64;
+                    if let Some(counter) = &this.counter {
+                        counter.fetch_add(data.len() as u64, Ordering::Relaxed);
+                    }
                     if this.pull.length.is_some_and(|len| this.sent > len) {
                         this.done = true;
                         return Poll::Ready(Some(Err(Self::mismatch())));

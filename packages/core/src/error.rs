@@ -32,6 +32,10 @@ pub enum ErrorKind {
     RequestBody,
     /// A bug in this crate (a panic caught at the task boundary).
     Internal,
+    /// The origin's circuit breaker is open: the request failed fast without being sent.
+    CircuitOpen,
+    /// The origin's rate limiter refused the request: its wait would have exceeded `maxWait`.
+    RateLimited,
 }
 
 impl ErrorKind {
@@ -53,6 +57,8 @@ impl ErrorKind {
             ErrorKind::Tls(code) => code,
             ErrorKind::RequestBody => "UND_ERR_REQUEST_BODY",
             ErrorKind::Internal => "UND_ERR_INTERNAL",
+            ErrorKind::CircuitOpen => "UND_ERR_CIRCUIT_OPEN",
+            ErrorKind::RateLimited => "UND_ERR_RATE_LIMITED",
         }
     }
 }

@@ -22,4 +22,9 @@ pub trait DispatchHandler: Send + 'static {
     fn on_response_data(&mut self, chunk: Bytes);
     fn on_response_end(&mut self, trailers: HeaderMap);
     fn on_error(&mut self, error: CoreError);
+    /// The retry policy is about to send the request again: `retry` counts from 1. Nothing of the failed
+    /// attempt was reported.
+    fn on_retry(&mut self, retry: u32) {
+        let _ = retry;
+    }
 }

@@ -12,15 +12,18 @@ mod connections;
 mod controller;
 mod error;
 mod handler;
+mod metrics;
 mod options;
 mod origins;
+mod policy;
 mod proxy;
 mod request;
 mod runtime;
 mod tls;
 mod transport;
+mod upstream;
 
-pub use agent::Agent;
+pub use agent::{Agent, AgentEvent, AgentObserver};
 pub use body::{BodyChunk, BodyPull, BodySender};
 pub use connections::{ConnectionEvent, ConnectionObserver};
 pub use controller::RequestController;
@@ -28,5 +31,8 @@ pub use error::{CoreError, ErrorKind};
 pub use handler::{DispatchHandler, ResponseHead};
 pub use options::{AgentOptions, ProxyOptions, TlsOptions, H2_STREAMS_PER_CONNECTION};
 pub use origins::OriginStats;
+pub use policy::{
+    BreakerOptions, CircuitState, OriginPolicies, Policies, RateLimitOptions, RetryOptions,
+};
 pub use request::{DispatchRequest, RequestBody};
 pub use runtime::{runtime_handle, set_worker_threads};

@@ -1,5 +1,6 @@
 //! Options of an [`crate::Agent`], named and defaulted as undici's `Agent` options.
 
+use crate::policy::Policies;
 use std::net::IpAddr;
 use std::time::Duration;
 
@@ -33,6 +34,8 @@ pub struct AgentOptions {
     pub tls: TlsOptions,
     /// The proxy every request goes through (`ProxyAgent`, `EnvHttpProxyAgent`); `None` connects directly.
     pub proxy: Option<ProxyOptions>,
+    /// Retry, circuit breaker and rate limit, per origin (all off by default).
+    pub policies: Policies,
 }
 
 /// Concurrent streams an HTTP/2 connection is assumed to carry (undici's `maxConcurrentStreams` default).
@@ -53,6 +56,7 @@ impl Default for AgentOptions {
             local_address: None,
             tls: TlsOptions::default(),
             proxy: None,
+            policies: Policies::default(),
         }
     }
 }

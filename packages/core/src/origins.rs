@@ -328,22 +328,6 @@ impl Drop for Waiting<'_> {
     }
 }
 
-tokio::task_local! {
-    /// The lease of the request the current task carries, so the exchange can report the protocol.
-    static CURRENT: Arc<Lease>;
-}
-
-/// Runs `work` (one request's exchange) holding `lease`, reachable by [`response_version`].
-pub(crate) async fn with_lease<T>(lease: Lease, work: impl std::future::Future<Output = T>) -> T {
-    let lease = Arc::new(lease);
-    CURRENT.scope(lease, work).await
-}
-
-/// Called by the exchange when the response head arrived, with the HTTP version it came over.
-pub(crate) fn response_version(version: http::Version) {
-    let _ = CURRENT.try_with(|lease| lease.observe(version));
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -22,6 +22,7 @@ import {
   EVENT_END,
   EVENT_ERROR,
   EVENT_PULL,
+  EVENT_RETRY,
   EVENT_START,
   FIELD_SEPARATOR,
   type NativeAgent
@@ -74,6 +75,12 @@ export class RequestController implements Dispatcher.DispatchController {
   #bodySource: AsyncIterator<unknown> | null = null
   #bodyError: Error | null = null
   #requestSent = false
+  /**
+   * The context given to `onRequestStart`/`onConnect`. `retryCount` tells how many times the agent's retry
+   * policy sent the request again; it changes while the request runs (the core retries before the response
+   * head, so it is final by `onResponseStart`).
+   */
+  readonly context: { retryCount: number } = { retryCount: 0 }
 
   constructor(host: RequestHost, id: number, handler: Dispatcher.DispatchHandler) {
     this.#host = host
@@ -160,8 +167,8 @@ export class RequestController implements Dispatcher.DispatchController {
     if (this.#state === DONE) return
     const handler = this.#handler
     try {
-      if (this.#legacy) handler.onConnect?.((err?: Error) => this.abort(err), {})
-      else handler.onRequestStart?.(this, {})
+      if (this.#legacy) handler.onConnect?.((err?: Error) => this.abort(err), this.context)
+      else handler.onRequestStart?.(this, this.context)
     } catch (err) {
       this.abort(err as Error)
     }
@@ -195,6 +202,8 @@ export class RequestController implements Dispatcher.DispatchController {
     if (this.#state === DONE) return
     if (kind === EVENT_PULL) {
       this.#pullBody()
+    } else if (kind === EVENT_RETRY) {
+      this.context.retryCount = a as number
     } else if (this.#paused || this.#backlog !== null) {
       ;(this.#backlog ??= []).push(kind, a, b)
     } else {

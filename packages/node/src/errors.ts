@@ -6,6 +6,30 @@ import { errors } from 'undici'
 import { constants } from 'node:os'
 import { isTlsCode, tlsError } from './tls-errors'
 
+/**
+ * A request failed fast because its origin's circuit breaker is open (see the `circuitBreaker` option).
+ * A subclass of undici's `UndiciError`; `code` is `UND_ERR_CIRCUIT_OPEN`.
+ */
+export class CircuitOpenError extends errors.UndiciError {
+  constructor(message = 'Circuit breaker is open') {
+    super(message)
+    this.name = 'CircuitOpenError'
+    this.code = 'UND_ERR_CIRCUIT_OPEN'
+  }
+}
+
+/**
+ * A request was refused by its origin's rate limiter: its wait for a turn would have exceeded `maxWait`
+ * (see the `rateLimit` option). A subclass of undici's `UndiciError`; `code` is `UND_ERR_RATE_LIMITED`.
+ */
+export class RateLimitError extends errors.UndiciError {
+  constructor(message = 'Rate limit exceeded') {
+    super(message)
+    this.name = 'RateLimitError'
+    this.code = 'UND_ERR_RATE_LIMITED'
+  }
+}
+
 /** A Node-style system error, as `net.connect` or `dns.lookup` would raise it. */
 export interface SystemError extends Error {
   code: string
@@ -58,6 +82,10 @@ export function errorFromCore(code: string, message: string, destination: Destin
       return new errors.InvalidArgumentError(message)
     case 'UND_ERR_NOT_SUPPORTED':
       return new errors.NotSupportedError(message)
+    case 'UND_ERR_CIRCUIT_OPEN':
+      return new CircuitOpenError(message)
+    case 'UND_ERR_RATE_LIMITED':
+      return new RateLimitError(message)
     default:
       if (isTlsCode(code)) return tlsError(code, message, destination.hostname)
       if (/^E[A-Z0-9_]+$/.test(code)) return systemError(code, destination)

@@ -26,6 +26,8 @@ export interface NativeAgentOptions {
   localAddress?: string | null
   tls?: NativeTlsOptions | null
   proxy?: NativeProxyOptions | null
+  /** Retry, circuit breaker and rate limit as JSON (see src/policies.ts); absent = none. */
+  policies?: string | null
 }
 
 /** TLS settings (mirrors `TlsOptions` in the core); certificates and keys as PEM, keys unencrypted. */
@@ -65,6 +67,8 @@ export interface NativeBinding {
   agentDrain(agent: NativeAgent): void
   /** `[origin, pending, running, …]` for every origin with requests or known state. */
   agentStats(agent: NativeAgent): Array<string | number>
+  /** Every origin's counters: Prometheus text, or JSON text when `json`. */
+  agentMetrics(agent: NativeAgent, json: boolean): string
   setWorkerThreads(threads: number): boolean
   /**
    * Starts requests: a flat array of `id, method, url, headers, bodyMode, body, headersTimeout, bodyTimeout`
@@ -91,6 +95,10 @@ export const EVENT_PULL = 5
 export const EVENT_CONNECT = 6
 export const EVENT_DISCONNECT = 7
 export const EVENT_CONNECTION_ERROR = 8
+/** The retry policy sends a request again: `a` = retry number, from 1. */
+export const EVENT_RETRY = 9
+/** A circuit breaker changed state: `id` is the agent's, `a` the origin, `b` the state. */
+export const EVENT_CIRCUIT = 10
 
 /** `bodyMode` values besides a non-negative pulled length (mirrors `native/src/dispatch.rs`). */
 export const BODY_NONE = -1

@@ -4,6 +4,7 @@
 import { isIP } from 'node:net'
 import { errors } from 'undici'
 import type { NativeAgentOptions, NativeProxyOptions } from './native'
+import { nativePolicies, type PolicyOptions } from './policies'
 import { nativeTlsOptions, type TlsConnectOptions } from './tls-options'
 
 const { InvalidArgumentError, NotSupportedError } = errors
@@ -19,8 +20,11 @@ export interface ConnectOptions extends TlsConnectOptions {
   localAddress?: string
 }
 
-/** Options of {@link Agent}, as undici's `Agent.Options` names them. */
-export interface AgentOptions {
+/**
+ * Options of {@link Agent}, as undici's `Agent.Options` names them, plus the resilience policies run in the
+ * core (`retry`, `circuitBreaker`, `rateLimit`, per origin through `origins`; see {@link PolicyOptions}).
+ */
+export interface AgentOptions extends PolicyOptions {
   /** Time to wait for the response headers, in ms (default 300 000; 0 disables). */
   headersTimeout?: number
   /** Longest idle time between response body chunks, in ms (default 300 000; 0 disables). */
@@ -115,6 +119,7 @@ export function nativeAgentOptions(options: AgentOptions): NativeAgentOptions {
     connections: options.connections ?? 0,
     localAddress: localAddress ?? null,
     tls: nativeTlsOptions(connect),
-    proxy
+    proxy,
+    policies: nativePolicies(options)
   }
 }

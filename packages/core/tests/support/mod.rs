@@ -34,6 +34,7 @@ pub enum Event {
     Data(Bytes),
     End(HeaderMap),
     Error(CoreError),
+    Retry(u32),
 }
 
 /// A handler that forwards every event to the test. Dropping it (which the core does once the request is over)
@@ -65,6 +66,9 @@ impl DispatchHandler for Recorder {
     }
     fn on_error(&mut self, error: CoreError) {
         self.record(Event::Error(error));
+    }
+    fn on_retry(&mut self, retry: u32) {
+        self.record(Event::Retry(retry));
     }
 }
 
@@ -129,6 +133,8 @@ pub struct Outcome {
     pub error: Option<CoreError>,
     /// The request ended without any event at all (the handler was dropped silently).
     pub silent: bool,
+    /// Retries announced, in order; all before the response head.
+    pub retries: Vec<u32>,
 }
 
 impl Outcome {
@@ -161,6 +167,10 @@ impl Outcome {
                 Event::Error(error) => {
                     outcome.error = Some(error);
                     ended = true;
+                }
+                Event::Retry(n) => {
+                    assert!(outcome.head.is_none(), "retry after the response head");
+                    outcome.retries.push(n);
                 }
             }
         }

@@ -4,7 +4,9 @@
 use crate::events::{Event, EventQueue};
 use crate::marshal::timeout_option;
 use neon::prelude::*;
-use reqwest_dispatcher_core::{Agent, AgentOptions, ConnectionEvent, ProxyOptions, TlsOptions};
+use reqwest_dispatcher_core::{
+    Agent, AgentEvent, AgentOptions, Policies, ProxyOptions, TlsOptions,
+};
 use std::cell::RefCell;
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -146,15 +148,21 @@ pub fn agent_new(mut cx: FunctionContext) -> JsResult<BoxedAgent> {
     if let Some(proxy) = object_option(&mut cx, options, "proxy")? {
         core.proxy = Some(proxy_options(&mut cx, proxy)?);
     }
+    if let Some(policies) = string_option(&mut cx, options, "policies")? {
+        core.policies = match Policies::from_json(&policies) {
+            Ok(policies) => policies,
+            Err(error) => return cx.throw_error(error.message),
+        };
+    }
 
     let mut keep_alive = cx.channel();
     keep_alive.unref(&mut cx);
     let queue = EventQueue::new(keep_alive.clone(), deliver, agent_id);
     let observer = {
         let queue = Arc::clone(&queue);
-        Arc::new(move |event: ConnectionEvent| queue.push(Event::Connection(agent_id, event)))
+        Arc::new(move |event: AgentEvent| queue.push(Event::Agent(agent_id, event)))
     };
-    let agent = match Agent::with_connection_observer(core, observer) {
+    let agent = match Agent::with_observer(core, observer) {
         Ok(agent) => agent,
         Err(error) => return cx.throw_error(error.message),
     };
@@ -183,6 +191,20 @@ pub fn agent_stats(mut cx: FunctionContext) -> JsResult<JsArray> {
         out.set(&mut cx, at + 2, running)?;
     }
     Ok(out)
+}
+
+/// `agentMetrics(agent, json)`: every origin's counters, as Prometheus text or (`json`) as JSON text. A closed
+/// agent has none left.
+pub fn agent_metrics(mut cx: FunctionContext) -> JsResult<JsString> {
+    let agent = cx.argument::<BoxedAgent>(0)?;
+    let json = cx.argument::<JsBoolean>(1)?.value(&mut cx);
+    let text = match agent.core.borrow().as_ref() {
+        Some(core) if json => core.metrics_json(),
+        Some(core) => core.metrics_text(),
+        None if json => "{}".to_string(),
+        None => String::new(),
+    };
+    Ok(cx.string(text))
 }
 
 /// `agentSetActive(agent, active)`: while active (requests in flight) the agent keeps the process alive.

@@ -15,8 +15,10 @@
 //! | PULL  | –                        | –                                              |
 //! | CONNECT, DISCONNECT | origin             | –                                              |
 //! | CONNECTION_ERROR    | origin             | `code\0message`                               |
+//! | RETRY | retry number (from 1) | –                                              |
+//! | CIRCUIT | origin               | `closed`, `open` or `half-open`                |
 //!
-//! Connection events carry the agent's id where request events carry the request's.
+//! Connection and circuit events carry the agent's id where request events carry the request's.
 //!
 //! One string per head instead of one per header and one Buffer per batch instead of one per chunk keep the
 //! number of N-API calls per request small; both showed up in profiles.
@@ -26,7 +28,8 @@ use bytes::{Bytes, BytesMut};
 use http::HeaderMap;
 use neon::prelude::*;
 use reqwest_dispatcher_core::{
-    BodySender, ConnectionEvent, CoreError, DispatchHandler, RequestController, ResponseHead,
+    AgentEvent, BodySender, ConnectionEvent, CoreError, DispatchHandler, RequestController,
+    ResponseHead,
 };
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -44,6 +47,8 @@ const PULL: f64 = 5.0;
 const CONNECT: f64 = 6.0;
 const DISCONNECT: f64 = 7.0;
 const CONNECTION_ERROR: f64 = 8.0;
+const RETRY: f64 = 9.0;
+const CIRCUIT: f64 = 10.0;
 
 pub enum Event {
     Start(u64, ResponseHead),
@@ -51,8 +56,10 @@ pub enum Event {
     End(u64, HeaderMap),
     Error(u64, CoreError),
     Pull(u64),
-    /// A connection event of the agent whose JS id is given (not a request's).
-    Connection(u64, ConnectionEvent),
+    /// The retry policy sends the request again (retry number).
+    Retry(u64, u32),
+    /// A connection or circuit event of the agent whose JS id is given (not a request's).
+    Agent(u64, AgentEvent),
 }
 
 /// The JS-side handles of one request in flight: how to steer it and where its pulled body goes.
@@ -208,7 +215,19 @@ impl EventQueue {
                     (ERROR, id)
                 }
                 Event::Pull(id) => (PULL, id),
-                Event::Connection(agent, event) => {
+                Event::Retry(id, retry) => {
+                    let retry = cx.number(retry);
+                    batch.set(cx, at + 2, retry)?;
+                    (RETRY, id)
+                }
+                Event::Agent(agent, AgentEvent::Circuit { origin, state }) => {
+                    let origin = cx.string(origin);
+                    batch.set(cx, at + 2, origin)?;
+                    let state = cx.string(state.as_str());
+                    batch.set(cx, at + 3, state)?;
+                    (CIRCUIT, agent)
+                }
+                Event::Agent(agent, AgentEvent::Connection(event)) => {
                     let (kind, origin, error) = match event {
                         ConnectionEvent::Connected { origin } => (CONNECT, origin, None),
                         ConnectionEvent::Disconnected { origin } => (DISCONNECT, origin, None),
@@ -284,5 +303,9 @@ impl DispatchHandler for QueueHandler {
 
     fn on_error(&mut self, error: CoreError) {
         self.queue.push(Event::Error(self.id, error));
+    }
+
+    fn on_retry(&mut self, retry: u32) {
+        self.queue.push(Event::Retry(self.id, retry));
     }
 }

@@ -1,0 +1,177 @@
+/**
+ * Resilience policies run in the Rust core, per origin: `retry`, `circuitBreaker`, `rateLimit` (all off by
+ * default). This module validates them with undici's error class and hands the core one JSON document: the
+ * agent's policies plus, for each origin in `origins`, that origin's policies merged over the agent's.
+ */
+import { errors } from 'undici'
+
+const { InvalidArgumentError } = errors
+
+/**
+ * Retries inside the core, with undici `RetryHandler`'s option names and defaults. Only requests whose body
+ * can be sent again (none, string, Buffer, Uint8Array) are retried, and never once the response head reached
+ * JavaScript: the decision is made before.
+ */
+export interface RetryPolicy {
+  /** Most retries after the first attempt (default 5). */
+  maxRetries?: number
+  /** Wait before the first retry, in ms (default 500). */
+  minTimeout?: number
+  /** Longest wait between attempts, in ms; also caps `Retry-After` (default 30 000). */
+  maxTimeout?: number
+  /** Each wait is the previous one times this (default 2). */
+  timeoutFactor?: number
+  /** Fraction (0–1) of each wait randomly taken off, so clients do not retry in lockstep (default 0). */
+  jitter?: number
+  /** Wait as long as the server's `Retry-After` asks (seconds or HTTP date; default true). */
+  retryAfter?: boolean
+  /** Methods retried (default `GET HEAD OPTIONS PUT DELETE TRACE`, the idempotent ones). */
+  methods?: string[]
+  /** Response statuses retried (default 429, 500, 502, 503, 504). */
+  statusCodes?: number[]
+  /**
+   * Error codes retried (default `ECONNRESET ECONNREFUSED ENOTFOUND ENETDOWN ENETUNREACH EHOSTDOWN
+   * EHOSTUNREACH EPIPE ETIMEDOUT UND_ERR_SOCKET`).
+   */
+  errorCodes?: string[]
+}
+
+/**
+ * A circuit breaker per origin. Failures are errors (other than the request's own: aborted, invalid, body
+ * source failed) and 5xx responses.
+ */
+export interface CircuitBreakerPolicy {
+  /** Failure ratio (0–1) above which the circuit opens (default 0.5). */
+  threshold?: number
+  /** Outcomes the window must hold before the ratio counts (default 3). */
+  minimumRequests?: number
+  /** Rolling window, in ms (default 30 000). */
+  window?: number
+  /** Time the circuit stays open before probes go through, in ms (default 10 000). */
+  halfOpenAfter?: number
+  /** Probes let through while half-open; all must succeed to close (default 1). */
+  halfOpenRequests?: number
+}
+
+/** A token bucket per origin. */
+export interface RateLimitPolicy {
+  /** Tokens added per second (default 100). */
+  requestsPerSecond?: number
+  /** Bucket size: requests that may go at once (default 10). */
+  burst?: number
+  /** Longest a request waits for its turn, in ms; beyond it the request fails with `RateLimitError` (default 10 000). */
+  maxWait?: number
+}
+
+/** The policies of an agent or of one origin. `true` enables a policy with its defaults; `false` turns it off. */
+export interface Policies {
+  retry?: RetryPolicy | boolean | null
+  circuitBreaker?: CircuitBreakerPolicy | boolean | null
+  rateLimit?: RateLimitPolicy | boolean | null
+}
+
+/** Agent-level policies and per-origin overrides (`origins: { 'https://api.x': { retry: false } }`). */
+export interface PolicyOptions extends Policies {
+  /** Per origin (`scheme://host[:port]`): each policy given here replaces the agent's for that origin. */
+  origins?: Record<string, Policies>
+}
+
+type Checked = Record<string, unknown>
+
+function number(where: string, name: string, value: unknown, min: number, max = Infinity, integer = false): void {
+  if (value === undefined) return
+  if (typeof value !== 'number' || !Number.isFinite(value) || value < min || value > max || (integer && !Number.isInteger(value))) {
+    throw new InvalidArgumentError(`invalid ${where}.${name}`)
+  }
+}
+
+function list(where: string, name: string, value: unknown, item: (v: unknown) => boolean): void {
+  if (value === undefined) return
+  if (!Array.isArray(value) || !value.every(item)) throw new InvalidArgumentError(`invalid ${where}.${name}`)
+}
+
+function policy<T extends object>(where: string, value: T | boolean | null | undefined, check: (p: T) => void): T | null | undefined {
+  if (value === undefined) return undefined
+  if (value === null || value === false) return null
+  if (value === true) return {} as T
+  if (typeof value !== 'object') throw new InvalidArgumentError(`invalid ${where}`)
+  check(value)
+  return value
+}
+
+function retry(where: string, value: Policies['retry']): RetryPolicy | null | undefined {
+  return policy<RetryPolicy>(where, value, (r) => {
+    number(where, 'maxRetries', r.maxRetries, 0, Infinity, true)
+    number(where, 'minTimeout', r.minTimeout, 0)
+    number(where, 'maxTimeout', r.maxTimeout, 0)
+    number(where, 'timeoutFactor', r.timeoutFactor, 1)
+    number(where, 'jitter', r.jitter, 0, 1)
+    if (r.retryAfter !== undefined && typeof r.retryAfter !== 'boolean') throw new InvalidArgumentError(`invalid ${where}.retryAfter`)
+    list(where, 'methods', r.methods, (m) => typeof m === 'string' && /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/.test(m))
+    list(where, 'statusCodes', r.statusCodes, (c) => Number.isInteger(c) && (c as number) >= 100 && (c as number) <= 999)
+    list(where, 'errorCodes', r.errorCodes, (c) => typeof c === 'string')
+  })
+}
+
+function circuitBreaker(where: string, value: Policies['circuitBreaker']): CircuitBreakerPolicy | null | undefined {
+  return policy<CircuitBreakerPolicy>(where, value, (b) => {
+    number(where, 'threshold', b.threshold, 0, 1)
+    number(where, 'minimumRequests', b.minimumRequests, 1, Infinity, true)
+    number(where, 'window', b.window, 1)
+    number(where, 'halfOpenAfter', b.halfOpenAfter, 0)
+    number(where, 'halfOpenRequests', b.halfOpenRequests, 1, Infinity, true)
+  })
+}
+
+function rateLimit(where: string, value: Policies['rateLimit']): RateLimitPolicy | null | undefined {
+  return policy<RateLimitPolicy>(where, value, (l) => {
+    number(where, 'requestsPerSecond', l.requestsPerSecond, Number.MIN_VALUE)
+    number(where, 'burst', l.burst, 1)
+    number(where, 'maxWait', l.maxWait, 0)
+  })
+}
+
+/** Only the fields the core reads, with upper-cased methods. */
+function resolved(p: { retry?: RetryPolicy | null; circuitBreaker?: CircuitBreakerPolicy | null; rateLimit?: RateLimitPolicy | null }): Checked {
+  const out: Checked = {}
+  if (p.retry) out.retry = { ...p.retry, methods: p.retry.methods?.map((m) => m.toUpperCase()) }
+  if (p.circuitBreaker) out.circuitBreaker = { ...p.circuitBreaker }
+  if (p.rateLimit) out.rateLimit = { ...p.rateLimit }
+  return out
+}
+
+function checked(where: string, p: Policies): { retry?: RetryPolicy | null; circuitBreaker?: CircuitBreakerPolicy | null; rateLimit?: RateLimitPolicy | null } {
+  if (p === null || typeof p !== 'object') throw new InvalidArgumentError(`invalid ${where}`)
+  return {
+    retry: retry(`${where}retry`, p.retry),
+    circuitBreaker: circuitBreaker(`${where}circuitBreaker`, p.circuitBreaker),
+    rateLimit: rateLimit(`${where}rateLimit`, p.rateLimit)
+  }
+}
+
+/** Validates the policy options of an agent; returns the core's JSON, or `null` when no policy is on anywhere. */
+export function nativePolicies(options: PolicyOptions): string | null {
+  const defaults = checked('', options)
+  const origins: Record<string, Checked> = {}
+  if (options.origins != null) {
+    if (typeof options.origins !== 'object') throw new InvalidArgumentError('invalid origins')
+    for (const [key, value] of Object.entries(options.origins)) {
+      let origin: string
+      try {
+        origin = new URL(key).origin
+      } catch {
+        throw new InvalidArgumentError(`invalid origins key ${JSON.stringify(key)}`)
+      }
+      if (origin === 'null') throw new InvalidArgumentError(`invalid origins key ${JSON.stringify(key)}`)
+      const own = checked(`origins[${JSON.stringify(key)}].`, value)
+      origins[origin] = resolved({
+        retry: own.retry === undefined ? defaults.retry : own.retry,
+        circuitBreaker: own.circuitBreaker === undefined ? defaults.circuitBreaker : own.circuitBreaker,
+        rateLimit: own.rateLimit === undefined ? defaults.rateLimit : own.rateLimit
+      })
+    }
+  }
+  const top = resolved(defaults)
+  const any = Object.keys(top).length > 0 || Object.values(origins).some((o) => Object.keys(o).length > 0)
+  return any ? JSON.stringify({ ...top, origins }) : null
+}
