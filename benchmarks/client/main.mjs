@@ -11,6 +11,13 @@ import { impitSender } from './clients/impit-client.mjs'
 import { measurePacedStream } from './paced-stream.mjs'
 
 const config = JSON.parse(process.argv[2])
+
+/** All three policies on, none triggered by a healthy server: retry, a breaker, a limiter far above the load. */
+const POLICIES = {
+  retry: { maxRetries: 2, minTimeout: 100 },
+  circuitBreaker: { threshold: 0.5, minimumRequests: 20 },
+  rateLimit: { requestsPerSecond: 1e7, burst: 1e6 }
+}
 const { scenario } = config
 
 function targetOf () {
@@ -29,8 +36,8 @@ function targetOf () {
 /** `{ send, close, note }` for load rows, or `{ unavailable }` when the client cannot run this row. */
 async function buildClient () {
   const [family, api] = config.clientId.split('-')
-  if (family === 'ours' || family === 'undici') {
-    const built = family === 'ours' ? await ourAgent(config) : undiciAgent(config)
+  if (family === 'ours' || family === 'ourspolicies' || family === 'undici') {
+    const built = family === 'undici' ? undiciAgent(config) : await ourAgent(config, family === 'ourspolicies' ? POLICIES : {})
     if (!built.dispatcher) return { unavailable: built.unavailable }
     return {
       api,

@@ -13,6 +13,11 @@ const DISPATCHER_CLIENTS = [
   'ours-fetch', 'undici-fetch'
 ]
 const LOAD_CLIENTS = [...DISPATCHER_CLIENTS, 'node', 'impit', 'ceiling']
+/**
+ * Our dispatch with retry, circuit breaker and rate limit all enabled (none of them triggered: the happy path),
+ * next to our dispatch without: what having the policies on costs per request.
+ */
+const POLICY_CLIENTS = ['ourspolicies-dispatch', 'ours-dispatch']
 
 export const CLIENT_LABELS = {
   'ours-dispatch': 'ours · dispatch',
@@ -21,6 +26,7 @@ export const CLIENT_LABELS = {
   'undici-dispatch': 'undici.Agent · dispatch',
   'undici-request': 'undici.Agent · request()',
   'undici-fetch': 'undici.Agent · fetch()',
+  'ourspolicies-dispatch': 'ours · dispatch, retry + breaker + rate limit on (ratios to ours · dispatch)',
   node: 'node:http(s)/http2 keep-alive',
   impit: 'impit (fetch)',
   ceiling: 'ceiling (autocannon / h2load)'
@@ -29,12 +35,13 @@ export const CLIENT_LABELS = {
 /** The undici row a client's ratios are taken against: the same API, or undici's dispatch for others. */
 export function baselineOf (clientId) {
   const [family, api] = clientId.split('-')
+  if (family === 'ourspolicies') return `ours-${api}`
   return family === 'ours' || family === 'undici' ? `undici-${api}` : 'undici-dispatch'
 }
 
 export function scenarios ({ quick }) {
   return [
-    { id: 'h1-get-64', title: 'HTTP/1.1 GET 64 B', kind: 'load', protocol: 'h1', method: 'GET', path: '/bytes/64', requestBytes: 0, clients: LOAD_CLIENTS },
+    { id: 'h1-get-64', title: 'HTTP/1.1 GET 64 B', kind: 'load', protocol: 'h1', method: 'GET', path: '/bytes/64', requestBytes: 0, clients: [...LOAD_CLIENTS, ...POLICY_CLIENTS] },
     { id: 'h1-post-4k', title: 'HTTP/1.1 POST 4 KiB', kind: 'load', protocol: 'h1', method: 'POST', path: '/upload', requestBytes: 4096, clients: LOAD_CLIENTS },
     { id: 'h1-get-1m', title: 'HTTP/1.1 GET 1 MiB', kind: 'load', protocol: 'h1', method: 'GET', path: `/bytes/${MiB}`, requestBytes: 0, clients: LOAD_CLIENTS },
     { id: 'h2-get-64', title: 'HTTP/2 (TLS) GET 64 B', kind: 'load', protocol: 'h2', method: 'GET', path: '/bytes/64', requestBytes: 0, clients: LOAD_CLIENTS },

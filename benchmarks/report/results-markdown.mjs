@@ -38,7 +38,7 @@ The stream rows run side by side (one process each) because they measure memory,
 body at 10 MiB/s and reports its peak RSS growth over a baseline taken just before the request.`
 
 function targetsSection (targets) {
-  const lines = ['| target | throughput ×undici (need) | CPU/req ×undici (need) | verdict |', '|---|---|---|---|']
+  const lines = ['| target | throughput ×baseline (need) | CPU/req ×baseline (need) | verdict |', '|---|---|---|---|']
   for (const t of targets) {
     if (t.status === 'n/a') {
       lines.push(`| ${t.label} | — | — | n/a: ${cell(t.why)} |`)
@@ -46,7 +46,8 @@ function targetsSection (targets) {
       const worst = `${fixed(t.rss.worstMiB)} MiB (${t.rss.worstClient}); need < ${t.rss.limitMiB} MiB`
       lines.push(`| ${t.label} | — | ${worst} | **${t.status}** |`)
     } else {
-      const mark = (part) => `${times(part.ratio)} (${part === t.throughput ? '≥' : '≤'} ${part.target}×) ${part.pass ? '✓' : '✗'}`
+      const mark = (part) =>
+        part.target === null ? `${times(part.ratio)} (no target)` : `${times(part.ratio)} (${part === t.throughput ? '≥' : '≤'} ${part.target}×) ${part.pass ? '✓' : '✗'}`
       lines.push(`| ${t.label} | ${mark(t.throughput)} | ${mark(t.cpu)} | **${t.status}** |`)
     }
   }

@@ -57,7 +57,11 @@ function judge (target, scenarios) {
     return { ...verdict, rss: { limitMiB: target.maxRssGrowthMiB, worstMiB: worst.rssGrowthMiB, worstClient: worst.clientId, pass }, status: pass ? 'pass' : 'fail' }
   }
   const row = rows[0]
-  const throughput = { target: target.minThroughput, ratio: row.throughputRatio, pass: row.throughputRatio != null && row.throughputRatio >= target.minThroughput }
+  const throughput = {
+    target: target.minThroughput ?? null,
+    ratio: row.throughputRatio,
+    pass: target.minThroughput === undefined || (row.throughputRatio != null && row.throughputRatio >= target.minThroughput)
+  }
   const cpu = { target: target.maxCpu, ratio: row.cpuRatio, pass: row.cpuRatio != null && row.cpuRatio <= target.maxCpu }
   return { ...verdict, throughput, cpu, status: throughput.pass && cpu.pass ? 'pass' : 'fail' }
 }

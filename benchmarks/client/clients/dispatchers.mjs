@@ -26,11 +26,12 @@ async function answers (dispatcher, origin) {
   }
 }
 
-export async function ourAgent (config) {
+/** Our Agent for the scenario; `extra` adds options (the policies row). */
+export async function ourAgent (config, extra = {}) {
   const { Agent } = await import('reqwest-dispatcher')
-  if (config.protocol !== 'h2') return { dispatcher: new Agent(), note: null }
+  if (config.protocol !== 'h2') return { dispatcher: new Agent(extra), note: null }
 
-  const tlsOptions = { allowH2: true, connect: { ca: config.tls.ca, rejectUnauthorized: false } }
+  const tlsOptions = { ...extra, allowH2: true, connect: { ca: config.tls.ca, rejectUnauthorized: false } }
   let withOptions = null
   let failure
   try {
@@ -43,7 +44,7 @@ export async function ourAgent (config) {
   await withOptions?.close().catch(() => {})
 
   process.env.SSL_CERT_FILE = config.tls.caPath
-  const viaEnvironment = new Agent({ allowH2: true })
+  const viaEnvironment = new Agent({ ...extra, allowH2: true })
   const envFailure = await answers(viaEnvironment, config.origin)
   if (envFailure === null) return { dispatcher: viaEnvironment, note: 'CA via SSL_CERT_FILE: connect TLS options not honoured yet' }
   await viaEnvironment.close().catch(() => {})

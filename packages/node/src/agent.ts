@@ -355,6 +355,27 @@ export class Agent extends Dispatcher {
   }
 }
 
+/** The listener of `circuitStateChange`: an origin's circuit breaker changed state. */
+export type CircuitStateListener = (origin: URL, state: CircuitState, targets: Dispatcher[]) => void
+
+/** The agent's events: undici's Dispatcher events plus `circuitStateChange`. */
+export interface AgentEvents {
+  connect: (origin: URL, targets: readonly Dispatcher[]) => void
+  disconnect: (origin: URL, targets: readonly Dispatcher[], error: errors.UndiciError) => void
+  connectionError: (origin: URL, targets: readonly Dispatcher[], error: errors.UndiciError) => void
+  drain: (origin: URL) => void
+  circuitStateChange: CircuitStateListener
+}
+
+// Declaration merging: the listener methods know the agent's own event as well as undici's.
+export interface Agent {
+  on<E extends keyof AgentEvents>(eventName: E, callback: AgentEvents[E]): this
+  once<E extends keyof AgentEvents>(eventName: E, callback: AgentEvents[E]): this
+  off<E extends keyof AgentEvents>(eventName: E, callback: AgentEvents[E]): this
+  addListener<E extends keyof AgentEvents>(eventName: E, callback: AgentEvents[E]): this
+  removeListener<E extends keyof AgentEvents>(eventName: E, callback: AgentEvents[E]): this
+}
+
 /** One metric family of {@link Agent.metricsJSON}. */
 export interface MetricFamily {
   type: 'counter' | 'gauge' | 'histogram'

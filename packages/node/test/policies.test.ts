@@ -130,8 +130,7 @@ describe('circuit breaker', () => {
     const s = await server((_n, _req, res) => res.writeHead(failing ? 500 : 200).end())
     const a = agent({ circuitBreaker: { minimumRequests: 3, threshold: 0.5, halfOpenAfter: 300 } })
     const changes: Array<[string, CircuitState, unknown]> = []
-    a.on('circuitStateChange' as 'drain', ((origin: URL, state: CircuitState, targets: unknown[]) =>
-      changes.push([origin.origin, state, targets[0]])) as never)
+    a.on('circuitStateChange', (origin, state, targets) => changes.push([origin.origin, state, targets[0]]))
     for (let i = 0; i < 3; i++) expect((await run(a, `${s.origin}/`)).status).toBe(500)
     await expect.poll(() => changes.length).toBe(1)
     expect(changes[0]).toEqual([s.origin, 'open', a])
