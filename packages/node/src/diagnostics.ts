@@ -56,9 +56,9 @@ const NO_TRAITS: AgentTraits = { proxied: false, allowH2: false, h2c: false, ser
 /**
  * What undici's messages carry as `socket` (a `net.Socket` or `tls.TLSSocket` there). Our connections live in
  * the Rust core, so this is a description of the connection a request goes over, with the fields of a socket
- * that tracing reads. Values the JS layer cannot know are `undefined`: the peer when it is named by a host name
- * (the address it resolved to stays in the core) or reached through a proxy, and the ALPN protocol of a TLS
- * connection that offered both `h2` and `http/1.1`.
+ * that tracing reads. Values the JS layer cannot know are `undefined`: the peer's address when the origin names
+ * a host (the address it resolved to stays in the core), the peer behind a proxy, and the ALPN protocol of a
+ * TLS connection that offered both `h2` and `http/1.1` (`allowH2`).
  */
 export class DiagnosticsSocket {
   /** The peer's IP address. */
@@ -72,11 +72,10 @@ export class DiagnosticsSocket {
 
   constructor(origin: URL, traits: AgentTraits) {
     const hostname = bareHostname(origin)
-    const family = isIP(hostname)
-    const direct = !traits.proxied && family !== 0
-    this.remoteAddress = direct ? hostname : undefined
-    this.remotePort = direct ? portOf(origin) : undefined
-    this.remoteFamily = direct ? (family === 6 ? 'IPv6' : 'IPv4') : undefined
+    const family = traits.proxied ? 0 : isIP(hostname)
+    this.remoteAddress = family !== 0 ? hostname : undefined
+    this.remotePort = traits.proxied ? undefined : portOf(origin)
+    this.remoteFamily = family === 0 ? undefined : family === 6 ? 'IPv6' : 'IPv4'
     this.encrypted = origin.protocol === 'https:'
     this.alpnProtocol = protocolOf(origin, traits)
   }
@@ -171,7 +170,7 @@ export class DiagnosticsRequest {
 
   /** Adds a header to the request, with undici's checks; returns the request, as undici's does. */
   addHeader(name: string, value: unknown): this {
-    const checked = checkAddedHeader(String(name), value, this.host !== null)
+    const checked = checkAddedHeader(String(name), value, this.host !== null, this.contentLength)
     const added = checked.out
     if (checked.reset && this.reset !== true) added.push('connection', 'close')
     if (added.length > 0) {

@@ -191,14 +191,19 @@ function normalizeOrigin(origin: unknown): ParsedOrigin {
 
 /**
  * Checks one header added after normalization (diagnostics_channel's `request.addHeader`) by the same rules;
- * `host` tells whether the request has a host header already. Returns the fields to send, what they implied
+ * `host` and `contentLength` tell what the request has already. Returns the fields to send, what they implied
  * and, in `raw`, the header as undici's `Request#headers` would hold it.
  */
-export function checkAddedHeader(key: string, value: unknown, host: boolean): HeaderState & { raw: unknown[] } {
+export function checkAddedHeader(
+  key: string,
+  value: unknown,
+  host: boolean,
+  contentLength: number | null
+): HeaderState & { raw: unknown[] } {
   const state: HeaderState & { raw: unknown[] } = {
     out: [],
     host,
-    contentLength: null,
+    contentLength,
     contentType: false,
     reset: false,
     raw: []
