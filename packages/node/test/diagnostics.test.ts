@@ -26,6 +26,7 @@ import {
   Agent as UndiciAgent,
   errors,
   fetch as undiciFetch,
+  interceptors,
   getGlobalDispatcher,
   H2CClient,
   request,
@@ -45,6 +46,8 @@ interface Received {
 let server: Running & { server: http.Server }
 let received: Received[] = []
 let refusedPort: number
+/** Requests `/flaky` received since the test reset it: the first gets a 503. */
+let flakyCalls = 0
 /** Reads a request head, then closes the connection without answering. */
 let hangup: Running
 /** Reads request heads and never answers. */
@@ -65,6 +68,11 @@ beforeAll(async () => {
       if (url.startsWith('/create')) {
         res.statusCode = 201
         return void res.end(`got ${Buffer.concat(chunks).length} bytes`)
+      }
+      if (url.startsWith('/flaky')) {
+        flakyCalls++
+        if (flakyCalls === 1) return void res.writeHead(503, { 'retry-after': '0' }).end('busy')
+        return void res.end('recovered')
       }
       if (url.startsWith('/stall')) {
         res.writeHead(200, { 'content-type': 'text/plain' })
@@ -385,6 +393,26 @@ describe('OpenTelemetry undici instrumentation through our Agent', () => {
       })
     expect(withoutPeerAddress(runs.ours)).toEqual(withoutPeerAddress(runs.undici))
     expect(runs.ours.spans[0].attributes['network.peer.port']).toBe(server.port)
+  })
+
+  it("the agent's retry policy retries within one request: one span, where undici's retry interceptor makes one per attempt", async () => {
+    const runs = await traced(
+      async (dispatcher) => {
+        flakyCalls = 0
+        const res = await request(`${server.origin}/flaky`, { dispatcher })
+        expect(await res.body.text()).toBe('recovered')
+      },
+      [
+        ['undici.Agent + retry interceptor', () => new UndiciAgent().compose(interceptors.retry({ minTimeout: 1 }))],
+        ['reqwest-dispatcher Agent', () => new Agent({ retry: { minTimeout: 1 } })]
+      ]
+    )
+    expect(runs.undici.spans.map((s) => s.attributes['http.response.status_code'])).toEqual([503, 200])
+    expect(runs.ours.spans.map((s) => s.attributes['http.response.status_code'])).toEqual([200])
+    expect(describeSpan(runs.ours.spans[0])).toEqual(describeSpan(runs.undici.spans[1]))
+    // Both attempts carry the one span's traceparent: the core resends the same request.
+    const { traceId, spanId } = runs.ours.spans[0].spanContext()
+    expect(runs.ours.received.map((r) => r.headers.traceparent)).toEqual([`00-${traceId}-${spanId}-01`, `00-${traceId}-${spanId}-01`])
   })
 
   it('a server that closes without answering: the same error span', async () => {
