@@ -5,6 +5,7 @@
 import { EventEmitter } from 'node:events'
 import { Dispatcher, errors } from 'undici'
 import { RequestController, type RequestHost } from './controller'
+import { channels, publishConnection, publishCreate, registerAgent } from './diagnostics'
 import { errorFromCore } from './errors'
 import {
   binding,
@@ -135,6 +136,7 @@ class AgentHost implements RequestHost {
         address: `${url.hostname}:${url.port || (url.protocol === 'https:' ? 443 : 80)}`
       })
     }
+    publishConnection(this.native, kind, origin, error)
     this.#onConnection?.(kind, origin, error)
   }
 
@@ -215,7 +217,9 @@ export class Agent extends Dispatcher {
   constructor(options: AgentOptions = {}) {
     super()
     const agentId = nextAgentId++
-    const native = binding().agentNew(nativeAgentOptions(options), deliverBatch, agentId)
+    const nativeOptions = nativeAgentOptions(options)
+    const native = binding().agentNew(nativeOptions, deliverBatch, agentId)
+    registerAgent(native, nativeOptions)
     const limit = options.connections == null ? Infinity : options.connections * Math.max(1, options.pipelining ?? 1)
     // undici emits `drain` with the dispatchers involved as a second argument, beyond what its types declare.
     const emitDrain = (origin: string): boolean => EventEmitter.prototype.emit.call(this, 'drain', new URL(origin), [this])
@@ -278,7 +282,12 @@ export class Agent extends Dispatcher {
       if (!opts || typeof opts !== 'object') throw new InvalidArgumentError('opts must be an object.')
       if (this.#destroyed) throw new ClientDestroyedError()
       if (this.#closed) throw new ClientClosedError()
-      return controller.start(normalizeRequest(opts))
+      if (!channels.create.hasSubscribers) return controller.start(normalizeRequest(opts))
+      // diagnostics_channel: announced before anything is sent, so that subscribers can add headers.
+      const raw: unknown[] = []
+      const request = normalizeRequest(opts, raw)
+      publishCreate(controller, request, opts, raw)
+      return controller.start(request)
     } catch (err) {
       controller.failBeforeStart(err as Error)
       return false

@@ -11,6 +11,16 @@
 import { errors } from 'undici'
 import type { Dispatcher } from 'undici'
 import { chunkBytes } from './body'
+import {
+  channels,
+  publishBodyChunkReceived,
+  publishBodyChunkSent,
+  publishBodySent,
+  publishError,
+  publishHeaders,
+  publishSendHeaders,
+  publishTrailers
+} from './diagnostics'
 import { errorFromCore } from './errors'
 import { headersObject, rawHeaders } from './headers'
 import {
@@ -245,14 +255,20 @@ export class RequestController implements Dispatcher.DispatchController {
   }
 
   /**
-   * Legacy `onBodySent`/`onRequestSent`: a known-size body counts as sent once the response head arrives (hyper
-   * reports no earlier point); a pulled body chunk by chunk as the core takes it (see #pullBody).
+   * Legacy `onBodySent`/`onRequestSent` (and diagnostics' `bodyChunkSent`/`bodySent`): a known-size body counts
+   * as sent once the response head arrives (hyper reports no earlier point); a pulled body chunk by chunk as the
+   * core takes it (see #pullBody).
    */
   #announceSent(): void {
-    if (this.#requestSent || !this.#legacy) return
+    if (this.#requestSent) return
     this.#requestSent = true
-    const body = this.#request?.body
-    if (body?.kind === 'bytes' && body.bytes.byteLength > 0) this.#handler.onBodySent?.(body.bytes)
+    const request = this.#request as NormalizedRequest
+    const body = request.body
+    const bytes = body.kind === 'bytes' && body.bytes.byteLength > 0 ? body.bytes : null
+    if (bytes !== null && channels.bodyChunkSent.hasSubscribers) publishBodyChunkSent(this, request, bytes)
+    if (channels.bodySent.hasSubscribers) publishBodySent(this, request)
+    if (!this.#legacy) return
+    if (bytes !== null) this.#handler.onBodySent?.(bytes)
     this.#handler.onRequestSent?.()
   }
 
@@ -260,8 +276,11 @@ export class RequestController implements Dispatcher.DispatchController {
     this.#headerFields = fields
     const statusText = fields[0]
     const handler = this.#handler
+    const request = this.#request as NormalizedRequest
     try {
-      if (this.#request?.body.kind !== 'pull') this.#announceSent()
+      if (channels.sendHeaders.hasSubscribers) publishSendHeaders(this, request, this.#host.native)
+      if (request.body.kind !== 'pull') this.#announceSent()
+      if (channels.headers.hasSubscribers) publishHeaders(this, request, status, rawHeaders(fields, 1), statusText)
       if (this.#legacy) {
         handler.onResponseStarted?.()
         const resume = (): void => this.resume()
@@ -275,6 +294,7 @@ export class RequestController implements Dispatcher.DispatchController {
   }
 
   #onData(chunk: Buffer): void {
+    if (channels.bodyChunkReceived.hasSubscribers) publishBodyChunkReceived(this, this.#request as NormalizedRequest, chunk)
     try {
       if (this.#legacy) {
         if (this.#handler.onData?.(chunk) === false) this.pause()
@@ -289,6 +309,7 @@ export class RequestController implements Dispatcher.DispatchController {
   #onEnd(trailers: string[] | undefined): void {
     this.#trailerFields = trailers
     this.#finish()
+    if (channels.trailers.hasSubscribers) publishTrailers(this, this.#request as NormalizedRequest, rawHeaders(trailers, 0))
     try {
       if (this.#legacy) this.#handler.onComplete?.(rawHeaders(trailers, 0))
       else this.#handler.onResponseEnd?.(this, headersObject(trailers, 0))
@@ -300,6 +321,10 @@ export class RequestController implements Dispatcher.DispatchController {
   }
 
   #onError(code: string, message: string): void {
+    // These fail a request that was on a connection already: undici had announced its headers by then.
+    if ((code === 'UND_ERR_HEADERS_TIMEOUT' || code === 'UND_ERR_SOCKET') && channels.sendHeaders.hasSubscribers) {
+      publishSendHeaders(this, this.#request as NormalizedRequest, this.#host.native)
+    }
     const err =
       code === 'UND_ERR_REQUEST_BODY' && this.#bodyError !== null
         ? this.#bodyError
@@ -313,6 +338,8 @@ export class RequestController implements Dispatcher.DispatchController {
   }
 
   #callError(err: Error): void {
+    // A request that never started (invalid options, closed agent) was never announced, as with undici.
+    if (this.#request !== null && channels.error.hasSubscribers) publishError(this, this.#request, err)
     try {
       if (this.#legacy) {
         if (typeof this.#handler.onError !== 'function') throw err
@@ -344,6 +371,7 @@ export class RequestController implements Dispatcher.DispatchController {
     const id = this.#id
     let source = this.#bodySource
     if (source === null) {
+      if (channels.sendHeaders.hasSubscribers) publishSendHeaders(this, this.#request as NormalizedRequest, native)
       try {
         source = this.#bodySource = body.source()
       } catch (err) {
@@ -360,6 +388,7 @@ export class RequestController implements Dispatcher.DispatchController {
         } else {
           const chunk = chunkBytes(result.value)
           binding().requestPushBody(native, id, chunk)
+          if (channels.bodyChunkSent.hasSubscribers) publishBodyChunkSent(this, this.#request as NormalizedRequest, chunk)
           if (this.#legacy) this.#handler.onBodySent?.(chunk)
         }
       },

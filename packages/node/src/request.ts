@@ -62,18 +62,21 @@ function scalarValue(name: string, value: unknown): string {
   return text
 }
 
-interface HeaderState {
+export interface HeaderState {
   out: string[]
   host: boolean
   contentLength: number | null
   contentType: boolean
   /** `connection: close` was asked for (header or `reset: true`). */
   reset: boolean
+  /** The caller's headers as given (`name, value | value[]`, original case), when diagnostics want them. */
+  raw: unknown[] | null
 }
 
 function addHeader(state: HeaderState, key: string, value: unknown): void {
   const values = headerValues(key, value)
   if (values === undefined) return
+  if (state.raw !== null) state.raw.push(key, Array.isArray(value) ? values : values[0])
   const lower = key.toLowerCase()
   if (!TOKEN.test(lower)) throw new InvalidArgumentError('invalid header key')
   if (lower === 'host') {
@@ -186,8 +189,34 @@ function normalizeOrigin(origin: unknown): ParsedOrigin {
   return parsed
 }
 
-/** Validates `opts` as undici does; throws undici's `InvalidArgumentError` (or `NotSupportedError`). */
-export function normalizeRequest(opts: Dispatcher.DispatchOptions): NormalizedRequest {
+/**
+ * Checks one header added after normalization (diagnostics_channel's `request.addHeader`) by the same rules;
+ * `host` and `contentLength` tell what the request has already. Returns the fields to send, what they implied
+ * and, in `raw`, the header as undici's `Request#headers` would hold it.
+ */
+export function checkAddedHeader(
+  key: string,
+  value: unknown,
+  host: boolean,
+  contentLength: number | null
+): HeaderState & { raw: unknown[] } {
+  const state: HeaderState & { raw: unknown[] } = {
+    out: [],
+    host,
+    contentLength,
+    contentType: false,
+    reset: false,
+    raw: []
+  }
+  addHeader(state, key, value)
+  return state
+}
+
+/**
+ * Validates `opts` as undici does; throws undici's `InvalidArgumentError` (or `NotSupportedError`). When `raw`
+ * is given, the caller's headers are collected there as given (for diagnostics_channel's `request.headers`).
+ */
+export function normalizeRequest(opts: Dispatcher.DispatchOptions, raw: unknown[] | null = null): NormalizedRequest {
   const { path, method } = opts
   if (typeof path !== 'string') throw new InvalidArgumentError('path must be a string')
   const absolute = path.startsWith('http://') || path.startsWith('https://')
@@ -223,7 +252,7 @@ export function normalizeRequest(opts: Dispatcher.DispatchOptions): NormalizedRe
   const origin = normalizeOrigin(absolute ? new URL(path).origin : opts.origin)
   const target = serializeQuery(absolute ? new URL(path).pathname + new URL(path).search : path, opts.query)
 
-  const state: HeaderState = { out: [], host: false, contentLength: null, contentType: false, reset: false }
+  const state: HeaderState = { out: [], host: false, contentLength: null, contentType: false, reset: false, raw }
   collectHeaders(opts.headers, state)
   if (extra.reset === true) state.reset = true
   if (state.reset) state.out.push('connection', 'close')
