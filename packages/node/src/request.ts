@@ -2,6 +2,7 @@
  * Validation and normalization of one dispatch's options, with undici's rules and messages: what reaches the
  * native side is a method, an absolute URL, a flat list of header strings and a prepared body.
  */
+import { stringify as stringifyQuery, type ParsedUrlQueryInput } from 'node:querystring'
 import { errors } from 'undici'
 import type { Dispatcher } from 'undici'
 import { prepareBody, type PreparedBody } from './body'
@@ -138,18 +139,15 @@ function timeoutOption(name: string, value: unknown): number {
   return value
 }
 
+/** `query` appended as undici does: `node:querystring` encoding (a space is `%20`), never onto an existing query. */
 function serializeQuery(path: string, query: unknown): string {
   if (query == null) return path
   if (typeof query !== 'object') throw new InvalidArgumentError('Query params must be an object')
-  const params = new URLSearchParams()
-  for (const [key, value] of Object.entries(query as Record<string, unknown>)) {
-    if (value === undefined) continue
-    if (Array.isArray(value)) for (const v of value) params.append(key, String(v))
-    else params.append(key, String(value))
+  if (path.includes('?') || path.includes('#')) {
+    throw new Error('Query params cannot be passed when url already contains "?" or "#".')
   }
-  const text = params.toString()
-  if (text === '') return path
-  return path + (path.includes('?') ? '&' : '?') + text
+  const text = stringifyQuery(query as ParsedUrlQueryInput)
+  return text === '' ? path : `${path}?${text}`
 }
 
 /** What a request needs of its origin. */

@@ -129,7 +129,26 @@ describe('controller-style handler', () => {
     const { handler, done } = controllerHandler()
     agent.dispatch({ origin: new URL(server.origin), path: '/q', method: 'GET', query: { a: 1, b: 'x y' } }, handler)
     const body = JSON.parse((await done).body.toString())
-    expect(body.url).toBe('/q?a=1&b=x+y')
+    expect(body.url).toBe('/q?a=1&b=x%20y')
+  })
+
+  it('serializes query as undici does: spaces as %20, arrays repeated, and not onto a path with a query', async () => {
+    const { request: undiciRequest, Agent: UndiciAgent } = await import('undici')
+    const reference = new UndiciAgent()
+    const query = { s: 'a b&c', list: [1, 2], empty: '', u: undefined as unknown as string }
+    const seen: string[] = []
+    for (const dispatcher of [agent, reference]) {
+      const { body } = await undiciRequest(`${server.origin}/q`, { dispatcher, query })
+      seen.push(((await body.json()) as { url: string }).url)
+    }
+    expect(seen[0]).toBe(seen[1])
+    const errorsSeen: string[] = []
+    for (const dispatcher of [agent, reference]) {
+      const err = await undiciRequest(`${server.origin}/q?x=1`, { dispatcher, query }).catch((e: Error) => e)
+      errorsSeen.push((err as Error).message)
+    }
+    expect(errorsSeen[0]).toBe(errorsSeen[1])
+    await reference.close()
   })
 })
 
