@@ -24,48 +24,32 @@ const EVENT_ERROR = 4
 
 function loadRoundTrip () {
   const binding = require(join(packageDir, 'index.node'))
-  for (const name of ['agentNew', 'agentSetActive']) {
+  for (const name of ['agentNew', 'agentSetActive', 'agentDrainDone', 'agentDrain', 'dispatchBatch']) {
     if (typeof binding[name] !== 'function') throw new Error(`addon has no ${name}() any more`)
   }
-  if (typeof binding.dispatchBatch !== 'function' && typeof binding.dispatch !== 'function') {
-    throw new Error('addon has neither dispatchBatch() nor dispatch()')
-  }
   const waiting = new Map()
+  let agent = null
   const deliver = (batch) => {
-    // Batches are `kind, id, a, b` quadruples, after a shared data buffer in newer builds.
-    for (let i = typeof batch[0] === 'number' ? 0 : 1; i < batch.length; i += 4) {
+    // `[dataBuffer, agentId, kind, id, a, b, …]` (see packages/node/native/src/events.rs).
+    for (let i = 2; i < batch.length; i += 4) {
       if (batch[i] === EVENT_END || batch[i] === EVENT_ERROR) {
         const resolve = waiting.get(batch[i + 1])
         waiting.delete(batch[i + 1])
         resolve?.()
       }
     }
+    // One batch per turn of the event loop, as the Agent does.
+    if (binding.agentDrainDone(agent)) setImmediate(() => binding.agentDrain(agent))
   }
   // The TypeScript layer knows the native option shape of the day.
   const { nativeAgentOptions } = require(join(packageDir, 'dist', 'options.js'))
-  const agent = binding.agentNew(nativeAgentOptions({}), deliver)
+  agent = binding.agentNew(nativeAgentOptions({}), deliver, 1)
   binding.agentSetActive(agent, true)
   let nextId = 1
   const url = 'http://127.0.0.1:9/'
-  // Shapes seen so far: dispatchBatch(agent, [id, method, url, headers, bodyMode, body, ht, bt, …]) with
-  // headers as `name\0value\0…`; before it dispatch(agent, id, method, url, headers, …) with headers as a
-  // string, or earlier as a string array.
-  let noHeaders = ''
-  const startAll = (ids) => {
-    if (typeof binding.dispatchBatch === 'function') {
-      binding.dispatchBatch(agent, ids.flatMap((id) => [id, '', url, '', -1, null, -1, -1]))
-      return
-    }
-    for (const id of ids) {
-      try {
-        binding.dispatch(agent, id, '', url, noHeaders, -1, null, -1, -1)
-      } catch (err) {
-        if (noHeaders !== '') throw err
-        noHeaders = []
-        binding.dispatch(agent, id, '', url, noHeaders, -1, null, -1, -1)
-      }
-    }
-  }
+  // dispatchBatch(agent, [id, method, url, headers, bodyMode, body, headersTimeout, bodyTimeout, …]): an empty
+  // method makes the core reject the request before any I/O.
+  const startAll = (ids) => binding.dispatchBatch(agent, ids.flatMap((id) => [id, '', url, '', -1, null, -1, -1]))
   const roundTrips = (count) => {
     const ids = Array.from({ length: count }, () => nextId++)
     const done = Promise.all(ids.map((id) => new Promise((resolve) => waiting.set(id, resolve))))

@@ -11,7 +11,8 @@ static RUNTIME: OnceLock<Runtime> = OnceLock::new();
 static WORKER_THREADS: AtomicUsize = AtomicUsize::new(0);
 
 /// Sets the worker thread count of the runtime. Only effective before the first request starts it;
-/// returns whether it took effect. `0` means the default (one per core, at most 2).
+/// returns whether it took effect. `0` means the default: `REQWEST_DISPATCHER_WORKER_THREADS` from the
+/// environment if set, else one per core, at most 2.
 pub fn set_worker_threads(threads: usize) -> bool {
     if RUNTIME.get().is_some() {
         return false;
@@ -24,7 +25,14 @@ pub fn set_worker_threads(threads: usize) -> bool {
 pub fn runtime_handle() -> Handle {
     RUNTIME
         .get_or_init(|| {
-            let requested = WORKER_THREADS.load(Ordering::SeqCst);
+            let mut requested = WORKER_THREADS.load(Ordering::SeqCst);
+            if requested == 0 {
+                // The environment may choose too (benchmarks, deployments that cannot call the setter).
+                requested = std::env::var("REQWEST_DISPATCHER_WORKER_THREADS")
+                    .ok()
+                    .and_then(|v| v.trim().parse().ok())
+                    .unwrap_or(0);
+            }
             let threads = if requested > 0 {
                 requested
             } else {
