@@ -498,9 +498,15 @@ async fn stream_response<H: DispatchHandler>(
             None => Bytes::from_static(parts.status.canonical_reason().unwrap_or("").as_bytes()),
         }
     };
+    let connection = parts
+        .extensions
+        .get::<hyper_util::client::legacy::connect::HttpInfo>();
     handler.on_response_start(ResponseHead {
         status: parts.status.as_u16(),
         status_text,
+        version: parts.version,
+        remote_addr: connection.map(|info| info.remote_addr()),
+        local_addr: connection.map(|info| info.local_addr()),
         headers: parts.headers,
     });
 

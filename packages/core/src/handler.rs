@@ -14,6 +14,12 @@ pub struct ResponseHead {
     /// The reason phrase as the server sent it (HTTP/1.1), or the canonical one (HTTP/2 has none on the wire).
     pub status_text: Bytes,
     pub headers: HeaderMap,
+    /// The HTTP version the response came over.
+    pub version: http::Version,
+    /// The connection's peer and local addresses, when the transport tells them (the direct one does;
+    /// through a proxy they are unknown).
+    pub remote_addr: Option<std::net::SocketAddr>,
+    pub local_addr: Option<std::net::SocketAddr>,
 }
 
 /// Receives the events of one request. Called from tokio worker threads, never concurrently.

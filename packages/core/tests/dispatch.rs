@@ -855,3 +855,18 @@ async fn handler_panic_in_response_start_is_reported_as_internal_error() {
     assert_eq!(head.status, 200);
     assert_eq!(body, b"body");
 }
+
+#[tokio::test]
+async fn the_response_head_tells_the_version_and_the_connection_addresses() {
+    let addr = echo_server().await;
+    let agent = agent();
+    let (head, _, _) = dispatch(&agent, DispatchRequest::new("GET", url(addr, "/")))
+        .finish()
+        .await
+        .ok();
+    assert_eq!(head.version, http::Version::HTTP_11);
+    assert_eq!(head.remote_addr, Some(addr));
+    let local = head.local_addr.expect("local address");
+    assert!(local.ip().is_loopback());
+    assert_ne!(local.port(), addr.port());
+}

@@ -22,7 +22,11 @@ import {
   publishTrailers
 } from './diagnostics'
 import { errorFromCore } from './errors'
+import type { ConnectionSeen } from './connection-info'
 import { headersObject, rawHeaders } from './headers'
+
+/** START fields before the header pairs: remote address, local address, status text. */
+const HEAD_FIELDS = 3
 import {
   binding,
   BODY_BYTES,
@@ -91,6 +95,8 @@ export class RequestController implements Dispatcher.DispatchController {
    * head, so it is final by `onResponseStart`).
    */
   readonly context: { retryCount: number } = { retryCount: 0 }
+  /** The connection the response came over, once its head arrived. */
+  #connection: ConnectionSeen | null = null
 
   constructor(host: RequestHost, id: number, handler: Dispatcher.DispatchHandler) {
     this.#host = host
@@ -122,7 +128,7 @@ export class RequestController implements Dispatcher.DispatchController {
 
   /** The response headers as raw Buffers (`name, value, …`), once they arrived. */
   get rawHeaders(): Buffer[] | null {
-    return this.#headerFields === undefined ? null : rawHeaders(this.#headerFields, 1)
+    return this.#headerFields === undefined ? null : rawHeaders(this.#headerFields, HEAD_FIELDS)
   }
 
   /** The response trailers as raw Buffers, once the response ended. */
@@ -272,21 +278,24 @@ export class RequestController implements Dispatcher.DispatchController {
     this.#handler.onRequestSent?.()
   }
 
-  #onStart(status: number, fields: string[]): void {
+  /** `code`: status + 1000 × HTTP version × 10; `fields`: remote, local, status text, then the headers. */
+  #onStart(code: number, fields: string[]): void {
     this.#headerFields = fields
-    const statusText = fields[0]
+    const status = code % 1000
+    this.#connection = { remote: fields[0], local: fields[1], version: (code - status) / 1000 }
+    const statusText = fields[2]
     const handler = this.#handler
     const request = this.#request as NormalizedRequest
     try {
-      if (channels.sendHeaders.hasSubscribers) publishSendHeaders(this, request, this.#host.native)
+      if (channels.sendHeaders.hasSubscribers) publishSendHeaders(this, request, this.#host.native, this.#connection)
       if (request.body.kind !== 'pull') this.#announceSent()
-      if (channels.headers.hasSubscribers) publishHeaders(this, request, status, rawHeaders(fields, 1), statusText)
+      if (channels.headers.hasSubscribers) publishHeaders(this, request, status, rawHeaders(fields, HEAD_FIELDS), statusText)
       if (this.#legacy) {
         handler.onResponseStarted?.()
         const resume = (): void => this.resume()
-        if (handler.onHeaders?.(status, rawHeaders(fields, 1), resume, statusText) === false) this.pause()
+        if (handler.onHeaders?.(status, rawHeaders(fields, HEAD_FIELDS), resume, statusText) === false) this.pause()
       } else {
-        handler.onResponseStart?.(this, status, headersObject(fields, 1), statusText)
+        handler.onResponseStart?.(this, status, headersObject(fields, HEAD_FIELDS), statusText)
       }
     } catch (err) {
       this.abort(err as Error)
@@ -323,12 +332,12 @@ export class RequestController implements Dispatcher.DispatchController {
   #onError(code: string, message: string): void {
     // These fail a request that was on a connection already: undici had announced its headers by then.
     if ((code === 'UND_ERR_HEADERS_TIMEOUT' || code === 'UND_ERR_SOCKET') && channels.sendHeaders.hasSubscribers) {
-      publishSendHeaders(this, this.#request as NormalizedRequest, this.#host.native)
+      publishSendHeaders(this, this.#request as NormalizedRequest, this.#host.native, this.#connection)
     }
     const err =
       code === 'UND_ERR_REQUEST_BODY' && this.#bodyError !== null
         ? this.#bodyError
-        : errorFromCore(code, message, this.#request ?? { hostname: '', address: '' })
+        : errorFromCore(code, message, this.#request ?? { hostname: '', address: '' }, this.#connection)
     this.#fail(err)
   }
 

@@ -12,6 +12,7 @@ import { isIP } from 'node:net'
 import type { Dispatcher } from 'undici'
 import { EVENT_CONNECT, EVENT_CONNECTION_ERROR, FIELD_SEPARATOR, type NativeAgent, type NativeAgentOptions } from './native'
 import { checkAddedHeader, type NormalizedRequest } from './request'
+import { splitAddress, type ConnectionSeen } from './connection-info'
 
 /** The channels, by undici's names for them. */
 export const channels = {
@@ -70,14 +71,23 @@ export class DiagnosticsSocket {
   /** `true` for TLS connections, as `tls.TLSSocket#encrypted`. */
   readonly encrypted: boolean
 
-  constructor(origin: URL, traits: AgentTraits) {
+  /** `seen`: the connection a response came over, when its head arrived already (exact peer and version). */
+  constructor(origin: URL, traits: AgentTraits, seen: ConnectionSeen | null = null) {
+    this.encrypted = origin.protocol === 'https:'
+    const peer = seen === null ? undefined : splitAddress(seen.remote)
+    if (peer !== undefined && peer.address !== undefined) {
+      this.remoteAddress = peer.address
+      this.remotePort = peer.port
+      this.remoteFamily = peer.family
+      this.alpnProtocol = seen?.version === 20 ? 'h2' : this.encrypted ? 'http/1.1' : undefined
+      return
+    }
     const hostname = bareHostname(origin)
     const family = traits.proxied ? 0 : isIP(hostname)
     this.remoteAddress = family !== 0 ? hostname : undefined
     this.remotePort = traits.proxied ? undefined : portOf(origin)
     this.remoteFamily = family === 0 ? undefined : family === 6 ? 'IPv6' : 'IPv4'
-    this.encrypted = origin.protocol === 'https:'
-    this.alpnProtocol = protocolOf(origin, traits)
+    this.alpnProtocol = seen !== null && seen.version === 20 ? 'h2' : protocolOf(origin, traits)
   }
 }
 
@@ -265,12 +275,12 @@ export function publishCreate(key: RequestKey, request: NormalizedRequest, opts:
  * `undici:client:sendHeaders`, once per request, when the core has the request on a connection: when it asks
  * for the first chunk of a streamed body, else when the response head arrives (hyper reports no earlier point).
  */
-export function publishSendHeaders(key: RequestKey, request: NormalizedRequest, native: NativeAgent): void {
+export function publishSendHeaders(key: RequestKey, request: NormalizedRequest, native: NativeAgent, seen: ConnectionSeen | null = null): void {
   const message = requestOf(key, request)
   if (message[kHeadersSent]) return
   message[kHeadersSent] = true
   const traits = traitsOf.get(native) ?? NO_TRAITS
-  const socket = new DiagnosticsSocket(new URL(request.origin), traits)
+  const socket = new DiagnosticsSocket(new URL(request.origin), traits, seen)
   channels.sendHeaders.publish({ request: message, headers: message.head(traits), socket })
 }
 

@@ -4,6 +4,7 @@
  */
 import { errors } from 'undici'
 import { constants } from 'node:os'
+import { socketInfo, type ConnectionSeen } from './connection-info'
 import { isTlsCode, tlsError } from './tls-errors'
 
 /**
@@ -58,7 +59,7 @@ function systemError(code: string, destination: Destination): SystemError {
 }
 
 /** The error a request ends with, for a code and message from the core. */
-export function errorFromCore(code: string, message: string, destination: Destination): Error {
+export function errorFromCore(code: string, message: string, destination: Destination, connection: ConnectionSeen | null = null): Error {
   switch (code) {
     case 'UND_ERR_CONNECT_TIMEOUT':
       return new errors.ConnectTimeoutError(message)
@@ -74,8 +75,12 @@ export function errorFromCore(code: string, message: string, destination: Destin
       return new errors.ResponseContentLengthMismatchError(message)
     case 'UND_ERR_REQ_CONTENT_LENGTH_MISMATCH':
       return new errors.RequestContentLengthMismatchError(message)
-    case 'UND_ERR_SOCKET':
-      return new errors.SocketError(message)
+    case 'UND_ERR_SOCKET': {
+      // undici passes what it knows of the socket; here, what the response head told of its connection.
+      const err = new errors.SocketError(message)
+      if (connection !== null) err.socket = socketInfo(connection)
+      return err
+    }
     case 'UND_ERR_ABORTED':
       return new errors.RequestAbortedError(message)
     case 'UND_ERR_INVALID_ARG':

@@ -67,6 +67,26 @@ describe('timeouts and truncated responses map to undici error classes', () => {
     const err = await res.body.text().catch((e: Error) => e)
     expect(err).toBeInstanceOf(errors.SocketError)
   })
+
+  it("SocketError carries the socket's addresses, as undici's does", async () => {
+    const { Agent: UndiciAgent } = await import('undici')
+    const reference = new UndiciAgent()
+    const infos: Array<Record<string, unknown>> = []
+    for (const dispatcher of [agent, reference]) {
+      const res = await request(`${stalling.origin}/cut`, { dispatcher })
+      const err = (await res.body.text().catch((e: Error) => e)) as InstanceType<typeof errors.SocketError>
+      expect(err).toBeInstanceOf(errors.SocketError)
+      infos.push({ ...err.socket })
+    }
+    const [ours, theirs] = infos
+    for (const key of ['remoteAddress', 'remotePort', 'remoteFamily', 'localAddress'] as const) {
+      expect(ours[key], key).toBe(theirs[key])
+    }
+    expect(ours.remotePort).toBe(stalling.port)
+    expect(typeof ours.localPort).toBe('number')
+    expect(ours.localPort).not.toBe(stalling.port)
+    await reference.close()
+  })
 })
 
 describe('invalid input is rejected with InvalidArgumentError, never a crash', () => {

@@ -8,7 +8,7 @@
 //!
 //! | kind  | a                        | b                                              |
 //! |-------|--------------------------|------------------------------------------------|
-//! | START | status code              | `statusText\0name\0value…` (latin1)            |
+//! | START | status + 1000 × version (10, 11, 20) | `remote\0local\0statusText\0name\0value…` (latin1) |
 //! | DATA  | offset in the batch Buffer | length                                       |
 //! | END   | `name\0value…` or `""`   | –                                              |
 //! | ERROR | code                     | message                                        |
@@ -23,7 +23,7 @@
 //! One string per head instead of one per header and one Buffer per batch instead of one per chunk keep the
 //! number of N-API calls per request small; both showed up in profiles.
 
-use crate::marshal::join_fields;
+use crate::marshal::{join_fields, join_fields_after, FIELD_SEPARATOR};
 use bytes::{Bytes, BytesMut};
 use http::HeaderMap;
 use neon::prelude::*;
@@ -32,6 +32,7 @@ use reqwest_dispatcher_core::{
     ResponseHead,
 };
 use std::collections::HashMap;
+use std::fmt::Write;
 use std::sync::{Arc, Mutex};
 
 /// Most body bytes one drain hands to JavaScript: a burst of large responses is spread over several turns of
@@ -185,9 +186,13 @@ impl EventQueue {
             let at = 2 + (i * 4) as u32;
             let (kind, id) = match event {
                 Event::Start(id, head) => {
-                    let status = cx.number(head.status);
+                    let status = cx.number(start_code(&head));
                     batch.set(cx, at + 2, status)?;
-                    let fields = cx.string(join_fields(Some(&head.status_text), &head.headers));
+                    let fields = cx.string(join_fields_after(
+                        connection_fields(&head),
+                        Some(&head.status_text),
+                        &head.headers,
+                    ));
                     batch.set(cx, at + 3, fields)?;
                     (START, id)
                 }
@@ -272,6 +277,30 @@ impl EventQueue {
         }
         result
     }
+}
+
+/// A START event's number: the status plus 1000 × the HTTP version (10, 11, 20).
+fn start_code(head: &ResponseHead) -> f64 {
+    let version = match head.version {
+        http::Version::HTTP_09 => 9.0,
+        http::Version::HTTP_10 => 10.0,
+        http::Version::HTTP_2 => 20.0,
+        http::Version::HTTP_3 => 30.0,
+        _ => 11.0,
+    };
+    f64::from(head.status) + 1000.0 * version
+}
+
+/// `remote\0local\0`: the connection's addresses (`ip:port`, empty when unknown), ahead of the head fields.
+fn connection_fields(head: &ResponseHead) -> String {
+    let mut out = String::with_capacity(48);
+    for addr in [head.remote_addr, head.local_addr] {
+        if let Some(addr) = addr {
+            let _ = write!(out, "{addr}");
+        }
+        out.push(FIELD_SEPARATOR);
+    }
+    out
 }
 
 /// Locks `m`, recovering from poisoning: the data behind these locks stays consistent even if a holder

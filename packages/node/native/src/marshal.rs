@@ -21,14 +21,20 @@ pub const FIELD_SEPARATOR: char = '\0';
 
 /// `[first\0]name\0value\0…` as one latin1 string: one JS string per head instead of two per header.
 pub fn join_fields(first: Option<&[u8]>, headers: &HeaderMap) -> String {
-    let mut out = String::new();
+    join_fields_after(String::new(), first, headers)
+}
+
+/// [`join_fields`] appended to `out` (which, when not empty, already ends with a separator).
+pub fn join_fields_after(mut out: String, first: Option<&[u8]>, headers: &HeaderMap) -> String {
     if let Some(first) = first {
         push_latin1(&mut out, first);
     }
+    let mut started = first.is_some();
     for (name, value) in headers {
-        if !out.is_empty() || first.is_some() {
+        if started {
             out.push(FIELD_SEPARATOR);
         }
+        started = true;
         out.push_str(name.as_str());
         out.push(FIELD_SEPARATOR);
         push_latin1(&mut out, value.as_bytes());
