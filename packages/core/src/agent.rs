@@ -200,15 +200,21 @@ impl Agent {
             let permit = upstream.admit()?;
             upstream.wait_turn(turn).await?;
             let lease = self.origins.admit(&template.url).await;
-            let sent = within(headers_timeout, self.client.send(template.build()), || {
-                CoreError::new(ErrorKind::HeadersTimeout, "Headers Timeout Error")
-            })
+            let sent = within(
+                headers_timeout,
+                self.client.send(template.build(retry.is_some())),
+                || CoreError::new(ErrorKind::HeadersTimeout, "Headers Timeout Error"),
+            )
             .await
             .and_then(|result| result);
             let response = match sent {
                 Ok(response) => response,
                 Err(error) => {
-                    permit.record(upstream_failed(&error));
+                    // A failure of the request's own making (its body source, an abort) says nothing
+                    // about the upstream: the attempt leaves no outcome in the breaker.
+                    if upstream_failed(&error) {
+                        permit.record(true);
+                    }
                     drop(lease);
                     match retry.and_then(|r| r.after_error(&error, retries + 1)) {
                         Some(wait) => {
@@ -297,9 +303,10 @@ impl Template {
         })
     }
 
-    /// The next attempt's request. A pulled body goes with the first attempt only (such requests are not
-    /// retried).
-    fn build(&mut self) -> http::Request<OutgoingBody> {
+    /// The next attempt's request. With `replay` the template keeps its parts for another attempt; without,
+    /// they move into the request (no copy on the path of requests that are never retried). A pulled body
+    /// goes with the first attempt only (such requests are not retried).
+    fn build(&mut self, replay: bool) -> http::Request<OutgoingBody> {
         let metrics = &self.upstream.metrics;
         let body = match (&self.bytes, self.body.take()) {
             (Some(bytes), _) => {
@@ -313,8 +320,13 @@ impl Template {
         };
         let mut built = http::Request::new(body);
         *built.method_mut() = self.method.clone();
-        *built.uri_mut() = self.uri.clone();
-        *built.headers_mut() = self.headers.clone();
+        if replay {
+            *built.uri_mut() = self.uri.clone();
+            *built.headers_mut() = self.headers.clone();
+        } else {
+            *built.uri_mut() = std::mem::take(&mut self.uri);
+            *built.headers_mut() = std::mem::take(&mut self.headers);
+        }
         built
     }
 }

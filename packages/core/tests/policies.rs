@@ -332,3 +332,37 @@ async fn metrics_count_bytes_durations_connections_and_in_flight() {
     let json: serde_json::Value = serde_json::from_str(&agent.metrics_json()).unwrap();
     assert_eq!(json["reqwest_dispatcher_open_connections"]["type"], "gauge");
 }
+
+#[tokio::test]
+async fn a_failure_of_the_request_body_source_leaves_the_circuit_alone() {
+    let (addr, _) = flaky_server(1).await;
+    let agent = agent_with(with_policies(
+        r#"{"circuitBreaker":{"minimumRequests":1,"threshold":0,"halfOpenAfter":50}}"#,
+    ));
+    let origin = format!("http://{addr}");
+    let first = dispatch(&agent, DispatchRequest::new("GET", url(addr, "/")))
+        .finish()
+        .await;
+    assert_eq!(first.ok().0.status, 503);
+    assert_eq!(agent.circuit_state(&origin), Some(CircuitState::Open));
+    tokio::time::sleep(Duration::from_millis(80)).await;
+    // The half-open probe fails for a reason of its own: neither a success that closes the circuit nor
+    // a failure that opens it again.
+    let (pull, _) = pulled_body(
+        None,
+        vec![BodyChunk::Error(reqwest_dispatcher_core::CoreError::new(
+            ErrorKind::RequestBody,
+            "source failed",
+        ))],
+    );
+    let request = DispatchRequest::new("POST", url(addr, "/")).body(RequestBody::Pull(pull));
+    let failed = dispatch(&agent, request).finish().await;
+    assert_eq!(failed.err().kind, ErrorKind::RequestBody);
+    assert_eq!(agent.circuit_state(&origin), Some(CircuitState::HalfOpen));
+    // Its place is free again: the next request is the probe, and its success closes the circuit.
+    let next = dispatch(&agent, DispatchRequest::new("GET", url(addr, "/")))
+        .finish()
+        .await;
+    assert_eq!(next.ok().0.status, 200);
+    assert_eq!(agent.circuit_state(&origin), Some(CircuitState::Closed));
+}
