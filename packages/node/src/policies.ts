@@ -78,6 +78,13 @@ export interface PolicyOptions extends Policies {
 
 type Checked = Record<string, unknown>
 
+/** Validated policies: an object (on), `null` (off) or `undefined` (not given: inherit). */
+interface Validated {
+  retry?: RetryPolicy | null
+  circuitBreaker?: CircuitBreakerPolicy | null
+  rateLimit?: RateLimitPolicy | null
+}
+
 function number(where: string, name: string, value: unknown, min: number, max = Infinity, integer = false): void {
   if (value === undefined) return
   if (typeof value !== 'number' || !Number.isFinite(value) || value < min || value > max || (integer && !Number.isInteger(value))) {
@@ -132,7 +139,7 @@ function rateLimit(where: string, value: Policies['rateLimit']): RateLimitPolicy
 }
 
 /** Only the fields the core reads, with upper-cased methods. */
-function resolved(p: { retry?: RetryPolicy | null; circuitBreaker?: CircuitBreakerPolicy | null; rateLimit?: RateLimitPolicy | null }): Checked {
+function resolved(p: Validated): Checked {
   const out: Checked = {}
   if (p.retry) out.retry = { ...p.retry, methods: p.retry.methods?.map((m) => m.toUpperCase()) }
   if (p.circuitBreaker) out.circuitBreaker = { ...p.circuitBreaker }
@@ -140,7 +147,7 @@ function resolved(p: { retry?: RetryPolicy | null; circuitBreaker?: CircuitBreak
   return out
 }
 
-function checked(where: string, p: Policies): { retry?: RetryPolicy | null; circuitBreaker?: CircuitBreakerPolicy | null; rateLimit?: RateLimitPolicy | null } {
+function checked(where: string, p: Policies): Validated {
   if (p === null || typeof p !== 'object') throw new InvalidArgumentError(`invalid ${where}`)
   return {
     retry: retry(`${where}retry`, p.retry),
