@@ -194,21 +194,32 @@ impl Agent {
         });
         let mut template = Template::new(request, upstream)?;
         let mut retries = 0u32;
+        // Attempts the server refused unprocessed (HTTP/2 GOAWAY, REFUSED_STREAM), sent again at once on a
+        // new connection whatever the method: the server did not act on them.
+        let mut resent = 0u32;
         let mut turn = Some(first_turn);
         loop {
             let turn = turn.take().unwrap_or_else(|| upstream.take_turn());
             let permit = upstream.admit()?;
             upstream.wait_turn(turn).await?;
             let lease = self.origins.admit(&template.url).await;
-            let sent = within(
-                headers_timeout,
-                self.client.send(template.build(retry.is_some())),
-                || CoreError::new(ErrorKind::HeadersTimeout, "Headers Timeout Error"),
-            )
+            let sent = within(headers_timeout, self.client.send(template.build()), || {
+                CoreError::new(ErrorKind::HeadersTimeout, "Headers Timeout Error")
+            })
             .await
             .and_then(|result| result);
             let response = match sent {
                 Ok(response) => response,
+                Err(error)
+                    if error.kind == ErrorKind::Unprocessed
+                        && template.replayable
+                        && resent < MAX_RESENDS =>
+                {
+                    resent += 1;
+                    drop(permit);
+                    drop(lease);
+                    continue;
+                }
                 Err(error) => {
                     // A failure of the request's own making (its body source, an abort) says nothing
                     // about the upstream: the attempt leaves no outcome in the breaker.
@@ -272,6 +283,8 @@ struct Template {
     body: Option<RequestBody>,
     /// A replayable body's bytes (`None` for no body).
     bytes: Option<Bytes>,
+    /// Whether another attempt can be sent: the body (if any) was known up front, not pulled.
+    replayable: bool,
     upstream: Arc<Upstream>,
 }
 
@@ -288,6 +301,7 @@ impl Template {
                 HeaderValue::from_maybe_shared(value).map_err(|e| invalid("header value", e))?;
             headers.append(name, value);
         }
+        let replayable = !matches!(request.body, RequestBody::Pull(_));
         let (body, bytes) = match request.body {
             RequestBody::Bytes(bytes) => (None, Some(bytes)),
             other => (Some(other), None),
@@ -299,14 +313,15 @@ impl Template {
             headers,
             body,
             bytes,
+            replayable,
             upstream: Arc::clone(upstream),
         })
     }
 
-    /// The next attempt's request. With `replay` the template keeps its parts for another attempt; without,
-    /// they move into the request (no copy on the path of requests that are never retried). A pulled body
-    /// goes with the first attempt only (such requests are not retried).
-    fn build(&mut self, replay: bool) -> http::Request<OutgoingBody> {
+    /// The next attempt's request. A replayable request keeps its parts for another attempt; one with a
+    /// pulled body moves them into its only attempt.
+    fn build(&mut self) -> http::Request<OutgoingBody> {
+        let replay = self.replayable;
         let metrics = &self.upstream.metrics;
         let body = match (&self.bytes, self.body.take()) {
             (Some(bytes), _) => {
@@ -400,6 +415,9 @@ impl<H: DispatchHandler> DispatchHandler for Metered<H> {
         self.inner.on_retry(retry);
     }
 }
+
+/// Most times a request the server refused unprocessed is sent again.
+const MAX_RESENDS: u32 = 3;
 
 /// Whether `error` says something about the upstream (for the circuit breaker), rather than about the
 /// request's own body or arguments.

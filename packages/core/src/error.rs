@@ -19,6 +19,10 @@ pub enum ErrorKind {
     RequestContentLengthMismatch,
     /// The connection failed after it was established (reset, closed early, malformed response).
     Socket,
+    /// The server refused the request unprocessed on an HTTP/2 connection it is closing or that is too busy
+    /// (a graceful `GOAWAY` below the request's stream, or `REFUSED_STREAM`): sending it again on a new
+    /// connection is safe. JavaScript sees `UND_ERR_SOCKET`.
+    Unprocessed,
     Aborted,
     InvalidArgument,
     NotSupported,
@@ -49,7 +53,7 @@ impl ErrorKind {
             ErrorKind::ResponseExceededMaxSize => "UND_ERR_RES_EXCEEDED_MAX_SIZE",
             ErrorKind::ResponseContentLengthMismatch => "UND_ERR_RES_CONTENT_LENGTH_MISMATCH",
             ErrorKind::RequestContentLengthMismatch => "UND_ERR_REQ_CONTENT_LENGTH_MISMATCH",
-            ErrorKind::Socket => "UND_ERR_SOCKET",
+            ErrorKind::Socket | ErrorKind::Unprocessed => "UND_ERR_SOCKET",
             ErrorKind::Aborted => "UND_ERR_ABORTED",
             ErrorKind::InvalidArgument => "UND_ERR_INVALID_ARG",
             ErrorKind::NotSupported => "UND_ERR_NOT_SUPPORTED",
@@ -91,6 +95,18 @@ impl CoreError {
     /// hyper-util reports its connect timeout as an I/O `TimedOut` caused by tokio's `Elapsed`, which tells
     /// it apart from an operating-system `ETIMEDOUT`.
     pub(crate) fn from_direct_send(err: &hyper_util::client::legacy::Error) -> Self {
+        if let Some(h2) = find_deep::<h2::Error>(err) {
+            let graceful_go_away = h2.is_go_away() && h2.reason() == Some(h2::Reason::NO_ERROR);
+            if graceful_go_away || h2.reason() == Some(h2::Reason::REFUSED_STREAM) {
+                return CoreError::new(
+                    ErrorKind::Unprocessed,
+                    format!(
+                        "the server did not process the request: {}",
+                        chain_text(err)
+                    ),
+                );
+            }
+        }
         let timed_out = err.is_connect() && find_deep::<tokio::time::error::Elapsed>(err).is_some();
         Self::classify_send(err, err.is_connect(), timed_out)
     }

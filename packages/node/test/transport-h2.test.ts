@@ -5,7 +5,7 @@
 import http2 from 'node:http2'
 import type { AddressInfo } from 'node:net'
 import { Readable } from 'node:stream'
-import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest'
 import { H2CClient, request } from 'undici'
 import type { Dispatcher } from 'undici'
 import { Agent } from '../src/index'
@@ -270,6 +270,51 @@ describe('HTTP/2 streams', () => {
     } finally {
       await agent.close()
       await server.close()
+    }
+  })
+
+  it('a request the server refused in its GOAWAY (above the last stream id) is sent again on a new connection', async () => {
+    // The server holds /first, and when /second arrives on the same connection answers with a graceful GOAWAY
+    // naming /first as the last stream it processes: /second was never acted upon.
+    let held: http2.ServerHttp2Stream | null = null
+    const seen: string[] = []
+    const server = http2.createServer()
+    const sessions = new Set<http2.ServerHttp2Session>()
+    server.on('session', (session) => sessions.add(session))
+    server.on('stream', (stream, headers) => {
+      stream.on('error', () => {})
+      const path = String(headers[':path'])
+      seen.push(`${path} on ${stream.session?.socket?.remotePort}`)
+      if (path === '/first') {
+        held = stream
+      } else if (path === '/second' && held !== null) {
+        const first = held
+        held = null
+        stream.session?.goaway(http2.constants.NGHTTP2_NO_ERROR, first.id)
+        first.respond({ ':status': 200 })
+        first.end('first')
+      } else {
+        stream.respond({ ':status': 200 })
+        stream.end(`${path} again`)
+      }
+    })
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+    const origin = `http://127.0.0.1:${(server.address() as AddressInfo).port}`
+    const agent = new Agent({ h2c: true })
+    try {
+      const first = request(`${origin}/first`, { dispatcher: agent }).then((r) => r.body.text())
+      await vi.waitFor(() => expect(held).not.toBeNull())
+      // A POST: not idempotent, and still safe to send again, since the server did not process it.
+      const second = request(`${origin}/second`, { dispatcher: agent, method: 'POST', body: 'payload' }).then((r) => r.body.text())
+      expect(await first).toBe('first')
+      expect(await second).toBe('/second again')
+      expect(seen).toHaveLength(3)
+      // The second attempt went on another connection (another client port).
+      expect(seen[2].split(' on ')[1]).not.toBe(seen[1].split(' on ')[1])
+    } finally {
+      await agent.close()
+      for (const session of sessions) session.destroy()
+      await new Promise<void>((resolve) => server.close(() => resolve()))
     }
   })
 
