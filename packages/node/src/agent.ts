@@ -33,7 +33,8 @@ let nextAgentId = 1
 
 /**
  * Receives a batch of native events (`[dataBuffer, agentId, kind, id, a, b, …]`) and hands each to its request
- * (or, for connection events, to its agent). Body chunks are views into the batch's one data Buffer.
+ * (or, for connection events, to its agent). Body chunks are views into the batch's one data Buffer, or large
+ * chunks Buffers of their own.
  */
 function deliverBatch(batch: unknown[]): void {
   const data = batch[0] as Buffer | undefined
@@ -60,8 +61,10 @@ function deliverEvents(batch: unknown[], data: Buffer | undefined): void {
     const controller = inFlight.get(batch[i + 1] as number)
     if (controller === undefined) continue
     if (kind === EVENT_DATA) {
-      const offset = batch[i + 2] as number
-      controller.deliver(kind, (data as Buffer).subarray(offset, offset + (batch[i + 3] as number)), undefined)
+      // An offset into the batch's Buffer, or (large chunks) a Buffer of the chunk's own.
+      const at = batch[i + 2] as number | Buffer
+      const chunk = typeof at === 'number' ? (data as Buffer).subarray(at, at + (batch[i + 3] as number)) : at
+      controller.deliver(kind, chunk, undefined)
     } else {
       controller.deliver(kind, batch[i + 2], batch[i + 3])
     }

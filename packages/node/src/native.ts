@@ -52,7 +52,7 @@ export interface NativeProxyOptions {
 
 /**
  * Receives batches of events: `[dataBuffer, agentId, kind, id, a, b, kind, id, a, b, …]`. `dataBuffer` holds the
- * body bytes of every DATA event of the batch (`a` = offset, `b` = length); see `native/src/events.rs`.
+ * body bytes of the batch's small DATA events (`a` = offset, `b` = length); a large chunk comes as its own Buffer in `a`; see `native/src/events.rs`.
  */
 export type DeliverFn = (batch: unknown[]) => void
 

@@ -152,3 +152,36 @@ describe('pause and resume', () => {
     await big.close()
   })
 })
+
+describe('large response chunks', () => {
+  it('arrive intact, large ones as Buffers of their own (handed over from Rust without a copy)', async () => {
+    const size = 8 * 1024 * 1024
+    const pattern = Buffer.alloc(size)
+    for (let i = 0; i < size; i += 4) pattern.writeUInt32LE((i * 2654435761) >>> 0, i)
+    const big = await httpServer((_req, res) => {
+      res.setHeader('content-length', size)
+      res.end(pattern)
+    })
+    const agent = new Agent()
+    try {
+      const chunks: Buffer[] = []
+      await new Promise<void>((resolve, reject) => {
+        agent.dispatch({ origin: big.origin, path: '/', method: 'GET' }, {
+          onRequestStart() {},
+          onResponseStart() {},
+          onResponseData(_controller, chunk) {
+            chunks.push(chunk)
+          },
+          onResponseEnd: () => resolve(),
+          onResponseError: (_controller, err) => reject(err)
+        })
+      })
+      expect(Buffer.concat(chunks).equals(pattern)).toBe(true)
+      const own = chunks.filter((c) => c.length >= 64 * 1024 && c.byteOffset === 0 && c.buffer.byteLength === c.length)
+      expect(own.length).toBeGreaterThan(0)
+    } finally {
+      await agent.close()
+      await big.close()
+    }
+  })
+})
