@@ -335,7 +335,26 @@ async fn metrics_count_bytes_durations_connections_and_in_flight() {
 
 #[tokio::test]
 async fn a_failure_of_the_request_body_source_leaves_the_circuit_alone() {
-    let (addr, _) = flaky_server(1).await;
+    // Reads each request body to its end before answering (503 first, then 200), so a body that fails
+    // fails before any response exists.
+    let answered = Arc::new(AtomicUsize::new(0));
+    let addr = hyper_server(move |req: hyper::Request<hyper::body::Incoming>| {
+        let answered = Arc::clone(&answered);
+        async move {
+            use http_body_util::BodyExt;
+            let _ = req.into_body().collect().await;
+            let status = if answered.fetch_add(1, Ordering::SeqCst) == 0 {
+                503
+            } else {
+                200
+            };
+            Response::builder()
+                .status(status)
+                .body(Full::new(Bytes::new()))
+                .unwrap()
+        }
+    })
+    .await;
     let agent = agent_with(with_policies(
         r#"{"circuitBreaker":{"minimumRequests":1,"threshold":0,"halfOpenAfter":50}}"#,
     ));
