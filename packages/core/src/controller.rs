@@ -11,6 +11,8 @@ use tokio::sync::Notify;
 struct ControlState {
     aborted: AtomicBool,
     paused: AtomicBool,
+    /// Set by the first pause and never cleared: the consumer is one that holds the stream back.
+    was_paused: AtomicBool,
     /// Response bytes handed to the handler and not yet released by the consumer.
     outstanding: AtomicUsize,
     /// Most bytes that may be outstanding before the core stops reading; 0 = no limit.
@@ -48,6 +50,12 @@ impl RequestController {
 
     pub fn pause(&self) {
         self.state.paused.store(true, Ordering::SeqCst);
+        self.state.was_paused.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether the request was ever paused: its consumer reads slower than the network delivers.
+    pub fn was_paused(&self) -> bool {
+        self.state.was_paused.load(Ordering::Relaxed)
     }
 
     pub fn resume(&self) {

@@ -27,6 +27,7 @@ use crate::marshal::{join_fields, join_fields_after, FIELD_SEPARATOR};
 use bytes::{Bytes, BytesMut};
 use http::HeaderMap;
 use neon::prelude::*;
+use neon::types::buffer::TypedArray;
 use reqwest_dispatcher_core::{
     AgentEvent, BodySender, ConnectionEvent, CoreError, DispatchHandler, RequestController,
     ResponseHead,
@@ -169,15 +170,34 @@ impl EventQueue {
 
     /// Hands the next batch to JavaScript.
     pub fn drain<'a, C: Context<'a>>(&self, cx: &mut C) -> NeonResult<()> {
-        let events = self.take_batch();
-        let data_len: usize = events
-            .iter()
-            .map(|e| match e {
-                Event::Data(_, chunk, _) if chunk.len() < OWN_BUFFER_BYTES => chunk.len(),
-                _ => 0,
-            })
-            .sum();
-        let mut data = BytesMut::with_capacity(data_len);
+        let mut events = self.take_batch();
+        // Large unshared chunks of requests that were never paused go as Buffers of their own; every other
+        // chunk is copied into the batch's one Buffer.
+        let mut own: Vec<Option<BytesMut>> = Vec::new();
+        let mut data_len = 0;
+        for event in &mut events {
+            if let Event::Data(_, chunk, controller) = event {
+                let owned = if controller.was_paused() {
+                    None
+                } else {
+                    own_chunk(chunk)
+                };
+                if owned.is_none() {
+                    data_len += chunk.len();
+                }
+                own.push(owned);
+            }
+        }
+        let mut own = own.into_iter();
+        // V8 allocates the batch Buffer's memory itself: young Buffers of that kind count towards V8's
+        // young-generation limit, so a slow consumer's garbage is collected by scavenges (~32 MiB) rather
+        // than waiting for the external-memory limit of a full GC (~64 MiB), as external Buffers do.
+        let mut data = if data_len > 0 {
+            Some(JsBuffer::new(cx, data_len)?)
+        } else {
+            None
+        };
+        let mut filled = 0;
         let mut released: Vec<(RequestController, usize)> = Vec::new();
         let mut finished: Vec<u64> = Vec::new();
 
@@ -197,20 +217,29 @@ impl EventQueue {
                     (START, id)
                 }
                 Event::Data(id, chunk, controller) => {
-                    let length = chunk.len();
-                    released.push((controller, length));
-                    match own_chunk(chunk) {
+                    let length = match (own.next().flatten(), &mut data) {
                         // A large chunk nothing else shares becomes a Buffer of its own, uncopied.
-                        Ok(owned) => {
+                        (Some(owned), _) => {
+                            let length = owned.len();
                             let buffer = JsBuffer::external(cx, owned);
                             batch.set(cx, at + 2, buffer)?;
+                            length
                         }
-                        Err(chunk) => {
-                            let offset = cx.number(data.len() as f64);
+                        (None, Some(buffer)) => {
+                            let length = chunk.len();
+                            buffer.as_mut_slice(cx)[filled..filled + length]
+                                .copy_from_slice(&chunk);
+                            let offset = cx.number(filled as f64);
                             batch.set(cx, at + 2, offset)?;
-                            data.extend_from_slice(&chunk);
+                            filled += length;
+                            length
                         }
-                    }
+                        // Cannot happen: every chunk not owned counted towards the batch Buffer's length.
+                        (None, None) => {
+                            return cx.throw_error("reqwest-dispatcher: batch Buffer missing")
+                        }
+                    };
+                    released.push((controller, length));
                     let length = cx.number(length as f64);
                     batch.set(cx, at + 3, length)?;
                     (DATA, id)
@@ -266,11 +295,7 @@ impl EventQueue {
         }
         let agent = cx.number(self.agent as f64);
         batch.set(cx, 1, agent)?;
-        if !data.is_empty() {
-            // The batch's bytes become the Buffer's memory as they are, freed when JS collects the Buffer:
-            // no second copy, and no fresh V8 allocation (with its page faults) per batch. Node's V8 has no
-            // pointer sandbox, which is what neon's external buffers require.
-            let buffer = JsBuffer::external(cx, data);
+        if let Some(buffer) = data {
             batch.set(cx, 0, buffer)?;
         }
         if !finished.is_empty() {
@@ -294,12 +319,19 @@ impl EventQueue {
 /// responses). Smaller ones share the batch Buffer: one N-API Buffer per batch, not per chunk.
 const OWN_BUFFER_BYTES: usize = 64 * 1024;
 
-/// The chunk's memory, owned, if it is large and unshared (hyper hands over its read buffer's bytes).
-fn own_chunk(chunk: Bytes) -> Result<BytesMut, Bytes> {
+/// The chunk's memory, owned, if it is large and unshared (hyper hands over its read buffer's bytes); the
+/// chunk is left empty then.
+fn own_chunk(chunk: &mut Bytes) -> Option<BytesMut> {
     if chunk.len() < OWN_BUFFER_BYTES {
-        return Err(chunk);
+        return None;
     }
-    chunk.try_into_mut()
+    match std::mem::take(chunk).try_into_mut() {
+        Ok(owned) => Some(owned),
+        Err(shared) => {
+            *chunk = shared;
+            None
+        }
+    }
 }
 
 /// A START event's number: the status plus 1000 × the HTTP version (10, 11, 20).
