@@ -128,6 +128,16 @@ impl Agent {
         self.upstreams.metrics_json()
     }
 
+    /// Whether `origin`'s retry policy may send a `method` request again (given a body known up front).
+    pub fn retries(&self, origin: &str, method: &str) -> bool {
+        self.options
+            .policies
+            .for_origin(origin)
+            .retry
+            .as_ref()
+            .is_some_and(|retry| retry.allows_method(method))
+    }
+
     /// The state of `origin`'s circuit breaker (`None` when it has none or sent nothing yet).
     pub fn circuit_state(&self, origin: &str) -> Option<CircuitState> {
         self.upstreams.circuit_state(origin)

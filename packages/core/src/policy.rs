@@ -40,7 +40,7 @@ impl Policies {
         })
     }
 
-    pub(crate) fn for_origin(&self, origin: &str) -> &OriginPolicies {
+    pub fn for_origin(&self, origin: &str) -> &OriginPolicies {
         self.origins.get(origin).unwrap_or(&self.defaults)
     }
 }

@@ -17,10 +17,16 @@ import {
   type NativeAgent
 } from './native'
 import { nativeAgentOptions, type AgentOptions } from './options'
-import { normalizeRequest } from './request'
+import { normalizeRequest, type NormalizedRequest } from './request'
 import { agentStats, type OriginStats } from './stats'
 
 const { ClientClosedError, ClientDestroyedError, InvalidArgumentError } = errors
+
+/**
+ * Largest streamed body of known length read up front so that the retry policy can send it again (larger ones,
+ * and those of unknown length, stay streamed and are sent once).
+ */
+const REPLAYABLE_BODY_BYTES = 1024 * 1024
 
 /** Every request in flight in this process, by id: native events name their request by id. */
 const inFlight = new Map<number, RequestController>()
@@ -285,11 +291,24 @@ export class Agent extends Dispatcher {
       if (!opts || typeof opts !== 'object') throw new InvalidArgumentError('opts must be an object.')
       if (this.#destroyed) throw new ClientDestroyedError()
       if (this.#closed) throw new ClientClosedError()
-      if (!channels.create.hasSubscribers) return controller.start(normalizeRequest(opts))
-      // diagnostics_channel: announced before anything is sent, so that subscribers can add headers.
-      const raw: unknown[] = []
-      const request = normalizeRequest(opts, raw)
-      publishCreate(controller, request, opts, raw)
+      let request: NormalizedRequest
+      if (!channels.create.hasSubscribers) {
+        request = normalizeRequest(opts)
+      } else {
+        // diagnostics_channel: announced before anything is sent, so that subscribers can add headers.
+        const raw: unknown[] = []
+        request = normalizeRequest(opts, raw)
+        publishCreate(controller, request, opts, raw)
+      }
+      const body = request.body
+      if (
+        body.kind === 'pull' &&
+        body.length !== null &&
+        body.length <= REPLAYABLE_BODY_BYTES &&
+        binding().agentRetries(this.#host.native, request.origin, request.method)
+      ) {
+        return controller.startReplayable(request, body.length)
+      }
       return controller.start(request)
     } catch (err) {
       controller.failBeforeStart(err as Error)

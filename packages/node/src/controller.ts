@@ -178,6 +178,48 @@ export class RequestController implements Dispatcher.DispatchController {
     return more
   }
 
+  /**
+   * Starts a request whose streamed body is small and of known length, to an origin whose retry policy
+   * covers its method: the body is read first and sent as bytes, so the core can send it again. (`fetch()`
+   * hands every body over as a stream.) Returns `dispatch()`'s answer at once; the request goes out once its
+   * body is in.
+   */
+  startReplayable(request: NormalizedRequest, length: number): boolean {
+    this.#request = request
+    const more = this.#host.started(this)
+    void this.#readWholeBody(request, length)
+    return more
+  }
+
+  async #readWholeBody(request: NormalizedRequest, length: number): Promise<void> {
+    const body = request.body
+    if (body.kind !== 'pull') return
+    const chunks: Uint8Array[] = []
+    let total = 0
+    try {
+      const source = body.source()
+      for (;;) {
+        const next = await source.next()
+        if (next.done === true) break
+        const chunk = chunkBytes(next.value)
+        total += chunk.byteLength
+        if (total > length) throw new errors.RequestContentLengthMismatchError()
+        chunks.push(chunk)
+        if (this.#state === DONE) {
+          await source.return?.()
+          return
+        }
+      }
+      if (total !== length) throw new errors.RequestContentLengthMismatchError()
+    } catch (err) {
+      if (this.#state !== DONE) this.#fail(err as Error)
+      return
+    }
+    if (this.#state === DONE) return
+    this.#request = { ...request, body: { kind: 'bytes', bytes: Buffer.concat(chunks, total) } }
+    this.#host.send(this)
+  }
+
   /** First step of sending (see AgentHost): `onRequestStart`/`onConnect`, which may abort or pause. */
   announceStart(): void {
     if (this.#state === DONE) return

@@ -69,6 +69,8 @@ export interface NativeBinding {
   agentStats(agent: NativeAgent): Array<string | number>
   /** Every origin's counters: Prometheus text, or JSON text when `json`. */
   agentMetrics(agent: NativeAgent, json: boolean): string
+  /** Whether the origin's retry policy covers `method`. */
+  agentRetries(agent: NativeAgent, origin: string, method: string): boolean
   setWorkerThreads(threads: number): boolean
   /**
    * Starts requests: a flat array of `id, method, url, headers, bodyMode, body, headersTimeout, bodyTimeout`

@@ -70,7 +70,7 @@ describe('retry', () => {
     expect(Date.now() - started).toBeLessThan(4_000)
   })
 
-  it('works under request() (replaying a string body of an idempotent PUT) and fetch()', async () => {
+  it('works under request() and fetch(), replaying the string body of an idempotent PUT', async () => {
     const bodies: string[] = []
     const s = await server((n, req, res) => {
       let body = ''
@@ -85,11 +85,28 @@ describe('retry', () => {
     const viaRequest = await request(`${s.origin}/`, { dispatcher: a, method: 'PUT', body: 'payload' })
     expect(viaRequest.statusCode).toBe(200)
     expect(await viaRequest.body.text()).toBe('stored')
-    // fetch() hands every request body over as a stream, which cannot be replayed: its GETs are retried.
-    const viaFetch = await fetch(`${s.origin}/`, { dispatcher: a })
+    // fetch() hands every body over as a stream; one of known length up to 1 MiB is read first, so it is replayed.
+    const viaFetch = await fetch(`${s.origin}/`, { dispatcher: a, method: 'PUT', body: 'second' })
     expect(viaFetch.status).toBe(200)
     expect(await viaFetch.text()).toBe('stored')
-    expect(bodies).toEqual(['payload', 'payload', '', ''])
+    expect(bodies).toEqual(['payload', 'payload', 'second', 'second'])
+  })
+
+  it('fails a streamed body shorter than its content-length, read up front for replay, as undici does', async () => {
+    const s = await server((_n, req, res) => {
+      req.resume()
+      req.on('end', () => res.writeHead(503).end('down'))
+    })
+    const a = agent({ retry: { minTimeout: 1 } })
+    const { Readable } = await import('node:stream')
+    const short = await request(`${s.origin}/`, {
+      dispatcher: a,
+      method: 'PUT',
+      headers: { 'content-length': '10' },
+      body: Readable.from(['abc'])
+    }).catch((e: Error) => e)
+    expect(short).toBeInstanceOf(errors.RequestContentLengthMismatchError)
+    expect(s.seen()).toBe(0)
   })
 
   it('leaves POST and streamed bodies alone, and delivers the last answer once retries run out', async () => {

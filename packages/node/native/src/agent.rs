@@ -193,6 +193,20 @@ pub fn agent_stats(mut cx: FunctionContext) -> JsResult<JsArray> {
     Ok(out)
 }
 
+/// `agentRetries(agent, origin, method)`: whether the origin's retry policy covers the method (then JS reads a
+/// small streamed body up front so that the core can send it again).
+pub fn agent_retries(mut cx: FunctionContext) -> JsResult<JsBoolean> {
+    let agent = cx.argument::<BoxedAgent>(0)?;
+    let origin = cx.argument::<JsString>(1)?.value(&mut cx);
+    let method = cx.argument::<JsString>(2)?.value(&mut cx);
+    let retries = agent
+        .core
+        .borrow()
+        .as_ref()
+        .is_some_and(|core| core.retries(&origin, &method));
+    Ok(cx.boolean(retries))
+}
+
 /// `agentMetrics(agent, json)`: every origin's counters, as Prometheus text or (`json`) as JSON text. A closed
 /// agent has none left.
 pub fn agent_metrics(mut cx: FunctionContext) -> JsResult<JsString> {

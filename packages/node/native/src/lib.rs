@@ -21,6 +21,7 @@ fn main(mut cx: ModuleContext) -> NeonResult<()> {
     cx.export_function("agentSetActive", agent::agent_set_active)?;
     cx.export_function("agentStats", agent::agent_stats)?;
     cx.export_function("agentMetrics", agent::agent_metrics)?;
+    cx.export_function("agentRetries", agent::agent_retries)?;
     cx.export_function("agentClose", agent::agent_close)?;
     cx.export_function("agentDrainDone", agent::agent_drain_done)?;
     cx.export_function("agentDrain", agent::agent_drain)?;
