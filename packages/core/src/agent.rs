@@ -75,7 +75,7 @@ impl Agent {
             let upstreams = Arc::clone(&upstreams);
             Arc::new(move |event: ConnectionEvent| {
                 match &event {
-                    ConnectionEvent::Connected { origin } => {
+                    ConnectionEvent::Connected { origin, .. } => {
                         upstreams
                             .get(origin)
                             .metrics
@@ -89,7 +89,7 @@ impl Agent {
                             .connections
                             .fetch_sub(1, Relaxed);
                     }
-                    ConnectionEvent::Failed { .. } => {}
+                    ConnectionEvent::Connecting { .. } | ConnectionEvent::Failed { .. } => {}
                 }
                 observer(AgentEvent::Connection(event))
             })

@@ -16,9 +16,23 @@ type BoxError = Box<dyn std::error::Error + Send + Sync>;
 /// What happened to a connection of `origin` (`scheme://host[:port]`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ConnectionEvent {
-    Connected { origin: String },
-    Disconnected { origin: String },
-    Failed { origin: String, error: CoreError },
+    /// A connection is being made (undici's `beforeConnect`).
+    Connecting {
+        origin: String,
+    },
+    /// The connection is up: its peer address (when the connector tells) and whether ALPN chose HTTP/2.
+    Connected {
+        origin: String,
+        remote: Option<std::net::SocketAddr>,
+        h2: bool,
+    },
+    Disconnected {
+        origin: String,
+    },
+    Failed {
+        origin: String,
+        error: CoreError,
+    },
 }
 
 /// Receives the connection events of one agent. Called from tokio worker threads.
@@ -48,7 +62,7 @@ where
     C: tower_service::Service<http::Uri> + Send,
     C::Future: Send + 'static,
     C::Error: Into<BoxError>,
-    C::Response: Send,
+    C::Response: Connection + Send,
 {
     type Response = ObservedConnection<C::Response>;
     type Error = BoxError;
@@ -61,12 +75,22 @@ where
     fn call(&mut self, uri: http::Uri) -> Self::Future {
         let origin = origin_of(&uri);
         let observer = Arc::clone(&self.observer);
+        observer(ConnectionEvent::Connecting {
+            origin: origin.clone(),
+        });
         let connecting = self.inner.call(uri);
         Box::pin(async move {
             match connecting.await {
                 Ok(io) => {
+                    let connected = io.connected();
+                    let mut extras = http::Extensions::new();
+                    connected.get_extras(&mut extras);
                     observer(ConnectionEvent::Connected {
                         origin: origin.clone(),
+                        remote: extras
+                            .get::<hyper_util::client::legacy::connect::HttpInfo>()
+                            .map(|info| info.remote_addr()),
+                        h2: connected.is_negotiated_h2(),
                     });
                     Ok(ObservedConnection {
                         io,

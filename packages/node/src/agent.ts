@@ -11,6 +11,7 @@ import {
   binding,
   EVENT_CIRCUIT,
   EVENT_CONNECT,
+  EVENT_CONNECTING,
   EVENT_CONNECTION_ERROR,
   EVENT_DATA,
   EVENT_DISCONNECT,
@@ -60,7 +61,13 @@ function drainAgain(host: AgentHost): void {
 function deliverEvents(batch: unknown[], data: Buffer | undefined): void {
   for (let i = 2; i < batch.length; i += 4) {
     const kind = batch[i] as number
-    if (kind === EVENT_CONNECT || kind === EVENT_DISCONNECT || kind === EVENT_CONNECTION_ERROR || kind === EVENT_CIRCUIT) {
+    if (
+      kind === EVENT_CONNECT ||
+      kind === EVENT_DISCONNECT ||
+      kind === EVENT_CONNECTION_ERROR ||
+      kind === EVENT_CIRCUIT ||
+      kind === EVENT_CONNECTING
+    ) {
       agents.get(batch[i + 1] as number)?.deref()?.agentEvent(kind, batch[i + 2] as string, batch[i + 3] as string | undefined)
       continue
     }
@@ -129,6 +136,11 @@ class AgentHost implements RequestHost {
       this.#onCircuit?.(origin, detail as CircuitState)
       return
     }
+    if (kind === EVENT_CONNECTING) {
+      // undici has no event for it; diagnostics_channel has `beforeConnect`.
+      publishConnection(this.native, kind, origin, null)
+      return
+    }
     const open = this.connected.get(origin) ?? 0
     let error: Error | null = null
     if (kind === EVENT_CONNECT) {
@@ -145,7 +157,7 @@ class AgentHost implements RequestHost {
         address: `${url.hostname}:${url.port || (url.protocol === 'https:' ? 443 : 80)}`
       })
     }
-    publishConnection(this.native, kind, origin, error)
+    publishConnection(this.native, kind, origin, error, kind === EVENT_CONNECT ? detail : undefined)
     this.#onConnection?.(kind, origin, error)
   }
 

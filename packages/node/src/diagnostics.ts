@@ -10,7 +10,7 @@
 import { channel } from 'node:diagnostics_channel'
 import { isIP } from 'node:net'
 import type { Dispatcher } from 'undici'
-import { EVENT_CONNECT, EVENT_CONNECTION_ERROR, FIELD_SEPARATOR, type NativeAgent, type NativeAgentOptions } from './native'
+import { EVENT_CONNECT, EVENT_CONNECTING, EVENT_CONNECTION_ERROR, FIELD_SEPARATOR, type NativeAgent, type NativeAgentOptions } from './native'
 import { checkAddedHeader, type NormalizedRequest } from './request'
 import { splitAddress, type ConnectionSeen } from './connection-info'
 
@@ -334,22 +334,31 @@ function connectParams(origin: URL, traits: AgentTraits, version: 'h1' | 'h2' | 
 }
 
 /**
- * The `undici:client:*` connection messages, from the core's connection events. The core reports a connection
- * once it is established or has failed, not when it starts: `beforeConnect` is published then, just before
- * `connected` or `connectError`. `connector` is `undefined` (connections are made by the core, not a function).
+ * The `undici:client:*` connection messages, from the core's connection events: `beforeConnect` when a
+ * connection starts, `connected` (with the peer address and the protocol ALPN chose) or `connectError` when it
+ * is up or has failed. `connector` is `undefined` (connections are made by the core, not a function).
+ * `detail` (CONNECT only) is `remote\0h1|h2`.
  */
-export function publishConnection(native: NativeAgent, kind: number, origin: string, error: Error | null): void {
+export function publishConnection(native: NativeAgent, kind: number, origin: string, error: Error | null, detail?: string): void {
+  if (kind === EVENT_CONNECTING) {
+    if (!channels.beforeConnect.hasSubscribers) return
+    const traits = traitsOf.get(native) ?? NO_TRAITS
+    channels.beforeConnect.publish({ connectParams: connectParams(new URL(origin), traits, undefined), connector: undefined })
+    return
+  }
   const outcome = kind === EVENT_CONNECT ? channels.connected : kind === EVENT_CONNECTION_ERROR ? channels.connectError : null
-  if (outcome === null || !(outcome.hasSubscribers || channels.beforeConnect.hasSubscribers)) return
+  if (outcome === null || !outcome.hasSubscribers) return
   const traits = traitsOf.get(native) ?? NO_TRAITS
   const url = new URL(origin)
-  if (channels.beforeConnect.hasSubscribers) {
-    channels.beforeConnect.publish({ connectParams: connectParams(url, traits, undefined), connector: undefined })
-  }
-  if (!outcome.hasSubscribers) return
   if (kind === EVENT_CONNECT) {
-    const socket = new DiagnosticsSocket(url, traits)
-    outcome.publish({ connectParams: connectParams(url, traits, versionOf(url, traits)), connector: undefined, socket })
+    let socket = new DiagnosticsSocket(url, traits)
+    let version = versionOf(url, traits)
+    if (detail !== undefined) {
+      const [remote, protocol] = detail.split(FIELD_SEPARATOR)
+      socket = new DiagnosticsSocket(url, traits, { remote, local: '', version: protocol === 'h2' ? 20 : 11 })
+      version = protocol === 'h2' ? 'h2' : 'h1'
+    }
+    outcome.publish({ connectParams: connectParams(url, traits, version), connector: undefined, socket })
   } else {
     outcome.publish({ connectParams: connectParams(url, traits, undefined), connector: undefined, error })
   }

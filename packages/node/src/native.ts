@@ -93,7 +93,10 @@ export const EVENT_DATA = 2
 export const EVENT_END = 3
 export const EVENT_ERROR = 4
 export const EVENT_PULL = 5
-/** Connection events: `id` is the agent's, `a` the origin, `b` (errors only) `code\0message`. */
+/**
+ * Connection events: `id` is the agent's, `a` the origin, `b` for CONNECT `remote\0h1|h2` (remote `ip:port`, empty
+ * when unknown), for CONNECTION_ERROR `code\0message`.
+ */
 export const EVENT_CONNECT = 6
 export const EVENT_DISCONNECT = 7
 export const EVENT_CONNECTION_ERROR = 8
@@ -101,6 +104,8 @@ export const EVENT_CONNECTION_ERROR = 8
 export const EVENT_RETRY = 9
 /** A circuit breaker changed state: `id` is the agent's, `a` the origin, `b` the state. */
 export const EVENT_CIRCUIT = 10
+/** A connection is being made (diagnostics' `beforeConnect`): `id` is the agent's, `a` the origin. */
+export const EVENT_CONNECTING = 11
 
 /** `bodyMode` values besides a non-negative pulled length (mirrors `native/src/dispatch.rs`). */
 export const BODY_NONE = -1

@@ -5,7 +5,7 @@
  * Two parts: OpenTelemetry's spans through our Agent against the spans through undici.Agent (same scenario,
  * same server), then each channel's message against undici.Agent's.
  */
-import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest'
 import { subscribe, unsubscribe } from 'node:diagnostics_channel'
 import type http from 'node:http'
 import http2 from 'node:http2'
@@ -830,6 +830,53 @@ describe('diagnostics_channel messages, compared with undici.Agent', () => {
     // Not a net.Socket: connections live in the Rust core (COMPATIBILITY.md).
     expect((runs.undici[1][1].socket as SocketSeen).kind).toBe('Socket')
     expect((runs.ours[1][1].socket as SocketSeen).kind).toBe('DiagnosticsSocket')
+  })
+
+  it('undici:client:connected names the address a host-name origin reached, as undici does', async () => {
+    const order: string[] = []
+    const onConnection = (): void => void order.push('server accepted')
+    server.server.on('connection', onConnection)
+    try {
+      const runs = await messagesOf(['client:beforeConnect', 'client:connected'], async (dispatcher) => {
+        order.push('dispatch')
+        await (await request(`http://localhost:${server.port}/ok`, { dispatcher })).body.text()
+      })
+      const connected = (messages: Array<[string, Record<string, unknown>]>): unknown => {
+        const socket = messages.find(([name]) => name === 'client:connected')?.[1].socket as SocketSeen | undefined
+        return socket && { remoteAddress: socket.remoteAddress, remotePort: socket.remotePort, alpnProtocol: socket.alpnProtocol }
+      }
+      expect(connected(runs.ours)).toEqual(connected(runs.undici))
+      expect(connected(runs.ours)).toMatchObject({ remoteAddress: '127.0.0.1', remotePort: server.port })
+    } finally {
+      server.server.off('connection', onConnection)
+    }
+    expect(order).toEqual(['dispatch', 'server accepted', 'dispatch', 'server accepted'])
+  })
+
+  it('undici:client:beforeConnect is published while the connection is still being made', async () => {
+    // TCP is accepted but the TLS handshake is never answered: the connection stays in the making.
+    const silent = await rawServer(() => {})
+    const seen: string[] = []
+    const onBefore = (): void => void seen.push('beforeConnect')
+    const onConnected = (): void => void seen.push('connected')
+    subscribe('undici:client:beforeConnect', onBefore)
+    subscribe('undici:client:connected', onConnected)
+    const agent = new Agent({ connectTimeout: 5_000 })
+    try {
+      const controller = new AbortController()
+      const pending = request(`https://127.0.0.1:${silent.port}/`, { dispatcher: agent, signal: controller.signal }).catch(
+        (e: Error) => e
+      )
+      await vi.waitFor(() => expect(seen).toEqual(['beforeConnect']), { timeout: 2_000 })
+      controller.abort()
+      expect(await pending).toBeInstanceOf(Error)
+      expect(seen).toEqual(['beforeConnect'])
+    } finally {
+      unsubscribe('undici:client:beforeConnect', onBefore)
+      unsubscribe('undici:client:connected', onConnected)
+      await agent.destroy()
+      await silent.close()
+    }
   })
 
   it('undici:client:connectError carries the connectParams and the connection error', async () => {

@@ -13,7 +13,8 @@
 //! | END   | `name\0value…` or `""`   | –                                              |
 //! | ERROR | code                     | message                                        |
 //! | PULL  | –                        | –                                              |
-//! | CONNECT, DISCONNECT | origin             | –                                              |
+//! | CONNECTING, DISCONNECT | origin          | –                                              |
+//! | CONNECT | origin                 | `remote\0h1` or `remote\0h2` (remote `ip:port`, empty when unknown) |
 //! | CONNECTION_ERROR    | origin             | `code\0message`                               |
 //! | RETRY | retry number (from 1) | –                                              |
 //! | CIRCUIT | origin               | `closed`, `open` or `half-open`                |
@@ -51,6 +52,7 @@ const DISCONNECT: f64 = 7.0;
 const CONNECTION_ERROR: f64 = 8.0;
 const RETRY: f64 = 9.0;
 const CIRCUIT: f64 = 10.0;
+const CONNECTING: f64 = 11.0;
 
 pub enum Event {
     Start(u64, ResponseHead),
@@ -272,17 +274,25 @@ impl EventQueue {
                     (CIRCUIT, agent)
                 }
                 Event::Agent(agent, AgentEvent::Connection(event)) => {
-                    let (kind, origin, error) = match event {
-                        ConnectionEvent::Connected { origin } => (CONNECT, origin, None),
-                        ConnectionEvent::Disconnected { origin } => (DISCONNECT, origin, None),
-                        ConnectionEvent::Failed { origin, error } => {
-                            (CONNECTION_ERROR, origin, Some(error))
+                    let (kind, origin, detail) = match event {
+                        ConnectionEvent::Connecting { origin } => (CONNECTING, origin, None),
+                        ConnectionEvent::Connected { origin, remote, h2 } => {
+                            // `remote\0h2|h1`: the peer (empty when unknown) and the negotiated protocol.
+                            let remote = remote.map(|a| a.to_string()).unwrap_or_default();
+                            let protocol = if h2 { "h2" } else { "h1" };
+                            (CONNECT, origin, Some(format!("{remote}\0{protocol}")))
                         }
+                        ConnectionEvent::Disconnected { origin } => (DISCONNECT, origin, None),
+                        ConnectionEvent::Failed { origin, error } => (
+                            CONNECTION_ERROR,
+                            origin,
+                            Some(format!("{}\0{}", error.code(), error.message)),
+                        ),
                     };
                     let origin = cx.string(origin);
                     batch.set(cx, at + 2, origin)?;
-                    if let Some(error) = error {
-                        let detail = cx.string(format!("{}\0{}", error.code(), error.message));
+                    if let Some(detail) = detail {
+                        let detail = cx.string(detail);
                         batch.set(cx, at + 3, detail)?;
                     }
                     (kind, agent)
