@@ -35,4 +35,4 @@ pub use policy::{
     BreakerOptions, CircuitState, OriginPolicies, Policies, RateLimitOptions, RetryOptions,
 };
 pub use request::{DispatchRequest, RequestBody};
-pub use runtime::{runtime_handle, set_worker_threads};
+pub use runtime::{default_worker_threads, runtime_handle, set_worker_threads};

@@ -428,7 +428,8 @@ export interface MetricFamily {
 
 /**
  * Sets the number of tokio worker threads that run every agent's I/O. Takes effect only before the first
- * `Agent` is created; returns whether it did. Default: one per core, at most 2.
+ * `Agent` is created; returns whether it did. Default: `REQWEST_DISPATCHER_WORKER_THREADS`, else one per core minus
+ * one (left to the JavaScript thread), at least 1, at most 2.
  */
 export function setWorkerThreads(threads: number): boolean {
   if (!Number.isInteger(threads) || threads < 1) throw new InvalidArgumentError('invalid threads')
