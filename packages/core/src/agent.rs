@@ -198,11 +198,12 @@ impl Agent {
             .headers_timeout
             .unwrap_or(self.options.headers_timeout);
         let body_timeout = request.body_timeout.unwrap_or(self.options.body_timeout);
-        // Only a request whose body can be sent again is retried.
-        let retry = upstream.retry.as_ref().filter(|retry| {
-            retry.allows_method(&request.method) && !matches!(request.body, RequestBody::Pull(_))
-        });
         let mut template = Template::new(request, upstream)?;
+        // Only a request whose body can be sent again is retried.
+        let retry = upstream
+            .retry
+            .as_ref()
+            .filter(|retry| template.replayable && retry.allows_method(template.method.as_str()));
         let mut retries = 0u32;
         // Attempts the server refused unprocessed (HTTP/2 GOAWAY, REFUSED_STREAM), sent again at once on a
         // new connection whatever the method: the server did not act on them.
