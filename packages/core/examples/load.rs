@@ -13,6 +13,7 @@ use reqwest_dispatcher_core::{
     Agent, AgentOptions, CoreError, DispatchHandler, DispatchRequest, RequestController,
     ResponseHead,
 };
+use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -50,6 +51,47 @@ fn process_cpu() -> Duration {
     Duration::from_millis(ticks * 10)
 }
 
+/// Runs `concurrency` closed loops, each awaiting `one()` (a request; `false` ends its loop), for `seconds`
+/// or until `LOAD_REQUESTS` requests, then prints requests/s and process CPU per request as one JSON line.
+async fn closed_loops<F, Fut>(client: &str, concurrency: usize, seconds: u64, one: F)
+where
+    F: Fn() -> Fut + Clone + Send + 'static,
+    Fut: Future<Output = bool> + Send + 'static,
+{
+    let done = Arc::new(AtomicU64::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    let limit: Option<u64> = std::env::var("LOAD_REQUESTS")
+        .ok()
+        .and_then(|v| v.parse().ok());
+    let (cpu0, t0) = (process_cpu(), Instant::now());
+    let mut loops = Vec::new();
+    for _ in 0..concurrency {
+        let (one, done, stop) = (one.clone(), done.clone(), stop.clone());
+        loops.push(tokio::spawn(async move {
+            while !stop.load(Ordering::Relaxed) {
+                if limit.is_some_and(|n| done.load(Ordering::Relaxed) >= n) || !one().await {
+                    return;
+                }
+                done.fetch_add(1, Ordering::Relaxed);
+            }
+        }));
+    }
+    if limit.is_none() {
+        tokio::time::sleep(Duration::from_secs(seconds)).await;
+        stop.store(true, Ordering::Relaxed);
+    }
+    for l in loops {
+        let _ = l.await;
+    }
+    let (cpu, elapsed) = (process_cpu() - cpu0, t0.elapsed());
+    let n = done.load(Ordering::Relaxed).max(1);
+    println!(
+        "{{\"client\":\"{client}\",\"requests\":{n},\"rps\":{},\"cpuUsPerReq\":{:.1}}}",
+        (n as f64 / elapsed.as_secs_f64()) as u64,
+        cpu.as_micros() as f64 / n as f64
+    );
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let url = args
@@ -66,49 +108,18 @@ fn main() {
         .enable_all()
         .build()
         .expect("runtime");
-    let done = Arc::new(AtomicU64::new(0));
-    let stop = Arc::new(AtomicBool::new(false));
-    let limit: Option<u64> = std::env::var("LOAD_REQUESTS")
-        .ok()
-        .and_then(|v| v.parse().ok());
-    runtime.block_on(async {
-        let (cpu0, t0) = (process_cpu(), Instant::now());
-        let mut loops = Vec::new();
-        for _ in 0..concurrency {
-            let (agent, url, done, stop) = (agent.clone(), url.clone(), done.clone(), stop.clone());
-            loops.push(tokio::spawn(async move {
-                while !stop.load(Ordering::Relaxed) {
-                    if limit.is_some_and(|n| done.load(Ordering::Relaxed) >= n) {
-                        return;
-                    }
-                    let (tx, rx) = oneshot::channel();
-                    agent.dispatch(
-                        DispatchRequest::new("GET", url.as_str()),
-                        RequestController::new(),
-                        Done(Some(tx)),
-                    );
-                    if rx.await != Ok(true) {
-                        return;
-                    }
-                    done.fetch_add(1, Ordering::Relaxed);
-                }
-            }));
+    runtime.block_on(closed_loops("agent", concurrency, seconds, move || {
+        let (agent, url) = (agent.clone(), url.clone());
+        async move {
+            let (tx, rx) = oneshot::channel();
+            agent.dispatch(
+                DispatchRequest::new("GET", url.as_str()),
+                RequestController::new(),
+                Done(Some(tx)),
+            );
+            rx.await == Ok(true)
         }
-        if limit.is_none() {
-            tokio::time::sleep(Duration::from_secs(seconds)).await;
-            stop.store(true, Ordering::Relaxed);
-        }
-        for l in loops {
-            let _ = l.await;
-        }
-        let (cpu, elapsed) = (process_cpu() - cpu0, t0.elapsed());
-        let n = done.load(Ordering::Relaxed).max(1);
-        println!(
-            "{{\"requests\":{n},\"rps\":{},\"cpuUsPerReq\":{:.1}}}",
-            (n as f64 / elapsed.as_secs_f64()) as u64,
-            cpu.as_micros() as f64 / n as f64
-        );
-    });
+    }));
 }
 
 /// The same loop over hyper-util's client with no reqwest and no agent: the floor this stack can reach.
@@ -119,45 +130,19 @@ fn bare_hyper(url: &str, concurrency: usize, seconds: u64) {
         .enable_all()
         .build()
         .expect("runtime");
+    let uri: http::Uri = url.parse().expect("uri");
     runtime.block_on(async {
         let client =
             hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
                 .build_http::<Empty<Bytes>>();
-        let uri: http::Uri = url.parse().expect("uri");
-        let done = Arc::new(AtomicU64::new(0));
-        let stop = Arc::new(AtomicBool::new(false));
-        let limit: Option<u64> = std::env::var("LOAD_REQUESTS")
-            .ok()
-            .and_then(|v| v.parse().ok());
-        let (cpu0, t0) = (process_cpu(), Instant::now());
-        let mut loops = Vec::new();
-        for _ in 0..concurrency {
-            let (client, uri, done, stop) =
-                (client.clone(), uri.clone(), done.clone(), stop.clone());
-            loops.push(tokio::spawn(async move {
-                while !stop.load(Ordering::Relaxed) {
-                    if limit.is_some_and(|n| done.load(Ordering::Relaxed) >= n) {
-                        return;
-                    }
-                    let res = client.get(uri.clone()).await.expect("response");
-                    let _ = res.into_body().collect().await;
-                    done.fetch_add(1, Ordering::Relaxed);
-                }
-            }));
-        }
-        if limit.is_none() {
-            tokio::time::sleep(Duration::from_secs(seconds)).await;
-            stop.store(true, Ordering::Relaxed);
-        }
-        for l in loops {
-            let _ = l.await;
-        }
-        let (cpu, elapsed) = (process_cpu() - cpu0, t0.elapsed());
-        let n = done.load(Ordering::Relaxed).max(1);
-        println!(
-            "{{\"bare\":true,\"rps\":{},\"cpuUsPerReq\":{:.1}}}",
-            (n as f64 / elapsed.as_secs_f64()) as u64,
-            cpu.as_micros() as f64 / n as f64
-        );
+        closed_loops("bare-hyper", concurrency, seconds, move || {
+            let (client, uri) = (client.clone(), uri.clone());
+            async move {
+                let res = client.get(uri).await.expect("response");
+                let _ = res.into_body().collect().await;
+                true
+            }
+        })
+        .await
     });
 }
