@@ -18,7 +18,7 @@ import {
   type NativeAgent
 } from './native'
 import { nativeAgentOptions, type AgentOptions } from './options'
-import { normalizeRequest, type NormalizedRequest } from './request'
+import { normalizeOrigin, normalizeRequest, type NormalizedRequest } from './request'
 import { agentStats, type OriginStats } from './stats'
 
 const { ClientClosedError, ClientDestroyedError, InvalidArgumentError } = errors
@@ -151,11 +151,7 @@ class AgentHost implements RequestHost {
       error = new errors.SocketError('closed')
     } else if (kind === EVENT_CONNECTION_ERROR) {
       const separator = (detail ?? '').indexOf('\0')
-      const url = new URL(origin)
-      error = errorFromCore((detail ?? '').slice(0, separator), (detail ?? '').slice(separator + 1), {
-        hostname: url.hostname,
-        address: `${url.hostname}:${url.port || (url.protocol === 'https:' ? 443 : 80)}`
-      })
+      error = errorFromCore((detail ?? '').slice(0, separator), (detail ?? '').slice(separator + 1), normalizeOrigin(origin))
     }
     publishConnection(this.native, kind, origin, error, kind === EVENT_CONNECT ? detail : undefined)
     this.#onConnection?.(kind, origin, error)

@@ -161,7 +161,8 @@ interface ParsedOrigin {
 const origins = new Map<string, ParsedOrigin>()
 const MAX_CACHED_ORIGINS = 1024
 
-function normalizeOrigin(origin: unknown): ParsedOrigin {
+/** `origin` (string or URL) parsed and checked as undici does, cached by its text. */
+export function normalizeOrigin(origin: unknown): ParsedOrigin {
   if (typeof origin !== 'string' && !(origin instanceof URL)) {
     throw new InvalidArgumentError('invalid origin')
   }
