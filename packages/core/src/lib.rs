@@ -24,6 +24,12 @@ mod transport;
 mod upstream;
 
 pub use agent::{Agent, AgentEvent, AgentObserver};
+
+/// Locks `mutex`, recovering from poisoning: every critical section in this crate leaves its data consistent
+/// at each step, so a panic in one holder does not make the state unusable for the others.
+pub(crate) fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
+}
 pub use body::{BodyChunk, BodyPull, BodySender};
 pub use connections::{ConnectionEvent, ConnectionObserver};
 pub use controller::RequestController;

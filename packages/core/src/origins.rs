@@ -12,6 +12,7 @@
 //! response head arrives — by then its connection is pooled and shared — or [`PROBE_PATIENCE`] passes.
 //! Waiting requests are admitted in arrival order.
 
+use crate::lock;
 use crate::options::H2_STREAMS_PER_CONNECTION;
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -101,7 +102,7 @@ impl Origins {
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
+        lock(&self.state)
     }
 
     fn gated(&self, origin: &str) -> bool {
@@ -288,14 +289,14 @@ impl Lease {
         } else {
             Protocol::Http1
         };
-        *self.protocol.lock().unwrap_or_else(|e| e.into_inner()) = Some(protocol);
+        *lock(&self.protocol) = Some(protocol);
         self.origins.observe(&self.key, version);
     }
 }
 
 impl Drop for Lease {
     fn drop(&mut self) {
-        let protocol = *self.protocol.lock().unwrap_or_else(|e| e.into_inner());
+        let protocol = *lock(&self.protocol);
         self.origins.release(&self.key, protocol);
     }
 }

@@ -3,20 +3,17 @@
 //! never go backwards.
 
 use crate::error::{CoreError, ErrorKind};
+use crate::lock;
 use crate::metrics::{self, OriginMetrics};
 pub(crate) use crate::policy::Turn;
 use crate::policy::{Admission, Breaker, CircuitState, Limiter, Policies, RetryOptions};
 use std::collections::HashMap;
 use std::sync::atomic::Ordering::Relaxed;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use tokio::time::Instant;
 
 /// Hears of circuit state changes: `(origin, new state)`.
 pub(crate) type CircuitObserver = Arc<dyn Fn(&str, CircuitState) + Send + Sync>;
-
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|e| e.into_inner())
-}
 
 /// One origin.
 pub(crate) struct Upstream {
