@@ -351,13 +351,10 @@ export function publishConnection(native: NativeAgent, kind: number, origin: str
   const traits = traitsOf.get(native) ?? NO_TRAITS
   const url = new URL(origin)
   if (kind === EVENT_CONNECT) {
-    let socket = new DiagnosticsSocket(url, traits)
-    let version = versionOf(url, traits)
-    if (detail !== undefined) {
-      const [remote, protocol] = detail.split(FIELD_SEPARATOR)
-      socket = new DiagnosticsSocket(url, traits, { remote, local: '', version: protocol === 'h2' ? 20 : 11 })
-      version = protocol === 'h2' ? 'h2' : 'h1'
-    }
+    const [remote, protocol] = detail === undefined ? [] : detail.split(FIELD_SEPARATOR)
+    const seen = remote === undefined ? null : { remote, local: '', version: protocol === 'h2' ? 20 : 11 }
+    const version = seen === null ? versionOf(url, traits) : protocol === 'h2' ? 'h2' : 'h1'
+    const socket = new DiagnosticsSocket(url, traits, seen)
     outcome.publish({ connectParams: connectParams(url, traits, version), connector: undefined, socket })
   } else {
     outcome.publish({ connectParams: connectParams(url, traits, undefined), connector: undefined, error })
