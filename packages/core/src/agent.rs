@@ -1,18 +1,18 @@
 //! The agent: its transport (the connection pool), its origins' policies and counters, and the task that
 //! carries each request through them.
 
-use crate::connections::{ConnectionEvent, ConnectionObserver};
 use crate::controller::RequestController;
 use crate::error::{CoreError, ErrorKind};
 use crate::handler::{DispatchHandler, ResponseHead};
 use crate::metrics::{method_index, Outcome};
 use crate::options::AgentOptions;
-use crate::origins::{self, Lease, OriginStats, Origins};
+use crate::policy::upstream::{Permit, Turn, Upstream, Upstreams};
 use crate::policy::CircuitState;
 use crate::request::{DispatchRequest, RequestBody};
 use crate::runtime::runtime_handle;
+use crate::transport::connections::{ConnectionEvent, ConnectionObserver};
+use crate::transport::slots::{self, Lease, OriginStats, Origins};
 use crate::transport::{OutgoingBody, Transport};
-use crate::upstream::{Permit, Turn, Upstream, Upstreams};
 use bytes::Bytes;
 use futures_util::FutureExt;
 use http::{HeaderMap, HeaderName, HeaderValue, Method};
@@ -152,7 +152,7 @@ impl Agent {
         handler: H,
     ) {
         let agent = self.clone();
-        let upstream = self.upstreams.get(origins::origin_of(&request.url));
+        let upstream = self.upstreams.get(slots::origin_of(&request.url));
         // The rate limiter serves requests in the order they were dispatched: the turn is taken here, on the
         // caller's thread, not when the task first runs.
         let turn = upstream.take_turn();

@@ -2,7 +2,7 @@
 //!
 //! Errors say which phase failed (connect, headers, body) so the JavaScript layer can pick undici's error class.
 
-use crate::tls::CertificateRejected;
+use crate::transport::tls::CertificateRejected;
 use std::error::Error as StdError;
 use std::fmt;
 use std::io;

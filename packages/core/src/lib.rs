@@ -7,21 +7,15 @@
 
 mod agent;
 mod body;
-mod client;
-mod connections;
 mod controller;
 mod error;
 mod handler;
 mod metrics;
 mod options;
-mod origins;
 mod policy;
-mod proxy;
 mod request;
 mod runtime;
-mod tls;
 mod transport;
-mod upstream;
 
 pub use agent::{Agent, AgentEvent, AgentObserver};
 
@@ -31,14 +25,14 @@ pub(crate) fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, 
     mutex.lock().unwrap_or_else(|e| e.into_inner())
 }
 pub use body::{BodyChunk, BodyPull, BodySender};
-pub use connections::{ConnectionEvent, ConnectionObserver};
 pub use controller::RequestController;
 pub use error::{CoreError, ErrorKind};
 pub use handler::{DispatchHandler, ResponseHead};
 pub use options::{AgentOptions, ProxyOptions, TlsOptions, H2_STREAMS_PER_CONNECTION};
-pub use origins::OriginStats;
 pub use policy::{
     BreakerOptions, CircuitState, OriginPolicies, Policies, RateLimitOptions, RetryOptions,
 };
 pub use request::{DispatchRequest, RequestBody};
 pub use runtime::{default_worker_threads, runtime_handle, set_worker_threads};
+pub use transport::connections::{ConnectionEvent, ConnectionObserver};
+pub use transport::slots::OriginStats;

@@ -16,6 +16,8 @@
 //! - **Rate limit**: a token bucket (`requestsPerSecond`, `burst`). A request without a token waits for one,
 //!   in arrival order; one that would wait longer than `maxWait` fails at once with `UND_ERR_RATE_LIMITED`.
 
+pub(crate) mod upstream;
+
 use crate::error::{CoreError, ErrorKind};
 use serde::Deserialize;
 use std::collections::HashMap;

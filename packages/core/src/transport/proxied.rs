@@ -3,7 +3,7 @@
 
 use crate::error::{CoreError, ErrorKind};
 use crate::options::{AgentOptions, TlsOptions};
-use crate::{proxy, tls};
+use crate::transport::{proxy, tls};
 
 /// ALPN protocol identifiers, most preferred first.
 const ALPN_H1: &[&[u8]] = &[b"http/1.1"];

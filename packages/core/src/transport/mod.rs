@@ -6,13 +6,17 @@
 //! per-request work (its redirect layer and `Url` handling re-parse every URL, header merging, boxed futures)
 //! cost about as much CPU as hyper itself in profiles, for features an undici-style dispatcher never uses.
 
+pub(crate) mod connections;
+pub(crate) mod proxied;
+pub(crate) mod proxy;
+pub(crate) mod slots;
+pub(crate) mod tls;
+
 use crate::body::PullBody;
-use crate::client;
-use crate::connections::{ConnectionObserver, Observed};
 use crate::error::{CoreError, ErrorKind};
 use crate::options::AgentOptions;
-use crate::tls;
 use bytes::Bytes;
+use connections::{ConnectionObserver, Observed};
 use http_body::{Body, Frame, SizeHint};
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -42,7 +46,7 @@ impl Transport {
         observer: ConnectionObserver,
     ) -> Result<Transport, CoreError> {
         if options.proxy.is_some() {
-            return Ok(Transport::Proxied(client::build(options)?));
+            return Ok(Transport::Proxied(proxied::build(options)?));
         }
         Ok(Transport::Direct(Arc::new(direct_client(
             options, observer,
