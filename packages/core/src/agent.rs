@@ -301,15 +301,15 @@ struct Template {
 
 impl Template {
     fn new(request: DispatchRequest, upstream: &Arc<Upstream>) -> Result<Template, CoreError> {
-        let method =
-            Method::from_bytes(request.method.as_bytes()).map_err(|e| invalid("method", e))?;
+        let method = Method::from_bytes(request.method.as_bytes())
+            .map_err(|e| CoreError::invalid_argument(format!("invalid method: {e}")))?;
         let uri = request_uri(&request.url)?;
         let mut headers = HeaderMap::with_capacity(request.headers.len());
         for (name, value) in request.headers {
-            let name =
-                HeaderName::from_bytes(name.as_bytes()).map_err(|e| invalid("header name", e))?;
-            let value =
-                HeaderValue::from_maybe_shared(value).map_err(|e| invalid("header value", e))?;
+            let name = HeaderName::from_bytes(name.as_bytes())
+                .map_err(|e| CoreError::invalid_argument(format!("invalid header name: {e}")))?;
+            let value = HeaderValue::from_maybe_shared(value)
+                .map_err(|e| CoreError::invalid_argument(format!("invalid header value: {e}")))?;
             headers.append(name, value);
         }
         let replayable = !matches!(request.body, RequestBody::Pull(_));
@@ -455,25 +455,23 @@ fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
     }
 }
 
-fn invalid(what: &str, detail: impl std::fmt::Display) -> CoreError {
-    CoreError::new(
-        ErrorKind::InvalidArgument,
-        format!("invalid {what}: {detail}"),
-    )
-}
-
 /// The request target as undici sends it: path and query exactly as given. A target with characters outside
 /// ASCII (undici would write them as raw latin1 bytes, which no server should have to parse) is
 /// percent-encoded through the `url` crate instead.
 fn request_uri(url: &str) -> Result<http::Uri, CoreError> {
     let uri = if url.is_ascii() {
-        http::Uri::try_from(url).map_err(|e| invalid("url", e))?
+        http::Uri::try_from(url)
+            .map_err(|e| CoreError::invalid_argument(format!("invalid url: {e}")))?
     } else {
-        let parsed = url::Url::parse(url).map_err(|e| invalid("url", e))?;
-        http::Uri::try_from(parsed.as_str()).map_err(|e| invalid("url", e))?
+        let parsed = url::Url::parse(url)
+            .map_err(|e| CoreError::invalid_argument(format!("invalid url: {e}")))?;
+        http::Uri::try_from(parsed.as_str())
+            .map_err(|e| CoreError::invalid_argument(format!("invalid url: {e}")))?
     };
     if uri.scheme().is_none() || uri.authority().is_none() {
-        return Err(invalid("url", "an absolute http(s) URL is required"));
+        return Err(CoreError::invalid_argument(
+            "invalid url: an absolute http(s) URL is required",
+        ));
     }
     Ok(uri)
 }

@@ -18,7 +18,7 @@
 
 pub(crate) mod upstream;
 
-use crate::error::{CoreError, ErrorKind};
+use crate::error::CoreError;
 use serde::Deserialize;
 use std::collections::HashMap;
 use std::time::Duration;
@@ -37,9 +37,8 @@ pub struct Policies {
 impl Policies {
     /// Reads the JSON the JavaScript layer produces (see src/policies.ts).
     pub fn from_json(json: &str) -> Result<Policies, CoreError> {
-        serde_json::from_str(json).map_err(|e| {
-            CoreError::new(ErrorKind::InvalidArgument, format!("invalid policies: {e}"))
-        })
+        serde_json::from_str(json)
+            .map_err(|e| CoreError::invalid_argument(format!("invalid policies: {e}")))
     }
 
     pub fn for_origin(&self, origin: &str) -> &OriginPolicies {
@@ -453,6 +452,7 @@ impl Limiter {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::error::ErrorKind;
 
     fn ms(n: u64) -> Duration {
         Duration::from_millis(n)

@@ -102,7 +102,7 @@ where
                     let error: BoxError = error.into();
                     observer(ConnectionEvent::Failed {
                         origin,
-                        error: CoreError::from_connect(error.as_ref()),
+                        error: super::classify::connect(error.as_ref()),
                     });
                     Err(error)
                 }

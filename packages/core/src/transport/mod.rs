@@ -6,6 +6,7 @@
 //! per-request work (its redirect layer and `Url` handling re-parse every URL, header merging, boxed futures)
 //! cost about as much CPU as hyper itself in profiles, for features an undici-style dispatcher never uses.
 
+pub(crate) mod classify;
 pub(crate) mod connections;
 pub(crate) mod proxied;
 pub(crate) mod proxy;
@@ -13,7 +14,7 @@ pub(crate) mod slots;
 pub(crate) mod tls;
 
 use crate::body::PullBody;
-use crate::error::{CoreError, ErrorKind};
+use crate::error::CoreError;
 use crate::options::AgentOptions;
 use bytes::Bytes;
 use connections::{ConnectionObserver, Observed};
@@ -63,18 +64,16 @@ impl Transport {
                 let response = client
                     .request(request)
                     .await
-                    .map_err(|e| CoreError::from_direct_send(&e))?;
+                    .map_err(|e| classify::direct_send(&e))?;
                 Ok(response.map(IncomingBody::Direct))
             }
             Transport::Proxied(client) => {
                 let request = reqwest::Request::try_from(request.map(reqwest::Body::wrap))
-                    .map_err(|e| {
-                        CoreError::new(ErrorKind::InvalidArgument, format!("invalid request: {e}"))
-                    })?;
+                    .map_err(|e| CoreError::invalid_argument(format!("invalid request: {e}")))?;
                 let response = client
                     .execute(request)
                     .await
-                    .map_err(|e| CoreError::from_send(&e))?;
+                    .map_err(|e| classify::proxied_send(&e))?;
                 let response: http::Response<reqwest::Body> = response.into();
                 Ok(response.map(IncomingBody::Proxied))
             }
@@ -101,12 +100,8 @@ fn direct_client(
         .https_or_http();
     if let Some(name) = &options.tls.servername {
         // Node sends `servername` as SNI, and checks the certificate against it (see tls.rs).
-        let name = rustls::pki_types::ServerName::try_from(name.clone()).map_err(|e| {
-            CoreError::new(
-                ErrorKind::InvalidArgument,
-                format!("invalid servername: {e}"),
-            )
-        })?;
+        let name = rustls::pki_types::ServerName::try_from(name.clone())
+            .map_err(|e| CoreError::invalid_argument(format!("invalid servername: {e}")))?;
         schemes =
             schemes.with_server_name_resolver(hyper_rustls::FixedServerNameResolver::new(name));
     }
@@ -192,10 +187,10 @@ impl Body for IncomingBody {
         match self.get_mut() {
             IncomingBody::Direct(body) => Pin::new(body)
                 .poll_frame(cx)
-                .map(|frame| frame.map(|r| r.map_err(|e| CoreError::from_direct_body(&e)))),
+                .map(|frame| frame.map(|r| r.map_err(|e| classify::body(&e)))),
             IncomingBody::Proxied(body) => Pin::new(body)
                 .poll_frame(cx)
-                .map(|frame| frame.map(|r| r.map_err(|e| CoreError::from_body(&e)))),
+                .map(|frame| frame.map(|r| r.map_err(|e| classify::body(&e)))),
         }
     }
 

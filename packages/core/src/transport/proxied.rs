@@ -1,7 +1,7 @@
 //! The reqwest client behind an agent, built from undici's options: timeouts, pool, protocol (HTTP/1.1,
 //! HTTP/2 by ALPN, h2c by prior knowledge), TLS, local address and proxy.
 
-use crate::error::{CoreError, ErrorKind};
+use crate::error::CoreError;
 use crate::options::{AgentOptions, TlsOptions};
 use crate::transport::{proxy, tls};
 
@@ -61,10 +61,7 @@ pub(crate) fn build(options: &AgentOptions) -> Result<reqwest::Client, CoreError
     )?;
     builder = builder.use_preconfigured_tls(config);
 
-    builder.build().map_err(|e| {
-        CoreError::new(
-            ErrorKind::InvalidArgument,
-            format!("invalid agent options: {e}"),
-        )
-    })
+    builder
+        .build()
+        .map_err(|e| CoreError::invalid_argument(format!("invalid agent options: {e}")))
 }

@@ -2,13 +2,9 @@
 //! proxy for `http:` origins (absolute-form requests), a `CONNECT` tunnel for `https:` ones, SOCKS5 for both.
 //! Which origins bypass the proxy follows undici's reading of `NO_PROXY`, not reqwest's.
 
-use crate::error::{CoreError, ErrorKind};
+use crate::error::CoreError;
 use crate::options::ProxyOptions;
 use http::{HeaderMap, HeaderName, HeaderValue};
-
-fn invalid(message: impl Into<String>) -> CoreError {
-    CoreError::new(ErrorKind::InvalidArgument, message)
-}
 
 /// One `NO_PROXY` entry: a host (or domain suffix), optionally limited to one port.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -81,12 +77,15 @@ impl NoProxy {
 
 /// undici accepts `socks:` for SOCKS5; reqwest spells it `socks5:`.
 fn normalize(uri: &str) -> Result<reqwest::Url, CoreError> {
-    let url = reqwest::Url::parse(uri).map_err(|e| invalid(format!("invalid proxy uri: {e}")))?;
+    let url = reqwest::Url::parse(uri)
+        .map_err(|e| CoreError::invalid_argument(format!("invalid proxy uri: {e}")))?;
     match url.scheme() {
         "http" | "https" | "socks5" | "socks5h" => Ok(url),
         "socks" => reqwest::Url::parse(&format!("socks5{}", &uri["socks".len()..]))
-            .map_err(|e| invalid(format!("invalid proxy uri: {e}"))),
-        other => Err(invalid(format!("unsupported proxy protocol: {other}:"))),
+            .map_err(|e| CoreError::invalid_argument(format!("invalid proxy uri: {e}"))),
+        other => Err(CoreError::invalid_argument(format!(
+            "unsupported proxy protocol: {other}:"
+        ))),
     }
 }
 
@@ -123,9 +122,9 @@ pub(crate) fn build(options: &ProxyOptions) -> Result<reqwest::Proxy, CoreError>
     let mut headers = HeaderMap::new();
     for (name, value) in &options.headers {
         let name = HeaderName::from_bytes(name.as_bytes())
-            .map_err(|e| invalid(format!("invalid proxy header name: {e}")))?;
+            .map_err(|e| CoreError::invalid_argument(format!("invalid proxy header name: {e}")))?;
         let value = HeaderValue::from_str(value)
-            .map_err(|e| invalid(format!("invalid proxy header value: {e}")))?;
+            .map_err(|e| CoreError::invalid_argument(format!("invalid proxy header value: {e}")))?;
         if name == http::header::PROXY_AUTHORIZATION {
             proxy = proxy.custom_http_auth(value);
         } else {

@@ -6,7 +6,7 @@
 //! `ERR_TLS_CERT_ALTNAME_INVALID`, …), which needs a look at the chain the server sent; and `servername` must
 //! replace the URL's host as the name the certificate is checked against.
 
-use crate::error::{CoreError, ErrorKind};
+use crate::error::CoreError;
 use crate::options::TlsOptions;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::client::{verify_server_cert_signed_by_trust_anchor, verify_server_name};
@@ -33,10 +33,6 @@ impl fmt::Display for CertificateRejected {
 
 impl std::error::Error for CertificateRejected {}
 
-fn invalid(message: impl Into<String>) -> CoreError {
-    CoreError::new(ErrorKind::InvalidArgument, message)
-}
-
 /// The system's trusted roots, read once per process (reading the store takes milliseconds).
 fn system_roots() -> &'static [CertificateDer<'static>] {
     static ROOTS: OnceLock<Vec<CertificateDer<'static>>> = OnceLock::new();
@@ -46,9 +42,11 @@ fn system_roots() -> &'static [CertificateDer<'static>] {
 fn pem_certificates(pem: &[u8], what: &str) -> Result<Vec<CertificateDer<'static>>, CoreError> {
     let certs = CertificateDer::pem_slice_iter(pem)
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| invalid(format!("invalid {what}: {e}")))?;
+        .map_err(|e| CoreError::invalid_argument(format!("invalid {what}: {e}")))?;
     if certs.is_empty() {
-        return Err(invalid(format!("invalid {what}: no PEM certificate found")));
+        return Err(CoreError::invalid_argument(format!(
+            "invalid {what}: no PEM certificate found"
+        )));
     }
     Ok(certs)
 }
@@ -64,7 +62,9 @@ fn root_store(
             explicit = pem_certificates(ca, "ca")?;
             let (added, _) = roots.add_parsable_certificates(explicit.iter().cloned());
             if added == 0 {
-                return Err(invalid("invalid ca: no usable certificate"));
+                return Err(CoreError::invalid_argument(
+                    "invalid ca: no usable certificate",
+                ));
             }
         }
         None => {
@@ -95,10 +95,11 @@ struct Trust {
 impl Trust {
     fn new(options: &TlsOptions) -> Result<Trust, CoreError> {
         let servername = match &options.servername {
-            Some(name) if !name.is_empty() => Some(
-                ServerName::try_from(name.clone())
-                    .map_err(|_| invalid(format!("invalid servername: {name}")))?,
-            ),
+            Some(name) if !name.is_empty() => {
+                Some(ServerName::try_from(name.clone()).map_err(|_| {
+                    CoreError::invalid_argument(format!("invalid servername: {name}"))
+                })?)
+            }
             _ => None,
         };
         let (roots, explicit) = root_store(options)?;
@@ -310,20 +311,24 @@ pub(crate) fn client_config(
     };
     let builder = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
-        .map_err(|e| invalid(format!("invalid TLS settings: {e}")))?
+        .map_err(|e| CoreError::invalid_argument(format!("invalid TLS settings: {e}")))?
         .dangerous()
         .with_custom_certificate_verifier(Arc::new(verifier));
     let mut config = match (&options.cert, &options.key) {
         (Some(cert), Some(key)) => {
             let chain = pem_certificates(cert, "cert")?;
             let key = PrivateKeyDer::from_pem_slice(key)
-                .map_err(|e| invalid(format!("invalid key: {e}")))?;
+                .map_err(|e| CoreError::invalid_argument(format!("invalid key: {e}")))?;
             builder
                 .with_client_auth_cert(chain, key)
-                .map_err(|e| invalid(format!("invalid cert/key pair: {e}")))?
+                .map_err(|e| CoreError::invalid_argument(format!("invalid cert/key pair: {e}")))?
         }
         (None, None) => builder.with_no_client_auth(),
-        _ => return Err(invalid("cert and key must be given together")),
+        _ => {
+            return Err(CoreError::invalid_argument(
+                "cert and key must be given together",
+            ))
+        }
     };
     config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
     Ok(config)
@@ -467,6 +472,7 @@ mod der {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::error::ErrorKind;
 
     #[test]
     fn der_walk_rejects_truncated_input() {
