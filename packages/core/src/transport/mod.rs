@@ -1,40 +1,41 @@
-//! How requests reach the network.
+//! How requests reach the network: the [`Transport`] an agent sends through, and the request and response
+//! bodies it carries.
 //!
-//! Agents without a proxy drive hyper-util's pooled client directly, over an HTTP connector wrapped in rustls
-//! (hyper-rustls) with the agent's own TLS configuration. reqwest is used only when a proxy is configured, for
-//! its proxy support (forward proxying, CONNECT tunnels, socks5). The direct path exists because reqwest's
-//! per-request work (its redirect layer and `Url` handling re-parse every URL, header merging, boxed futures)
-//! cost about as much CPU as hyper itself in profiles, for features an undici-style dispatcher never uses.
+//! Two paths, one file each: agents without a proxy take the direct one (`direct.rs`: hyper-util's pooled
+//! client over our rustls connector); agents with a proxy take reqwest (`proxied.rs`), for its proxy support
+//! (forward proxying, CONNECT tunnels, socks5). The direct path exists because reqwest's per-request work (its
+//! redirect layer and `Url` handling re-parse every URL, header merging, boxed futures) cost about as much CPU
+//! as hyper itself in profiles, for features an undici-style dispatcher never uses.
+//!
+//! Beside them: TLS as Node configures it (`tls.rs`), proxies as undici configures them (`proxy.rs`), the
+//! connection events undici reports (`connections.rs`), the per-origin request slots that stand in for
+//! undici's `connections` cap (`slots.rs`), and the classification of transport failures into undici's errors
+//! (`classify.rs`).
 
-pub(crate) mod classify;
+mod classify;
 pub(crate) mod connections;
-pub(crate) mod proxied;
-pub(crate) mod proxy;
+mod direct;
+mod proxied;
+mod proxy;
 pub(crate) mod slots;
-pub(crate) mod tls;
+mod tls;
 
 use crate::body::PullBody;
 use crate::error::CoreError;
 use crate::options::AgentOptions;
 use bytes::Bytes;
-use connections::{ConnectionObserver, Observed};
+use connections::ConnectionObserver;
 use http_body::{Body, Frame, SizeHint};
-use hyper_rustls::HttpsConnector;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-
-type DirectClient = Client<Observed<HttpsConnector<HttpConnector>>, OutgoingBody>;
 
 /// The agent's way to the network.
 #[derive(Clone)]
 pub(crate) enum Transport {
     /// hyper-util's pooled client over our connector: every agent without a proxy. Behind an `Arc` so that
     /// the per-request clone is one reference count, not the client's own several.
-    Direct(Arc<DirectClient>),
+    Direct(Arc<direct::DirectClient>),
     /// reqwest, for its proxy support.
     Proxied(reqwest::Client),
 }
@@ -47,9 +48,9 @@ impl Transport {
         observer: ConnectionObserver,
     ) -> Result<Transport, CoreError> {
         if options.proxy.is_some() {
-            return Ok(Transport::Proxied(proxied::build(options)?));
+            return Ok(Transport::Proxied(proxied::client(options)?));
         }
-        Ok(Transport::Direct(Arc::new(direct_client(
+        Ok(Transport::Direct(Arc::new(direct::client(
             options, observer,
         )?)))
     }
@@ -79,56 +80,6 @@ impl Transport {
             }
         }
     }
-}
-
-/// hyper-util's client with undici's defaults and the agent's options. ALPN is hyper-rustls's to set: it
-/// offers exactly the protocols the client is built to speak.
-fn direct_client(
-    options: &AgentOptions,
-    observer: ConnectionObserver,
-) -> Result<DirectClient, CoreError> {
-    let mut http = HttpConnector::new();
-    http.enforce_http(false);
-    http.set_nodelay(true);
-    http.set_connect_timeout(options.connect_timeout);
-    if let Some(address) = options.local_address {
-        http.set_local_address(Some(address));
-    }
-    let tls = tls::client_config(&options.tls, None, &[])?;
-    let mut schemes = hyper_rustls::HttpsConnectorBuilder::new()
-        .with_tls_config(tls)
-        .https_or_http();
-    if let Some(name) = &options.tls.servername {
-        // Node sends `servername` as SNI, and checks the certificate against it (see tls.rs).
-        let name = rustls::pki_types::ServerName::try_from(name.clone())
-            .map_err(|e| CoreError::invalid_argument(format!("invalid servername: {e}")))?;
-        schemes =
-            schemes.with_server_name_resolver(hyper_rustls::FixedServerNameResolver::new(name));
-    }
-    let connector = if options.h2c {
-        schemes.enable_http2().wrap_connector(http)
-    } else if options.allow_h2 {
-        schemes.enable_all_versions().wrap_connector(http)
-    } else {
-        schemes.enable_http1().wrap_connector(http)
-    };
-
-    let mut builder = Client::builder(TokioExecutor::new());
-    builder
-        .pool_idle_timeout(options.keep_alive_timeout)
-        .pool_timer(TokioTimer::new())
-        .timer(TokioTimer::new());
-    if let Some(limit) = options.connections {
-        builder.pool_max_idle_per_host(limit);
-    }
-    if options.h2c {
-        builder.http2_only(true);
-    }
-    if options.h2c || options.allow_h2 {
-        builder
-            .http2_max_header_list_size(u32::try_from(options.max_header_size).unwrap_or(u32::MAX));
-    }
-    Ok(builder.build(Observed::new(connector, observer)))
 }
 
 /// A request body as hyper sends it: nothing, bytes known up front, or chunks pulled from the caller.

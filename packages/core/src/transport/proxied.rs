@@ -1,5 +1,6 @@
-//! The reqwest client behind an agent, built from undici's options: timeouts, pool, protocol (HTTP/1.1,
-//! HTTP/2 by ALPN, h2c by prior knowledge), TLS, local address and proxy.
+//! The proxied path: reqwest, for its proxy support (forward proxying, `CONNECT` tunnels, SOCKS5), taken by
+//! agents with a proxy. The client is built from undici's options: timeouts, pool, protocol (HTTP/1.1, HTTP/2
+//! by ALPN, h2c by prior knowledge), TLS, local address and the proxy itself.
 
 use crate::error::CoreError;
 use crate::options::{AgentOptions, TlsOptions};
@@ -12,7 +13,7 @@ const ALPN_H2: &[&[u8]] = &[b"h2"];
 
 /// A client with undici `Agent` semantics: no redirects followed, no bodies decoded, no proxy taken from the
 /// environment (`EnvHttpProxyAgent` reads it on the JavaScript side, as undici does).
-pub(crate) fn build(options: &AgentOptions) -> Result<reqwest::Client, CoreError> {
+pub(super) fn client(options: &AgentOptions) -> Result<reqwest::Client, CoreError> {
     let mut builder = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .no_proxy()
