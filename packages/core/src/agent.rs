@@ -130,12 +130,7 @@ impl Agent {
 
     /// Whether `origin`'s retry policy may send a `method` request again (given a body known up front).
     pub fn retries(&self, origin: &str, method: &str) -> bool {
-        self.options
-            .policies
-            .for_origin(origin)
-            .retry
-            .as_ref()
-            .is_some_and(|retry| retry.allows_method(method))
+        self.options.policies.retries(origin, method)
     }
 
     /// The state of `origin`'s circuit breaker (`None` when it has none or sent nothing yet).
