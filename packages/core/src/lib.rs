@@ -6,6 +6,7 @@
 //! The Node bridge (`packages/node/native`) only marshals these types to and from JavaScript.
 
 mod agent;
+mod attempts;
 mod body;
 mod controller;
 mod error;
@@ -14,6 +15,7 @@ mod metrics;
 mod options;
 mod policy;
 mod request;
+mod response;
 mod runtime;
 mod transport;
 

@@ -3,9 +3,14 @@
 //! Everything is counted here, in atomics, on the threads that do the work: a request costs the JavaScript
 //! thread nothing for being counted. Names are prefixed `reqwest_dispatcher_`.
 
+use crate::error::CoreError;
+use crate::handler::{DispatchHandler, ResponseHead};
+use bytes::Bytes;
+use http::HeaderMap;
 use std::sync::atomic::{AtomicI64, AtomicU64, AtomicU8, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::time::Instant;
 
 /// Methods counted by name; everything else is `OTHER`.
 const METHODS: [&str; 8] = [
@@ -75,6 +80,73 @@ impl OriginMetrics {
         self.durations[bucket].fetch_add(1, Relaxed);
         self.duration_nanos
             .fetch_add(u64::try_from(took.as_nanos()).unwrap_or(u64::MAX), Relaxed);
+    }
+}
+
+/// Counts a request in its origin's metrics: in flight while it lasts, then by outcome and duration.
+pub(crate) struct Metered<H> {
+    inner: H,
+    metrics: Arc<OriginMetrics>,
+    method: usize,
+    started: Instant,
+    outcome: Outcome,
+    finished: bool,
+}
+
+impl<H> Metered<H> {
+    pub(crate) fn new(inner: H, metrics: &Arc<OriginMetrics>, method: &str) -> Self {
+        metrics.in_flight.fetch_add(1, Relaxed);
+        Metered {
+            inner,
+            metrics: Arc::clone(metrics),
+            method: method_index(method),
+            started: Instant::now(),
+            // Until a response or an error says otherwise, the request was given up by its caller.
+            outcome: Outcome::Aborted,
+            finished: false,
+        }
+    }
+
+    fn finish(&mut self, outcome: Outcome) {
+        if self.finished {
+            return;
+        }
+        self.finished = true;
+        let metrics = &self.metrics;
+        metrics.in_flight.fetch_sub(1, Relaxed);
+        metrics.finished(self.method, outcome, self.started.elapsed());
+    }
+}
+
+impl<H> Drop for Metered<H> {
+    fn drop(&mut self) {
+        self.finish(Outcome::Aborted);
+    }
+}
+
+impl<H: DispatchHandler> DispatchHandler for Metered<H> {
+    fn on_response_start(&mut self, head: ResponseHead) {
+        self.outcome = Outcome::Status(head.status);
+        self.inner.on_response_start(head);
+    }
+
+    fn on_response_data(&mut self, chunk: Bytes) {
+        self.metrics.bytes_in.fetch_add(chunk.len() as u64, Relaxed);
+        self.inner.on_response_data(chunk);
+    }
+
+    fn on_response_end(&mut self, trailers: HeaderMap) {
+        self.finish(self.outcome);
+        self.inner.on_response_end(trailers);
+    }
+
+    fn on_error(&mut self, error: CoreError) {
+        self.finish(Outcome::Error);
+        self.inner.on_error(error);
+    }
+
+    fn on_retry(&mut self, retry: u32) {
+        self.inner.on_retry(retry);
     }
 }
 

@@ -1,7 +1,14 @@
-//! What one dispatch asks for: method, URL, headers, body and per-request timeouts.
+//! What one dispatch asks for ([`DispatchRequest`]: method, URL, headers, body and per-request timeouts), and
+//! the template every attempt of it is built from.
 
 use crate::body::BodyPull;
+use crate::error::CoreError;
+use crate::metrics::OriginMetrics;
+use crate::transport::OutgoingBody;
 use bytes::Bytes;
+use http::{HeaderMap, HeaderName, HeaderValue, Method};
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// The body of a request: nothing, bytes known up front, or a stream pulled from the caller on demand.
@@ -46,5 +53,126 @@ impl DispatchRequest {
     pub fn body(mut self, body: RequestBody) -> Self {
         self.body = body;
         self
+    }
+}
+
+/// The parts of a request that every attempt sends again.
+pub(crate) struct Template {
+    pub(crate) method: Method,
+    pub(crate) url: String,
+    uri: http::Uri,
+    headers: HeaderMap,
+    body: Option<RequestBody>,
+    /// A replayable body's bytes (`None` for no body).
+    bytes: Option<Bytes>,
+    /// Whether another attempt can be sent: the body (if any) was known up front, not pulled.
+    pub(crate) replayable: bool,
+    /// The origin's counters: every attempt counts the body bytes it sends.
+    metrics: Arc<OriginMetrics>,
+}
+
+impl Template {
+    pub(crate) fn new(
+        request: DispatchRequest,
+        metrics: &Arc<OriginMetrics>,
+    ) -> Result<Template, CoreError> {
+        let method = Method::from_bytes(request.method.as_bytes())
+            .map_err(|e| CoreError::invalid_argument(format!("invalid method: {e}")))?;
+        let uri = request_uri(&request.url)?;
+        let mut headers = HeaderMap::with_capacity(request.headers.len());
+        for (name, value) in request.headers {
+            let name = HeaderName::from_bytes(name.as_bytes())
+                .map_err(|e| CoreError::invalid_argument(format!("invalid header name: {e}")))?;
+            let value = HeaderValue::from_maybe_shared(value)
+                .map_err(|e| CoreError::invalid_argument(format!("invalid header value: {e}")))?;
+            headers.append(name, value);
+        }
+        let replayable = !matches!(request.body, RequestBody::Pull(_));
+        let (body, bytes) = match request.body {
+            RequestBody::Bytes(bytes) => (None, Some(bytes)),
+            other => (Some(other), None),
+        };
+        Ok(Template {
+            method,
+            url: request.url,
+            uri,
+            headers,
+            body,
+            bytes,
+            replayable,
+            metrics: Arc::clone(metrics),
+        })
+    }
+
+    /// The next attempt's request. A replayable request keeps its parts for another attempt; one with a
+    /// pulled body moves them into its only attempt.
+    pub(crate) fn build(&mut self) -> http::Request<OutgoingBody> {
+        let replay = self.replayable;
+        let metrics = &self.metrics;
+        let body = match (&self.bytes, self.body.take()) {
+            (Some(bytes), _) => {
+                metrics.bytes_out.fetch_add(bytes.len() as u64, Relaxed);
+                OutgoingBody::Full(Some(bytes.clone()))
+            }
+            (None, Some(RequestBody::Pull(pull))) => {
+                OutgoingBody::Pull(pull.into_body(Some(Arc::clone(&metrics.bytes_out))))
+            }
+            _ => OutgoingBody::Empty,
+        };
+        let mut built = http::Request::new(body);
+        *built.method_mut() = self.method.clone();
+        if replay {
+            *built.uri_mut() = self.uri.clone();
+            *built.headers_mut() = self.headers.clone();
+        } else {
+            *built.uri_mut() = std::mem::take(&mut self.uri);
+            *built.headers_mut() = std::mem::take(&mut self.headers);
+        }
+        built
+    }
+}
+
+/// The request target as undici sends it: path and query exactly as given. A target with characters outside
+/// ASCII (undici would write them as raw latin1 bytes, which no server should have to parse) is
+/// percent-encoded through the `url` crate instead.
+fn request_uri(url: &str) -> Result<http::Uri, CoreError> {
+    let uri = if url.is_ascii() {
+        http::Uri::try_from(url)
+            .map_err(|e| CoreError::invalid_argument(format!("invalid url: {e}")))?
+    } else {
+        let parsed = url::Url::parse(url)
+            .map_err(|e| CoreError::invalid_argument(format!("invalid url: {e}")))?;
+        http::Uri::try_from(parsed.as_str())
+            .map_err(|e| CoreError::invalid_argument(format!("invalid url: {e}")))?
+    };
+    if uri.scheme().is_none() || uri.authority().is_none() {
+        return Err(CoreError::invalid_argument(
+            "invalid url: an absolute http(s) URL is required",
+        ));
+    }
+    Ok(uri)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::request_uri;
+
+    #[test]
+    fn request_targets_keep_the_path_as_given() {
+        let uri = request_uri("http://127.0.0.1:8080/a/../b?x=1&y=%20z").unwrap();
+        assert_eq!(uri.path_and_query().unwrap().as_str(), "/a/../b?x=1&y=%20z");
+        assert_eq!(uri.authority().unwrap().as_str(), "127.0.0.1:8080");
+    }
+
+    #[test]
+    fn targets_with_bytes_outside_ascii_are_percent_encoded() {
+        let uri = request_uri("http://127.0.0.1:8080/caf\u{e9}").unwrap();
+        assert_eq!(uri.path(), "/caf%C3%A9");
+    }
+
+    #[test]
+    fn a_target_without_scheme_or_host_is_invalid() {
+        assert!(request_uri("/just/a/path").is_err());
+        assert!(request_uri("not a url").is_err());
     }
 }

@@ -5,6 +5,7 @@
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::OnceLock;
+use std::time::Duration;
 use tokio::runtime::{Builder, Handle, Runtime};
 
 static RUNTIME: OnceLock<Runtime> = OnceLock::new();
@@ -56,6 +57,20 @@ pub fn runtime_handle() -> Handle {
 /// each other across cores.
 pub fn default_worker_threads(cores: usize) -> usize {
     cores.saturating_sub(1).clamp(1, 2)
+}
+
+/// `fut`, failing with `on_timeout()` when `limit` passes first (no limit: `fut` as it is).
+pub(crate) async fn within<T>(
+    limit: Option<Duration>,
+    fut: impl std::future::Future<Output = T>,
+    on_timeout: impl FnOnce() -> crate::error::CoreError,
+) -> Result<T, crate::error::CoreError> {
+    match limit {
+        Some(limit) => tokio::time::timeout(limit, fut)
+            .await
+            .map_err(|_| on_timeout()),
+        None => Ok(fut.await),
+    }
 }
 
 #[cfg(test)]

@@ -116,6 +116,21 @@ impl Drop for Permit {
     }
 }
 
+/// Whether `error` says something about the upstream (for the circuit breaker), rather than about the
+/// request's own body or arguments.
+pub(crate) fn upstream_failed(error: &CoreError) -> bool {
+    !matches!(
+        error.kind,
+        ErrorKind::RequestBody
+            | ErrorKind::RequestContentLengthMismatch
+            | ErrorKind::InvalidArgument
+            | ErrorKind::NotSupported
+            | ErrorKind::Aborted
+            | ErrorKind::ResponseExceededMaxSize
+            | ErrorKind::HeadersOverflow
+    )
+}
+
 /// Every origin of one agent.
 pub(crate) struct Upstreams {
     policies: Policies,
