@@ -13,7 +13,7 @@ use crate::policy::CircuitState;
 use crate::request::DispatchRequest;
 use crate::runtime::runtime_handle;
 use crate::transport::connections::{ConnectionEvent, ConnectionObserver};
-use crate::transport::slots::{self, OriginStats, Origins};
+use crate::transport::slots::{self, OriginStats, Slots};
 use crate::transport::Transport;
 use futures_util::FutureExt;
 use std::panic::AssertUnwindSafe;
@@ -36,10 +36,10 @@ pub type AgentObserver = Arc<dyn Fn(AgentEvent) + Send + Sync>;
 /// taken from the environment.
 #[derive(Clone)]
 pub struct Agent {
-    client: Transport,
+    transport: Transport,
     options: Arc<AgentOptions>,
     runtime: Handle,
-    origins: Arc<Origins>,
+    slots: Arc<Slots>,
     upstreams: Arc<Upstreams>,
 }
 
@@ -91,28 +91,24 @@ impl Agent {
                 observer(AgentEvent::Connection(event))
             })
         };
-        let client = Transport::build(&options, connections)?;
-        let origins = Arc::new(Origins::new(
+        let transport = Transport::build(&options, connections)?;
+        let slots = Arc::new(Slots::new(
             options.connections,
             options.allow_h2,
             options.h2c,
         ));
         Ok(Agent {
-            client,
+            transport,
             options: Arc::new(options),
             runtime,
-            origins,
+            slots,
             upstreams,
         })
     }
 
     /// Requests pending and running per origin (undici's `agent.stats`).
     pub fn stats(&self) -> Vec<OriginStats> {
-        self.origins.stats()
-    }
-
-    pub fn options(&self) -> &AgentOptions {
-        &self.options
+        self.slots.stats()
     }
 
     /// Every origin's counters in Prometheus' text exposition format.
@@ -152,8 +148,8 @@ impl Agent {
             let mut handler = Metered::new(handler, &upstream.metrics, &request.method);
             let outcome = {
                 let attempts = Attempts {
-                    transport: &agent.client,
-                    slots: &agent.origins,
+                    transport: &agent.transport,
+                    slots: &agent.slots,
                     options: &agent.options,
                 };
                 let work = AssertUnwindSafe(attempts.run(

@@ -10,7 +10,7 @@ use crate::policy::upstream::{upstream_failed, Turn, Upstream};
 use crate::request::{DispatchRequest, Template};
 use crate::response::deliver;
 use crate::runtime::within;
-use crate::transport::slots::Origins;
+use crate::transport::slots::Slots;
 use crate::transport::Transport;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
@@ -22,12 +22,12 @@ const MAX_RESENDS: u32 = 3;
 /// What every attempt of one agent goes through.
 pub(crate) struct Attempts<'a> {
     pub(crate) transport: &'a Transport,
-    pub(crate) slots: &'a Arc<Origins>,
+    pub(crate) slots: &'a Arc<Slots>,
     pub(crate) options: &'a AgentOptions,
 }
 
 impl Attempts<'_> {
-    /// Carries one request through its origin's policies: circuit breaker, rate limit, admission (the
+    /// Carries one request through its origin's policies: circuit breaker, rate limit, a request slot (the
     /// `connections` cap, the HTTP/2 probe), then attempts until one is not retried.
     pub(crate) async fn run<H: DispatchHandler>(
         &self,
@@ -54,9 +54,9 @@ impl Attempts<'_> {
         let mut turn = Some(first_turn);
         loop {
             let turn = turn.take().unwrap_or_else(|| upstream.take_turn());
-            let permit = upstream.admit()?;
+            let permit = upstream.breaker_permit()?;
             upstream.wait_turn(turn).await?;
-            let lease = self.slots.admit(&template.url).await;
+            let slot = self.slots.acquire(&template.url).await;
             let sent = within(
                 headers_timeout,
                 self.transport.send(template.build()),
@@ -73,7 +73,7 @@ impl Attempts<'_> {
                 {
                     resent += 1;
                     drop(permit);
-                    drop(lease);
+                    drop(slot);
                     continue;
                 }
                 Err(error) => {
@@ -82,7 +82,7 @@ impl Attempts<'_> {
                     if upstream_failed(&error) {
                         permit.record(true);
                     }
-                    drop(lease);
+                    drop(slot);
                     match retry.and_then(|r| r.after_error(&error, retries + 1)) {
                         Some(wait) => {
                             retries += 1;
@@ -93,14 +93,14 @@ impl Attempts<'_> {
                     }
                 }
             };
-            lease.observe(response.version());
+            slot.observe(response.version());
             let status = response.status().as_u16();
             if let Some(wait) =
                 retry.and_then(|r| r.after_status(status, response.headers(), retries + 1))
             {
                 permit.record(status >= 500);
                 drop(response);
-                drop(lease);
+                drop(slot);
                 retries += 1;
                 self.retry_after(upstream, handler, retries, wait).await;
                 continue;
@@ -109,7 +109,7 @@ impl Attempts<'_> {
                 self.options,
                 body_timeout,
                 response,
-                (lease, permit),
+                (slot, permit),
                 controller,
                 handler,
             )

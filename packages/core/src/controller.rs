@@ -69,12 +69,8 @@ impl RequestController {
         self.state.changed.notify_waiters();
     }
 
-    pub fn is_aborted(&self) -> bool {
+    fn is_aborted(&self) -> bool {
         self.state.aborted.load(Ordering::SeqCst)
-    }
-
-    pub fn is_paused(&self) -> bool {
-        self.state.paused.load(Ordering::SeqCst)
     }
 
     pub(crate) fn charge(&self, bytes: usize) {

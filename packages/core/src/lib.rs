@@ -4,6 +4,14 @@
 //! reqwest/hyper/tokio and reports what happens to a [`DispatchHandler`], with undici's semantics: no automatic
 //! decompression, no redirect following, status message and trailers kept, errors carrying undici's codes.
 //! The Node bridge (`packages/node/native`) only marshals these types to and from JavaScript.
+//!
+//! Layout: [`Agent`] (`agent.rs`) spawns one task per request, the attempt loop (`attempts.rs`), which takes
+//! the request ([`DispatchRequest`], `request.rs`) through its origin's policies (`policy/`: retry, circuit
+//! breaker, rate limit) and over the network (`transport/`: connections, TLS, proxies, the classification of
+//! their failures), then streams the response (`response.rs`) to the [`DispatchHandler`] (`handler.rs`) under
+//! the request's [`RequestController`] (`controller.rs`). Request bodies pulled from the caller are in
+//! `body.rs`, counters in `metrics.rs`, the error catalogue in `error.rs`, the shared tokio runtime in
+//! `runtime.rs`.
 
 mod agent;
 mod attempts;
@@ -20,21 +28,21 @@ mod runtime;
 mod transport;
 
 pub use agent::{Agent, AgentEvent, AgentObserver};
+pub use body::{BodyChunk, BodyPull, BodySender};
+pub use controller::RequestController;
+pub use error::{CoreError, ErrorKind};
+pub use handler::{DispatchHandler, ResponseHead};
+pub use options::{AgentOptions, ProxyOptions, TlsOptions};
+pub use policy::{
+    BreakerOptions, CircuitState, OriginPolicies, Policies, RateLimitOptions, RetryOptions,
+};
+pub use request::{DispatchRequest, RequestBody};
+pub use runtime::set_worker_threads;
+pub use transport::connections::ConnectionEvent;
+pub use transport::slots::OriginStats;
 
 /// Locks `mutex`, recovering from poisoning: every critical section in this crate leaves its data consistent
 /// at each step, so a panic in one holder does not make the state unusable for the others.
 pub(crate) fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|e| e.into_inner())
 }
-pub use body::{BodyChunk, BodyPull, BodySender};
-pub use controller::RequestController;
-pub use error::{CoreError, ErrorKind};
-pub use handler::{DispatchHandler, ResponseHead};
-pub use options::{AgentOptions, ProxyOptions, TlsOptions, H2_STREAMS_PER_CONNECTION};
-pub use policy::{
-    BreakerOptions, CircuitState, OriginPolicies, Policies, RateLimitOptions, RetryOptions,
-};
-pub use request::{DispatchRequest, RequestBody};
-pub use runtime::{default_worker_threads, runtime_handle, set_worker_threads};
-pub use transport::connections::{ConnectionEvent, ConnectionObserver};
-pub use transport::slots::OriginStats;

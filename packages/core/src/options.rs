@@ -39,7 +39,7 @@ pub struct AgentOptions {
 }
 
 /// Concurrent streams an HTTP/2 connection is assumed to carry (undici's `maxConcurrentStreams` default).
-pub const H2_STREAMS_PER_CONNECTION: usize = 100;
+pub(crate) const H2_STREAMS_PER_CONNECTION: usize = 100;
 
 impl Default for AgentOptions {
     fn default() -> Self {

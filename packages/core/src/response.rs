@@ -8,7 +8,7 @@ use crate::handler::{DispatchHandler, ResponseHead};
 use crate::options::AgentOptions;
 use crate::policy::upstream::{upstream_failed, Permit};
 use crate::runtime::within;
-use crate::transport::slots::Lease;
+use crate::transport::slots::Slot;
 use crate::transport::IncomingBody;
 use bytes::Bytes;
 use http::HeaderMap;
@@ -23,20 +23,20 @@ fn header_bytes(headers: &HeaderMap) -> usize {
 }
 
 /// Hands a response on: head, body chunks as the controller allows, trailers. `held` (the request's place
-/// in its origin's admission and circuit breaker) lasts until the body ended.
+/// in its origin's request slots and circuit breaker) lasts until the body ended.
 pub(crate) async fn deliver<H: DispatchHandler>(
     options: &AgentOptions,
     body_timeout: Option<Duration>,
     response: http::Response<IncomingBody>,
-    held: (Lease, Permit),
+    held: (Slot, Permit),
     controller: &RequestController,
     handler: &mut H,
 ) -> Result<(), CoreError> {
-    let (lease, permit) = held;
+    let (slot, permit) = held;
     let failed_status = response.status().is_server_error();
     let result = stream_response(options, body_timeout, response, controller, handler).await;
     permit.record(failed_status || result.as_ref().is_err_and(upstream_failed));
-    drop(lease);
+    drop(slot);
     result
 }
 

@@ -23,7 +23,7 @@ pub fn set_worker_threads(threads: usize) -> bool {
 }
 
 /// The shared runtime's handle, starting the runtime on first use.
-pub fn runtime_handle() -> Handle {
+pub(crate) fn runtime_handle() -> Handle {
     RUNTIME
         .get_or_init(|| {
             let mut requested = WORKER_THREADS.load(Ordering::SeqCst);
@@ -55,7 +55,7 @@ pub fn runtime_handle() -> Handle {
 /// CPU per request -29% for HTTP/2 POST 4 KiB (throughput +32%), -13% HTTP/2 GET, -9% HTTP/1.1 1 MiB, -8%
 /// HTTP/1.1 POST, equal for HTTP/1.1 GET 64 B: two workers contend for each HTTP/2 connection's lock and wake
 /// each other across cores.
-pub fn default_worker_threads(cores: usize) -> usize {
+pub(crate) fn default_worker_threads(cores: usize) -> usize {
     cores.saturating_sub(1).clamp(1, 2)
 }
 

@@ -52,7 +52,7 @@ impl Policies {
             .map_err(|e| CoreError::invalid_argument(format!("invalid policies: {e}")))
     }
 
-    pub fn for_origin(&self, origin: &str) -> &OriginPolicies {
+    pub(crate) fn for_origin(&self, origin: &str) -> &OriginPolicies {
         self.origins.get(origin).unwrap_or(&self.defaults)
     }
 

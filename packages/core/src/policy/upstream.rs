@@ -27,7 +27,7 @@ pub(crate) struct Upstream {
 
 impl Upstream {
     /// Lets an attempt through the circuit breaker, or fails it fast while the circuit is open.
-    pub(crate) fn admit(self: &Arc<Self>) -> Result<Permit, CoreError> {
+    pub(crate) fn breaker_permit(self: &Arc<Self>) -> Result<Permit, CoreError> {
         let Some(breaker) = &self.breaker else {
             return Ok(Permit {
                 upstream: None,

@@ -36,7 +36,7 @@ pub enum ConnectionEvent {
 }
 
 /// Receives the connection events of one agent. Called from tokio worker threads.
-pub type ConnectionObserver = Arc<dyn Fn(ConnectionEvent) + Send + Sync>;
+pub(crate) type ConnectionObserver = Arc<dyn Fn(ConnectionEvent) + Send + Sync>;
 
 /// A connector that reports what becomes of the connections it makes.
 #[derive(Clone)]

@@ -1,5 +1,6 @@
-//! Per-origin admission and bookkeeping: undici's `connections` cap, the first-connection gate that keeps a
-//! burst of requests to a new HTTP/2 origin on one connection, and the counts behind `agent.stats`.
+//! Request slots per origin: each request holds a [`Slot`] among those in flight to its origin while it runs.
+//! They enforce undici's `connections` cap and the first-connection gate that keeps a burst of requests to a
+//! new HTTP/2 origin on one connection, and they give the counts behind `agent.stats`.
 //!
 //! reqwest's pool neither caps connections per host nor tells when it opens or closes one, so the cap is
 //! enforced one level up, on requests: an HTTP/1.1 request occupies its connection until its response body
@@ -35,7 +36,7 @@ struct Waiter {
     admit: oneshot::Sender<()>,
 }
 
-struct Origin {
+struct OriginSlots {
     protocol: Protocol,
     running: usize,
     waiters: VecDeque<Waiter>,
@@ -43,9 +44,9 @@ struct Origin {
     probe_until: Option<Instant>,
 }
 
-impl Origin {
+impl OriginSlots {
     fn new(protocol: Protocol) -> Self {
-        Origin {
+        OriginSlots {
             protocol,
             running: 0,
             waiters: VecDeque::new(),
@@ -65,8 +66,8 @@ pub struct OriginStats {
     pub running: usize,
 }
 
-/// The per-origin state of one agent.
-pub(crate) struct Origins {
+/// The request slots of every origin of one agent.
+pub(crate) struct Slots {
     /// `connections`, or no cap.
     limit: Option<usize>,
     /// HTTP/2 may be negotiated by ALPN on `https:` origins (allowH2 without h2c).
@@ -78,7 +79,7 @@ pub(crate) struct Origins {
 
 #[derive(Default)]
 struct State {
-    origins: HashMap<String, Origin>,
+    origins: HashMap<String, OriginSlots>,
     next_id: u64,
 }
 
@@ -91,9 +92,9 @@ pub(crate) fn origin_of(url: &str) -> &str {
     }
 }
 
-impl Origins {
+impl Slots {
     pub(crate) fn new(limit: Option<usize>, allow_h2: bool, h2c: bool) -> Self {
-        Origins {
+        Slots {
             limit: limit.filter(|&n| n > 0),
             gate_https: allow_h2 && !h2c,
             all_h2: h2c,
@@ -118,7 +119,7 @@ impl Origins {
     }
 
     /// Whether one more request may start now; marks it as the probe when it has to be one.
-    fn try_admit(&self, key: &str, origin: &mut Origin, now: Instant) -> bool {
+    fn try_admit(&self, key: &str, origin: &mut OriginSlots, now: Instant) -> bool {
         if let Some(until) = origin.probe_until {
             if now < until {
                 return false;
@@ -136,7 +137,7 @@ impl Origins {
     }
 
     /// Admits waiting requests, in order, while there is room.
-    fn admit_waiting(&self, key: &str, origin: &mut Origin) {
+    fn admit_waiting(&self, key: &str, origin: &mut OriginSlots) {
         let now = Instant::now();
         while !origin.waiters.is_empty() && self.try_admit(key, origin, now) {
             let waiter = origin.waiters.pop_front().expect("checked non-empty");
@@ -150,8 +151,8 @@ impl Origins {
         }
     }
 
-    /// Waits until a request to `url`'s origin may start. The returned lease holds its place until dropped.
-    pub(crate) async fn admit(self: &Arc<Self>, url: &str) -> Lease {
+    /// Waits until a request to `url`'s origin may start. The returned slot holds its place until dropped.
+    pub(crate) async fn acquire(self: &Arc<Self>, url: &str) -> Slot {
         let key = origin_of(url);
         let (id, mut admitted) = {
             let mut state = self.lock();
@@ -165,16 +166,16 @@ impl Origins {
             let origin = state
                 .origins
                 .entry(key.to_string())
-                .or_insert_with(|| Origin::new(protocol));
+                .or_insert_with(|| OriginSlots::new(protocol));
             if origin.waiters.is_empty() && self.try_admit(key, origin, Instant::now()) {
-                return Lease::new(self, key);
+                return Slot::new(self, key);
             }
             let (tx, rx) = oneshot::channel();
             origin.waiters.push_back(Waiter { id, admit: tx });
             (id, rx)
         };
         let mut waiting = Waiting {
-            origins: self,
+            slots: self,
             key,
             id,
             done: false,
@@ -195,7 +196,7 @@ impl Origins {
             };
             if !expired {
                 waiting.done = true;
-                return Lease::new(self, key);
+                return Slot::new(self, key);
             }
             // The probe is slow to answer: stop holding the others back.
             let mut state = self.lock();
@@ -211,7 +212,7 @@ impl Origins {
             drop(state);
             if let Ok(()) = admitted.try_recv() {
                 waiting.done = true;
-                return Lease::new(self, key);
+                return Slot::new(self, key);
             }
         }
     }
@@ -266,17 +267,17 @@ impl Origins {
     }
 }
 
-/// A request's place among those in flight to its origin.
-pub(crate) struct Lease {
-    origins: Arc<Origins>,
+/// A request's place among those in flight to its origin, given back when dropped.
+pub(crate) struct Slot {
+    slots: Arc<Slots>,
     key: String,
     protocol: Mutex<Option<Protocol>>,
 }
 
-impl Lease {
-    fn new(origins: &Arc<Origins>, key: &str) -> Lease {
-        Lease {
-            origins: Arc::clone(origins),
+impl Slot {
+    fn new(slots: &Arc<Slots>, key: &str) -> Slot {
+        Slot {
+            slots: Arc::clone(slots),
             key: key.to_string(),
             protocol: Mutex::new(None),
         }
@@ -290,21 +291,21 @@ impl Lease {
             Protocol::Http1
         };
         *lock(&self.protocol) = Some(protocol);
-        self.origins.observe(&self.key, version);
+        self.slots.observe(&self.key, version);
     }
 }
 
-impl Drop for Lease {
+impl Drop for Slot {
     fn drop(&mut self) {
         let protocol = *lock(&self.protocol);
-        self.origins.release(&self.key, protocol);
+        self.slots.release(&self.key, protocol);
     }
 }
 
 /// Removes a request that stops waiting (aborted) from its origin's queue, or gives back the slot it was
 /// admitted to just as it went away.
 struct Waiting<'a> {
-    origins: &'a Arc<Origins>,
+    slots: &'a Arc<Slots>,
     key: &'a str,
     id: u64,
     done: bool,
@@ -315,7 +316,7 @@ impl Drop for Waiting<'_> {
         if self.done {
             return;
         }
-        let mut state = self.origins.lock();
+        let mut state = self.slots.lock();
         let Some(origin) = state.origins.get_mut(self.key) else {
             return;
         };
@@ -324,8 +325,8 @@ impl Drop for Waiting<'_> {
             return;
         }
         drop(state);
-        // Not queued any more: it was admitted and never took its lease.
-        self.origins.release(self.key, None);
+        // Not queued any more: it was admitted and never took its slot.
+        self.slots.release(self.key, None);
     }
 }
 
@@ -342,11 +343,11 @@ mod tests {
 
     #[tokio::test]
     async fn cap_admits_in_order_as_slots_free() {
-        let origins = Arc::new(Origins::new(Some(1), false, false));
-        let first = origins.admit("http://a.test/1").await;
+        let origins = Arc::new(Slots::new(Some(1), false, false));
+        let first = origins.acquire("http://a.test/1").await;
         let second = {
             let origins = Arc::clone(&origins);
-            tokio::spawn(async move { origins.admit("http://a.test/2").await })
+            tokio::spawn(async move { origins.acquire("http://a.test/2").await })
         };
         tokio::time::sleep(Duration::from_millis(20)).await;
         assert!(!second.is_finished());
@@ -364,21 +365,21 @@ mod tests {
 
     #[tokio::test]
     async fn abandoned_waiter_leaves_the_queue() {
-        let origins = Arc::new(Origins::new(Some(1), false, false));
-        let _first = origins.admit("http://a.test/").await;
+        let origins = Arc::new(Slots::new(Some(1), false, false));
+        let _first = origins.acquire("http://a.test/").await;
         let waiting =
-            tokio::time::timeout(Duration::from_millis(20), origins.admit("http://a.test/"));
+            tokio::time::timeout(Duration::from_millis(20), origins.acquire("http://a.test/"));
         assert!(waiting.await.is_err());
         assert_eq!(origins.stats()[0].pending, 0);
     }
 
     #[tokio::test]
     async fn probe_holds_the_burst_until_the_head_arrives() {
-        let origins = Arc::new(Origins::new(None, true, false));
-        let probe = Arc::new(origins.admit("https://h2.test/").await);
+        let origins = Arc::new(Slots::new(None, true, false));
+        let probe = Arc::new(origins.acquire("https://h2.test/").await);
         let next = {
             let origins = Arc::clone(&origins);
-            tokio::spawn(async move { origins.admit("https://h2.test/").await })
+            tokio::spawn(async move { origins.acquire("https://h2.test/").await })
         };
         tokio::time::sleep(Duration::from_millis(20)).await;
         assert!(!next.is_finished());
@@ -391,25 +392,27 @@ mod tests {
 
     #[tokio::test]
     async fn slow_probe_stops_holding_others_back() {
-        let origins = Arc::new(Origins::new(None, true, false));
-        let _probe = origins.admit("https://slow.test/").await;
+        let origins = Arc::new(Slots::new(None, true, false));
+        let _probe = origins.acquire("https://slow.test/").await;
         let started = Instant::now();
-        let _next =
-            tokio::time::timeout(Duration::from_secs(2), origins.admit("https://slow.test/"))
-                .await
-                .unwrap();
+        let _next = tokio::time::timeout(
+            Duration::from_secs(2),
+            origins.acquire("https://slow.test/"),
+        )
+        .await
+        .unwrap();
         assert!(started.elapsed() >= PROBE_PATIENCE - Duration::from_millis(50));
     }
 
     #[tokio::test]
     async fn h2_origin_gets_streams_per_connection() {
-        let origins = Arc::new(Origins::new(Some(1), false, true));
+        let origins = Arc::new(Slots::new(Some(1), false, true));
         let mut leases = Vec::new();
         for _ in 0..H2_STREAMS_PER_CONNECTION {
             leases.push(
                 tokio::time::timeout(
                     Duration::from_millis(100),
-                    origins.admit("http://h2c.test/"),
+                    origins.acquire("http://h2c.test/"),
                 )
                 .await
                 .unwrap(),
