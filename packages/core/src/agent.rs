@@ -10,10 +10,10 @@ use crate::metrics::Metered;
 use crate::options::AgentOptions;
 use crate::policy::upstream::Upstreams;
 use crate::policy::CircuitState;
-use crate::request::DispatchRequest;
+use crate::request::{origin_of, DispatchRequest};
 use crate::runtime::runtime_handle;
 use crate::transport::connections::{ConnectionEvent, ConnectionObserver};
-use crate::transport::slots::{self, OriginStats, Slots};
+use crate::transport::slots::{OriginStats, Slots};
 use crate::transport::Transport;
 use futures_util::FutureExt;
 use std::panic::AssertUnwindSafe;
@@ -140,7 +140,7 @@ impl Agent {
         handler: H,
     ) {
         let agent = self.clone();
-        let upstream = self.upstreams.get(slots::origin_of(&request.url));
+        let upstream = self.upstreams.get(origin_of(&request.url));
         // The rate limiter serves requests in the order they were dispatched: the turn is taken here, on the
         // caller's thread, not when the task first runs.
         let turn = upstream.take_turn();

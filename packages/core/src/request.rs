@@ -132,6 +132,16 @@ impl Template {
     }
 }
 
+/// `scheme://authority` of an absolute URL, without parsing more than needed: the key of everything the core
+/// keeps per origin (policies, counters, request slots, connection events).
+pub(crate) fn origin_of(url: &str) -> &str {
+    let start = url.find("://").map_or(0, |i| i + 3);
+    match url[start..].find(['/', '?', '#']) {
+        Some(end) => &url[..start + end],
+        None => url,
+    }
+}
+
 /// The request target as undici sends it: path and query exactly as given. A target with characters outside
 /// ASCII (undici would write them as raw latin1 bytes, which no server should have to parse) is
 /// percent-encoded through the `url` crate instead.
@@ -155,7 +165,14 @@ fn request_uri(url: &str) -> Result<http::Uri, CoreError> {
 
 #[cfg(test)]
 mod tests {
-    use super::request_uri;
+    use super::{origin_of, request_uri};
+
+    #[test]
+    fn origin_is_scheme_and_authority() {
+        assert_eq!(origin_of("http://a.test:81/x?y"), "http://a.test:81");
+        assert_eq!(origin_of("https://a.test"), "https://a.test");
+        assert_eq!(origin_of("https://a.test?q"), "https://a.test");
+    }
 
     #[test]
     fn request_targets_keep_the_path_as_given() {

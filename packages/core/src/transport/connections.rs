@@ -51,10 +51,9 @@ impl<C> Observed<C> {
     }
 }
 
+/// The origin key of the connection's destination (the pool hands the connector `scheme://authority/`).
 fn origin_of(uri: &http::Uri) -> String {
-    let scheme = uri.scheme_str().unwrap_or("http");
-    let authority = uri.authority().map_or("", |a| a.as_str());
-    format!("{scheme}://{authority}")
+    crate::request::origin_of(&uri.to_string()).to_string()
 }
 
 impl<C> tower_service::Service<http::Uri> for Observed<C>

@@ -15,6 +15,7 @@
 
 use crate::lock;
 use crate::options::H2_STREAMS_PER_CONNECTION;
+use crate::request::origin_of;
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -81,15 +82,6 @@ pub(crate) struct Slots {
 struct State {
     origins: HashMap<String, OriginSlots>,
     next_id: u64,
-}
-
-/// `scheme://authority` of an absolute URL, without parsing more than needed.
-pub(crate) fn origin_of(url: &str) -> &str {
-    let start = url.find("://").map_or(0, |i| i + 3);
-    match url[start..].find(['/', '?', '#']) {
-        Some(end) => &url[..start + end],
-        None => url,
-    }
 }
 
 impl Slots {
@@ -333,13 +325,6 @@ impl Drop for Waiting<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn origin_is_scheme_and_authority() {
-        assert_eq!(origin_of("http://a.test:81/x?y"), "http://a.test:81");
-        assert_eq!(origin_of("https://a.test"), "https://a.test");
-        assert_eq!(origin_of("https://a.test?q"), "https://a.test");
-    }
 
     #[tokio::test]
     async fn cap_admits_in_order_as_slots_free() {
