@@ -8,10 +8,9 @@
 //! machine's speed: `valgrind --tool=callgrind target/release/examples/load URL 100 0` divides by N.
 
 use bytes::Bytes;
-use http::HeaderMap;
 use reqwest_dispatcher_core::{
-    Agent, AgentOptions, CoreError, DispatchHandler, DispatchRequest, RequestController,
-    ResponseHead,
+    Agent, AgentOptions, CoreError, DispatchHandler, DispatchRequest, RawHeaders,
+    RequestController, ResponseHead,
 };
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -24,7 +23,7 @@ struct Done(Option<oneshot::Sender<bool>>);
 impl DispatchHandler for Done {
     fn on_response_start(&mut self, _head: ResponseHead) {}
     fn on_response_data(&mut self, _chunk: Bytes) {}
-    fn on_response_end(&mut self, _trailers: HeaderMap) {
+    fn on_response_end(&mut self, _trailers: RawHeaders) {
         if let Some(tx) = self.0.take() {
             let _ = tx.send(true);
         }
@@ -122,11 +121,12 @@ fn main() {
     }));
 }
 
-/// The same loop over hyper-util's client with no reqwest and no agent: the floor this stack can reach.
+/// The same loop over hyper-util's pooled client with no agent (what the core used for HTTP/1.1 before its
+/// own engine), on one worker thread like the agent's runtime on 2 cores.
 fn bare_hyper(url: &str, concurrency: usize, seconds: u64) {
     use http_body_util::{BodyExt, Empty};
     let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+        .worker_threads(1)
         .enable_all()
         .build()
         .expect("runtime");

@@ -59,7 +59,7 @@ impl Attempts<'_> {
             let slot = self.slots.acquire(&template.url).await;
             let sent = within(
                 headers_timeout,
-                self.transport.send(template.build()),
+                self.transport.send(template.attempt()),
                 || CoreError::new(ErrorKind::HeadersTimeout, "Headers Timeout Error"),
             )
             .await
@@ -93,10 +93,10 @@ impl Attempts<'_> {
                     }
                 }
             };
-            slot.observe(response.version());
-            let status = response.status().as_u16();
+            slot.observe(response.version);
+            let status = response.status;
             if let Some(wait) =
-                retry.and_then(|r| r.after_status(status, response.headers(), retries + 1))
+                retry.and_then(|r| r.after_status(status, &response.headers, retries + 1))
             {
                 permit.record(status >= 500);
                 drop(response);

@@ -19,6 +19,9 @@ pub enum ErrorKind {
     RequestContentLengthMismatch,
     /// The connection failed after it was established (reset, closed early, malformed response).
     Socket,
+    /// The response broke HTTP/1.1's syntax or framing (undici's `HTTPParserError`); the payload is
+    /// llhttp's name for the error (`HPE_INVALID_CONTENT_LENGTH`, ...).
+    HttpParser(&'static str),
     /// The server refused the request unprocessed on an HTTP/2 connection it is closing or that is too busy
     /// (a graceful `GOAWAY` below the request's stream, or `REFUSED_STREAM`): sending it again on a new
     /// connection is safe. JavaScript sees `UND_ERR_SOCKET`.
@@ -57,7 +60,7 @@ impl ErrorKind {
             ErrorKind::Aborted => "UND_ERR_ABORTED",
             ErrorKind::InvalidArgument => "UND_ERR_INVALID_ARG",
             ErrorKind::NotSupported => "UND_ERR_NOT_SUPPORTED",
-            ErrorKind::Os(code) => code,
+            ErrorKind::Os(code) | ErrorKind::HttpParser(code) => code,
             ErrorKind::Tls(code) => code,
             ErrorKind::RequestBody => "UND_ERR_REQUEST_BODY",
             ErrorKind::Internal => "UND_ERR_INTERNAL",

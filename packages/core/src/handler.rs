@@ -5,7 +5,75 @@
 
 use crate::error::CoreError;
 use bytes::Bytes;
-use http::HeaderMap;
+
+/// Header (or trailer) fields as they came: names in the sender's spelling, values as bytes, in order.
+/// Over HTTP/2 (and through a proxy) names arrive lower-case, as the protocol (or hyper) has them.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RawHeaders(Vec<(Bytes, Bytes)>);
+
+impl RawHeaders {
+    pub fn new() -> Self {
+        RawHeaders(Vec::new())
+    }
+
+    pub fn with_capacity(capacity: usize) -> Self {
+        RawHeaders(Vec::with_capacity(capacity))
+    }
+
+    pub fn push(&mut self, name: impl Into<Bytes>, value: impl Into<Bytes>) {
+        self.0.push((name.into(), value.into()));
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// `(name, value)` pairs in order.
+    pub fn iter(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
+        self.0.iter().map(|(n, v)| (n.as_ref(), v.as_ref()))
+    }
+
+    /// The first value of `name` (compared without case).
+    pub fn get(&self, name: &str) -> Option<&[u8]> {
+        self.iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name.as_bytes()))
+            .map(|(_, v)| v)
+    }
+
+    /// Every value of `name` (compared without case), in order.
+    pub fn get_all<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a [u8]> + 'a {
+        self.iter()
+            .filter(move |(n, _)| n.eq_ignore_ascii_case(name.as_bytes()))
+            .map(|(_, v)| v)
+    }
+
+    /// A header map's fields (names lower-case, as `http` keeps them).
+    pub fn from_map(map: &http::HeaderMap) -> Self {
+        map.iter()
+            .map(|(n, v)| {
+                (
+                    Bytes::copy_from_slice(n.as_str().as_bytes()),
+                    Bytes::copy_from_slice(v.as_bytes()),
+                )
+            })
+            .collect()
+    }
+
+    /// Bytes of names and values plus a separator and line end each, as a head would take on the wire.
+    pub(crate) fn wire_size(&self) -> usize {
+        self.iter().map(|(n, v)| n.len() + v.len() + 4).sum()
+    }
+}
+
+impl FromIterator<(Bytes, Bytes)> for RawHeaders {
+    fn from_iter<I: IntoIterator<Item = (Bytes, Bytes)>>(iter: I) -> Self {
+        RawHeaders(iter.into_iter().collect())
+    }
+}
 
 /// The status line and headers of a response.
 #[derive(Debug)]
@@ -13,7 +81,7 @@ pub struct ResponseHead {
     pub status: u16,
     /// The reason phrase as the server sent it (HTTP/1.1), or the canonical one (HTTP/2 has none on the wire).
     pub status_text: Bytes,
-    pub headers: HeaderMap,
+    pub headers: RawHeaders,
     /// The HTTP version the response came over.
     pub version: http::Version,
     /// The connection's peer and local addresses, when the transport tells them (the direct one does;
@@ -26,7 +94,7 @@ pub struct ResponseHead {
 pub trait DispatchHandler: Send + 'static {
     fn on_response_start(&mut self, head: ResponseHead);
     fn on_response_data(&mut self, chunk: Bytes);
-    fn on_response_end(&mut self, trailers: HeaderMap);
+    fn on_response_end(&mut self, trailers: RawHeaders);
     fn on_error(&mut self, error: CoreError);
     /// The retry policy is about to send the request again: `retry` counts from 1. Nothing of the failed
     /// attempt was reported.

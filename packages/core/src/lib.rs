@@ -7,8 +7,8 @@
 //!
 //! Layout: [`Agent`] (`agent.rs`) spawns one task per request, the attempt loop (`attempts.rs`), which takes
 //! the request ([`DispatchRequest`], `request.rs`) through its origin's policies (`policy/`: retry, circuit
-//! breaker, rate limit) and over the network (`transport/`: connections, TLS, proxies, the classification of
-//! their failures), then streams the response (`response.rs`) to the [`DispatchHandler`] (`handler.rs`) under
+//! breaker, rate limit) and over the network (`transport/`: the HTTP/1.1 engine in `transport/h1/`,
+//! hyper-util for HTTP/2, reqwest for proxies, connections, TLS, the classification of their failures), then streams the response (`response.rs`) to the [`DispatchHandler`] (`handler.rs`) under
 //! the request's [`RequestController`] (`controller.rs`). Request bodies pulled from the caller are in
 //! `body.rs`, counters in `metrics.rs`, the error catalogue in `error.rs`, the shared tokio runtime in
 //! `runtime.rs`.
@@ -31,7 +31,7 @@ pub use agent::{Agent, AgentEvent, AgentObserver};
 pub use body::{BodyChunk, BodyPull, BodySender};
 pub use controller::RequestController;
 pub use error::{CoreError, ErrorKind};
-pub use handler::{DispatchHandler, ResponseHead};
+pub use handler::{DispatchHandler, RawHeaders, ResponseHead};
 pub use options::{AgentOptions, ProxyOptions, TlsOptions};
 pub use policy::{
     BreakerOptions, CircuitState, OriginPolicies, Policies, RateLimitOptions, RetryOptions,

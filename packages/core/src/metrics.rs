@@ -4,9 +4,8 @@
 //! thread nothing for being counted. Names are prefixed `reqwest_dispatcher_`.
 
 use crate::error::CoreError;
-use crate::handler::{DispatchHandler, ResponseHead};
+use crate::handler::{DispatchHandler, RawHeaders, ResponseHead};
 use bytes::Bytes;
-use http::HeaderMap;
 use std::sync::atomic::{AtomicI64, AtomicU64, AtomicU8, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::Duration;
@@ -135,7 +134,7 @@ impl<H: DispatchHandler> DispatchHandler for Metered<H> {
         self.inner.on_response_data(chunk);
     }
 
-    fn on_response_end(&mut self, trailers: HeaderMap) {
+    fn on_response_end(&mut self, trailers: RawHeaders) {
         self.finish(self.outcome);
         self.inner.on_response_end(trailers);
     }

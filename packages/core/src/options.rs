@@ -15,6 +15,12 @@ pub struct AgentOptions {
     pub body_timeout: Option<Duration>,
     /// undici `keepAliveTimeout` (default 4 s): how long an idle connection is kept for reuse.
     pub keep_alive_timeout: Duration,
+    /// undici `keepAliveMaxTimeout` (default 600 s): the longest idle time a server's `Keep-Alive: timeout=`
+    /// hint may grant a connection.
+    pub keep_alive_max_timeout: Duration,
+    /// undici `keepAliveTimeoutThreshold` (default 2 s): taken off the server's hint, so a connection is not
+    /// reused just as the server closes it.
+    pub keep_alive_timeout_threshold: Duration,
     /// undici `maxResponseSize` (default: unlimited).
     pub max_response_size: Option<u64>,
     /// undici `maxHeaderSize` (default 16 KiB): total bytes of response header names and values.
@@ -48,6 +54,8 @@ impl Default for AgentOptions {
             headers_timeout: Some(Duration::from_secs(300)),
             body_timeout: Some(Duration::from_secs(300)),
             keep_alive_timeout: Duration::from_secs(4),
+            keep_alive_max_timeout: Duration::from_secs(600),
+            keep_alive_timeout_threshold: Duration::from_secs(2),
             max_response_size: None,
             max_header_size: 16 * 1024,
             allow_h2: false,

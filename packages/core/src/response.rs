@@ -9,31 +9,22 @@ use crate::options::AgentOptions;
 use crate::policy::upstream::{upstream_failed, Permit};
 use crate::runtime::within;
 use crate::transport::slots::Slot;
-use crate::transport::IncomingBody;
+use crate::transport::{BodyPiece, IncomingBody, Response};
 use bytes::Bytes;
-use http::HeaderMap;
-use http_body_util::BodyExt;
 use std::time::Duration;
-
-fn header_bytes(headers: &HeaderMap) -> usize {
-    headers
-        .iter()
-        .map(|(n, v)| n.as_str().len() + v.len() + 4)
-        .sum()
-}
 
 /// Hands a response on: head, body chunks as the controller allows, trailers. `held` (the request's place
 /// in its origin's request slots and circuit breaker) lasts until the body ended.
 pub(crate) async fn deliver<H: DispatchHandler>(
     options: &AgentOptions,
     body_timeout: Option<Duration>,
-    response: http::Response<IncomingBody>,
+    response: Response,
     held: (Slot, Permit),
     controller: &RequestController,
     handler: &mut H,
 ) -> Result<(), CoreError> {
     let (slot, permit) = held;
-    let failed_status = response.status().is_server_error();
+    let failed_status = (500..600).contains(&response.status);
     let result = stream_response(options, body_timeout, response, controller, handler).await;
     permit.record(failed_status || result.as_ref().is_err_and(upstream_failed));
     drop(slot);
@@ -43,56 +34,59 @@ pub(crate) async fn deliver<H: DispatchHandler>(
 async fn stream_response<H: DispatchHandler>(
     options: &AgentOptions,
     body_timeout: Option<Duration>,
-    response: http::Response<IncomingBody>,
+    response: Response,
     controller: &RequestController,
     handler: &mut H,
 ) -> Result<(), CoreError> {
-    let (parts, mut body) = response.into_parts();
-    if header_bytes(&parts.headers) > options.max_header_size {
+    let Response {
+        status,
+        reason,
+        version,
+        headers,
+        remote,
+        local,
+        body,
+    } = response;
+    let mut body: IncomingBody = body;
+    // The HTTP/1.1 engine enforces maxHeaderSize while reading; hyper's paths are checked once parsed.
+    if !matches!(body, IncomingBody::H1(_)) && headers.wire_size() > options.max_header_size {
         return Err(CoreError::new(
             ErrorKind::HeadersOverflow,
             "Headers Overflow Error",
         ));
     }
     // HTTP/2 has no reason phrase on the wire: undici reports '' there, and the server's own phrase on HTTP/1.1.
-    let status_text = if parts.version >= http::Version::HTTP_2 {
+    let status_text = if version >= http::Version::HTTP_2 {
         Bytes::new()
     } else {
-        match parts.extensions.get::<hyper::ext::ReasonPhrase>() {
-            Some(reason) => Bytes::copy_from_slice(reason.as_bytes()),
-            None => Bytes::from_static(parts.status.canonical_reason().unwrap_or("").as_bytes()),
-        }
+        reason.unwrap_or_else(|| {
+            Bytes::from_static(
+                http::StatusCode::from_u16(status)
+                    .ok()
+                    .and_then(|s| s.canonical_reason())
+                    .unwrap_or("")
+                    .as_bytes(),
+            )
+        })
     };
-    let connection = parts
-        .extensions
-        .get::<hyper_util::client::legacy::connect::HttpInfo>();
     handler.on_response_start(ResponseHead {
-        status: parts.status.as_u16(),
+        status,
         status_text,
-        version: parts.version,
-        remote_addr: connection.map(|info| info.remote_addr()),
-        local_addr: connection.map(|info| info.local_addr()),
-        headers: parts.headers,
+        version,
+        remote_addr: remote,
+        local_addr: local,
+        headers,
     });
 
     let mut received: u64 = 0;
-    let mut trailers = HeaderMap::new();
     loop {
         controller.ready().await;
-        let frame = within(body_timeout, body.frame(), || {
+        let piece = within(body_timeout, body.next(), || {
             CoreError::new(ErrorKind::BodyTimeout, "Body Timeout Error")
         })
-        .await?;
-        let frame = match frame {
-            None => break,
-            Some(Err(e)) => return Err(e),
-            Some(Ok(frame)) => frame,
-        };
-        match frame.into_data() {
-            Ok(data) => {
-                if data.is_empty() {
-                    continue;
-                }
+        .await??;
+        match piece {
+            BodyPiece::Data(data) => {
                 received += data.len() as u64;
                 if options.max_response_size.is_some_and(|max| received > max) {
                     return Err(CoreError::new(
@@ -103,13 +97,10 @@ async fn stream_response<H: DispatchHandler>(
                 controller.charge(data.len());
                 handler.on_response_data(data);
             }
-            Err(frame) => {
-                if let Ok(t) = frame.into_trailers() {
-                    trailers.extend(t);
-                }
+            BodyPiece::End(trailers) => {
+                handler.on_response_end(trailers);
+                return Ok(());
             }
         }
     }
-    handler.on_response_end(trailers);
-    Ok(())
 }

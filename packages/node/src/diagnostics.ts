@@ -218,10 +218,14 @@ export class DiagnosticsRequest {
     if (traits.h2c) {
       text = `:authority: ${host}\r\n:method: ${this.method}\r\n:path: ${this.path}\r\n:scheme: ${this.protocol.slice(0, -1)}\r\n`
     } else {
-      text = `${this.method} ${this.path} HTTP/1.1\r\nhost: ${host}\r\n`
+      // As undici writes it: host, then keep-alive or close, then the caller's fields (content-length and
+      // transfer-encoding follow the published text).
+      text = `${this.method} ${this.path} HTTP/1.1\r\nhost: ${host}\r\nconnection: ${this.reset === true ? 'close' : 'keep-alive'}\r\n`
     }
     for (let i = 0; i + 1 < fields.length; i += 2) {
-      if (fields[i] !== 'host') text += `${fields[i]}: ${fields[i + 1]}\r\n`
+      const name = fields[i].toLowerCase()
+      if (name === 'host' || name === 'connection' || (name === 'content-length' && !traits.h2c)) continue
+      text += `${fields[i]}: ${fields[i + 1]}\r\n`
     }
     return text
   }

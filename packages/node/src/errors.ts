@@ -46,9 +46,16 @@ export interface Destination {
   address: string
 }
 
-function systemError(code: string, destination: Destination): SystemError {
-  const syscall = code === 'ENOTFOUND' || code === 'EAI_AGAIN' ? 'getaddrinfo' : 'connect'
-  const text = syscall === 'getaddrinfo' ? `getaddrinfo ${code} ${destination.hostname}` : `connect ${code} ${destination.address}`
+function systemError(code: string, message: string, destination: Destination): SystemError {
+  // An established connection failing says which call failed (`read ECONNRESET`), as Node's socket does.
+  const io = /^(read|write) /.exec(message)?.[1]
+  const syscall = io ?? (code === 'ENOTFOUND' || code === 'EAI_AGAIN' ? 'getaddrinfo' : 'connect')
+  const text =
+    io !== undefined
+      ? `${io} ${code}`
+      : syscall === 'getaddrinfo'
+        ? `getaddrinfo ${code} ${destination.hostname}`
+        : `connect ${code} ${destination.address}`
   const err = new Error(text) as SystemError
   err.code = code
   err.syscall = syscall
@@ -93,7 +100,9 @@ export function errorFromCore(code: string, message: string, destination: Destin
       return new RateLimitError(message)
     default:
       if (isTlsCode(code)) return tlsError(code, message, destination.hostname)
-      if (/^E[A-Z0-9_]+$/.test(code)) return systemError(code, destination)
+      // undici 7 leaves HTTPParserError's code undefined (it looks llhttp's name up by number and finds none).
+      if (code.startsWith('HPE_')) return new errors.HTTPParserError(message)
+      if (/^E[A-Z0-9_]+$/.test(code)) return systemError(code, message, destination)
       return Object.assign(new errors.UndiciError(message), { code })
   }
 }

@@ -1,7 +1,7 @@
 /**
  * Response header shapes. The native side hands headers over as a flat `name, value, …` list of latin1
- * strings (names already lower-case); undici's two handler styles want them as an object (repeated names as
- * arrays) or as raw Buffers.
+ * strings (names as the server spelled them); undici's two handler styles want them as an object keyed by
+ * lower-case names (repeated names as arrays) or as raw Buffers.
  */
 import type { IncomingHttpHeaders } from 'node:http'
 
@@ -10,7 +10,7 @@ export function headersObject(fields: readonly string[] | undefined, start: numb
   const out: Record<string, string | string[]> = {}
   if (fields === undefined) return out
   for (let i = start; i + 1 < fields.length; i += 2) {
-    const name = fields[i]
+    const name = fields[i].toLowerCase()
     const value = fields[i + 1]
     const existing = Object.hasOwn(out, name) ? out[name] : undefined
     if (existing === undefined) {

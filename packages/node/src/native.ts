@@ -15,6 +15,10 @@ export interface NativeAgentOptions {
   headersTimeout: number
   bodyTimeout: number
   keepAliveTimeout: number
+  /** Longest idle time a server's `Keep-Alive: timeout=` hint may grant (undici's `keepAliveMaxTimeout`). */
+  keepAliveMaxTimeout?: number
+  /** Taken off the server's hint (undici's `keepAliveTimeoutThreshold`). */
+  keepAliveTimeoutThreshold?: number
   maxResponseSize: number
   maxHeaderSize: number
   allowH2: boolean

@@ -93,7 +93,10 @@ export function nativeAgentOptions(options: AgentOptions): NativeAgentOptions {
   if (options.pipelining != null && (!Number.isInteger(options.pipelining) || options.pipelining < 0)) {
     throw new InvalidArgumentError('invalid pipelining')
   }
-  nonNegative('keepAliveMaxTimeout', options.keepAliveMaxTimeout, 600e3)
+  const threshold = (options as { keepAliveTimeoutThreshold?: unknown }).keepAliveTimeoutThreshold
+  if (threshold != null && (typeof threshold !== 'number' || !Number.isFinite(threshold))) {
+    throw new InvalidArgumentError('invalid keepAliveTimeoutThreshold')
+  }
   if (options.h2c != null && typeof options.h2c !== 'boolean') {
     throw new InvalidArgumentError('h2c must be a valid boolean value')
   }
@@ -112,6 +115,8 @@ export function nativeAgentOptions(options: AgentOptions): NativeAgentOptions {
     headersTimeout: nonNegative('headersTimeout', options.headersTimeout, 300e3),
     bodyTimeout: nonNegative('bodyTimeout', options.bodyTimeout, 300e3),
     keepAliveTimeout: nonNegative('keepAliveTimeout', options.keepAliveTimeout, 4e3),
+    keepAliveMaxTimeout: nonNegative('keepAliveMaxTimeout', options.keepAliveMaxTimeout, 600e3),
+    keepAliveTimeoutThreshold: Math.max(0, (threshold as number | undefined) ?? 2e3),
     maxResponseSize: options.maxResponseSize ?? -1,
     maxHeaderSize: options.maxHeaderSize ?? 16384,
     allowH2: options.allowH2 ?? false,

@@ -107,7 +107,8 @@ function addHeader(state: HeaderState, key: string, value: unknown): void {
   } else if (lower === 'expect') {
     throw new NotSupportedError('expect header not supported')
   }
-  for (const v of values) state.out.push(lower, v)
+  // Names go on the wire as the caller spelled them, as undici writes them.
+  for (const v of values) state.out.push(key, v)
 }
 
 function collectHeaders(headers: unknown, state: HeaderState): void {

@@ -164,7 +164,8 @@ describe('legacy handler', () => {
     expect(rec.statusMessage).toBe('OK')
     expect(rec.rawHeaders?.every((b) => Buffer.isBuffer(b))).toBe(true)
     const names = rec.rawHeaders?.filter((_, i) => i % 2 === 0).map((b) => b.toString())
-    expect(names?.filter((n) => n === 'set-cookie').length).toBe(2)
+    // Raw names as the server spelled them (node:http writes `Set-Cookie`), as undici hands them over.
+    expect(names?.filter((n) => n === 'Set-Cookie').length).toBe(2)
     expect(rec.body.toString()).toBe('ok')
     expect(rec.trailers).toEqual([])
   })

@@ -65,7 +65,10 @@ beforeAll(async () => {
     else if (req.url === '/hang') return
     else req.resume().on('end', () => res.end('hello'))
   })
-  agent = new Agent()
+  // Connections stay open for the whole file (no server hint, a long keepAliveTimeout): the gauges read by
+  // different tests must not change between them.
+  server.server.keepAliveTimeout = 0
+  agent = new Agent({ keepAliveTimeout: 600_000 })
   await (await request(`${server.origin}/`, { dispatcher: agent })).body.text()
   await (await request(`${server.origin}/`, { dispatcher: agent, method: 'POST', body: 'abc' })).body.text()
   await (await request(`${server.origin}/missing`, { dispatcher: agent })).body.text()

@@ -38,7 +38,9 @@ async function countingServer(delayMs: number): Promise<CountingServer> {
       res.end(req.url)
     }, delayMs)
   })
-  server.keepAliveTimeout = 60_000
+  // No `Keep-Alive: timeout=` hint (Node sends none when 0), so the agent's keepAliveTimeout decides how long a
+  // connection idles, as in undici, where a server's hint takes precedence over it.
+  server.keepAliveTimeout = 0
   server.on('connection', (socket: Socket) => {
     accepted++
     sockets.add(socket)

@@ -74,7 +74,7 @@ impl RetryOptions {
     pub(crate) fn after_status(
         &self,
         status: u16,
-        headers: &http::HeaderMap,
+        headers: &crate::handler::RawHeaders,
         retry: u32,
     ) -> Option<Duration> {
         if retry > self.max_retries || !self.status_codes.contains(&status) {
@@ -83,8 +83,8 @@ impl RetryOptions {
         let max = millis(self.max_timeout);
         if self.retry_after {
             if let Some(wait) = headers
-                .get(http::header::RETRY_AFTER)
-                .and_then(|v| v.to_str().ok())
+                .get("retry-after")
+                .and_then(|v| std::str::from_utf8(v).ok())
                 .and_then(retry_after)
             {
                 return Some(wait.min(max));
@@ -151,16 +151,18 @@ mod tests {
     #[test]
     fn retry_honours_retry_after_capped_by_max_timeout() {
         let r = RetryOptions::default();
-        let mut headers = http::HeaderMap::new();
-        assert_eq!(r.after_status(503, &headers, 1), Some(ms(500)));
-        assert_eq!(r.after_status(404, &headers, 1), None);
-        headers.insert("retry-after", "2".parse().unwrap());
-        assert_eq!(r.after_status(503, &headers, 1), Some(ms(2000)));
-        headers.insert("retry-after", "99999".parse().unwrap());
-        assert_eq!(r.after_status(429, &headers, 1), Some(ms(30_000)));
+        let with = |value: &str| {
+            let mut headers = crate::handler::RawHeaders::new();
+            headers.push("Retry-After", value.to_string());
+            headers
+        };
+        let none = crate::handler::RawHeaders::new();
+        assert_eq!(r.after_status(503, &none, 1), Some(ms(500)));
+        assert_eq!(r.after_status(404, &none, 1), None);
+        assert_eq!(r.after_status(503, &with("2"), 1), Some(ms(2000)));
+        assert_eq!(r.after_status(429, &with("99999"), 1), Some(ms(30_000)));
         let later = httpdate::fmt_http_date(std::time::SystemTime::now() + ms(5_000));
-        headers.insert("retry-after", later.parse().unwrap());
-        let wait = r.after_status(503, &headers, 1).unwrap();
+        let wait = r.after_status(503, &with(&later), 1).unwrap();
         assert!(wait > ms(3_500) && wait <= ms(5_000), "{wait:?}");
     }
 
@@ -171,7 +173,10 @@ mod tests {
             ..RetryOptions::default()
         };
         let waits: Vec<Duration> = (0..50)
-            .map(|_| r.after_status(503, &http::HeaderMap::new(), 1).unwrap())
+            .map(|_| {
+                r.after_status(503, &crate::handler::RawHeaders::new(), 1)
+                    .unwrap()
+            })
             .collect();
         assert!(waits.iter().all(|w| *w >= ms(250) && *w <= ms(500)));
         assert!(waits.iter().any(|w| *w != waits[0]), "jitter varies");

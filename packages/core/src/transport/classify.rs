@@ -125,7 +125,7 @@ fn tls_failure(err: &rustls::Error) -> CoreError {
 }
 
 /// Node's `code` for an OS error that happens while connecting.
-fn os_code(err: &io::Error) -> Option<&'static str> {
+pub(crate) fn os_code(err: &io::Error) -> Option<&'static str> {
     Some(match err.kind() {
         io::ErrorKind::ConnectionRefused => "ECONNREFUSED",
         io::ErrorKind::ConnectionReset => "ECONNRESET",

@@ -1,85 +1,207 @@
 //! How requests reach the network: the [`Transport`] an agent sends through, and the request and response
 //! bodies it carries.
 //!
-//! Two paths, one file each: agents without a proxy take the direct one (`direct.rs`: hyper-util's pooled
-//! client over our rustls connector); agents with a proxy take reqwest (`proxied.rs`), for its proxy support
-//! (forward proxying, CONNECT tunnels, socks5). The direct path exists because reqwest's per-request work (its
-//! redirect layer and `Url` handling re-parse every URL, header merging, boxed futures) cost about as much CPU
-//! as hyper itself in profiles, for features an undici-style dispatcher never uses.
+//! Three paths. Plain HTTP/1.1 — `http:` origins, and `https:` ones when HTTP/2 is not in play — goes through
+//! the core's own engine (`h1/`): the request's task drives its connection, header names keep their case, and
+//! no task or channel sits between a request and its socket (hyper-util's per-request hand-offs between tasks
+//! cost more CPU than the exchange itself in profiles). HTTP/2 (`allowH2` on `https:` origins, `h2c`) takes
+//! the direct path (`direct.rs`: hyper-util's pooled client over our rustls connector). Agents with a proxy
+//! take reqwest (`proxied.rs`), for its proxy support (forward proxying, CONNECT tunnels, socks5).
 //!
 //! Beside them: TLS as Node configures it (`tls.rs`), proxies as undici configures them (`proxy.rs`), the
 //! connection events undici reports (`connections.rs`), the per-origin request slots that stand in for
 //! undici's `connections` cap (`slots.rs`), and the classification of transport failures into undici's errors
 //! (`classify.rs`).
 
-mod classify;
+pub(crate) mod classify;
 pub(crate) mod connections;
 mod direct;
+pub(crate) mod h1;
 mod proxied;
 mod proxy;
 pub(crate) mod slots;
-mod tls;
+pub(crate) mod tls;
 
 use crate::body::PullBody;
 use crate::error::CoreError;
+use crate::handler::RawHeaders;
 use crate::options::AgentOptions;
 use bytes::Bytes;
 use connections::ConnectionObserver;
+pub(crate) use h1::BodyPiece;
+use http::{HeaderMap, HeaderName, HeaderValue, Method};
 use http_body::{Body, Frame, SizeHint};
+use http_body_util::BodyExt;
+use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
 /// The agent's way to the network.
 #[derive(Clone)]
-pub(crate) enum Transport {
-    /// hyper-util's pooled client over our connector: every agent without a proxy. Behind an `Arc` so that
-    /// the per-request clone is one reference count, not the client's own several.
+pub(crate) struct Transport {
+    /// The HTTP/1.1 engine, for the origins it serves (see [`Transport::engine_for`]).
+    h1: Option<Arc<h1::Http1>>,
+    /// Whether `https:` origins go through the engine too (HTTP/2 is not offered to them).
+    h1_https: bool,
+    other: Other,
+}
+
+/// Every path but the engine's.
+#[derive(Clone)]
+enum Other {
+    /// hyper-util's pooled client over our connector (HTTP/2). Behind an `Arc` so that the per-request
+    /// clone is one reference count, not the client's own several.
     Direct(Arc<direct::DirectClient>),
     /// reqwest, for its proxy support.
     Proxied(reqwest::Client),
 }
 
+/// One attempt of a request.
+pub(crate) struct Outgoing<'a> {
+    pub method: &'a Method,
+    pub uri: &'a http::Uri,
+    /// `scheme://authority`.
+    pub origin: &'a str,
+    /// Names in the caller's case.
+    pub headers: &'a [(Bytes, Bytes)],
+    pub body: OutgoingBody,
+}
+
+/// A response head from any path, and its body.
+pub(crate) struct Response {
+    pub status: u16,
+    /// The reason phrase as sent (HTTP/1.1); `None` when the path does not tell.
+    pub reason: Option<Bytes>,
+    pub version: http::Version,
+    pub headers: RawHeaders,
+    pub remote: Option<SocketAddr>,
+    pub local: Option<SocketAddr>,
+    pub body: IncomingBody,
+}
+
 impl Transport {
-    /// `observer` hears of every connection the direct path opens and closes (reqwest's proxied pool does
-    /// not tell).
+    /// `observer` hears of every connection the engine and the direct path open and close (reqwest's
+    /// proxied pool does not tell).
     pub(crate) fn build(
         options: &AgentOptions,
         observer: ConnectionObserver,
     ) -> Result<Transport, CoreError> {
         if options.proxy.is_some() {
-            return Ok(Transport::Proxied(proxied::client(options)?));
+            return Ok(Transport {
+                h1: None,
+                h1_https: false,
+                other: Other::Proxied(proxied::client(options)?),
+            });
         }
-        Ok(Transport::Direct(Arc::new(direct::client(
-            options, observer,
-        )?)))
+        let h1 = if options.h2c {
+            None
+        } else {
+            Some(Arc::new(h1::Http1::new(options, Arc::clone(&observer))?))
+        };
+        Ok(Transport {
+            h1,
+            h1_https: !options.allow_h2,
+            other: Other::Direct(Arc::new(direct::client(options, observer)?)),
+        })
     }
 
-    /// Sends `request` and waits for the response head.
-    pub(crate) async fn send(
-        &self,
-        request: http::Request<OutgoingBody>,
-    ) -> Result<http::Response<IncomingBody>, CoreError> {
-        match self {
-            Transport::Direct(client) => {
+    fn engine_for(&self, uri: &http::Uri) -> Option<&h1::Http1> {
+        let h1 = self.h1.as_deref()?;
+        match uri.scheme_str() {
+            Some("http") => Some(h1),
+            Some("https") if self.h1_https => Some(h1),
+            _ => None,
+        }
+    }
+
+    /// Sends a request and waits for the response head.
+    pub(crate) async fn send(&self, request: Outgoing<'_>) -> Result<Response, CoreError> {
+        if let Some(h1) = self.engine_for(request.uri) {
+            return send_h1(h1, request).await;
+        }
+        let mut headers = HeaderMap::with_capacity(request.headers.len());
+        for (name, value) in request.headers {
+            let name = HeaderName::from_bytes(name)
+                .map_err(|e| CoreError::invalid_argument(format!("invalid header name: {e}")))?;
+            let value = HeaderValue::from_maybe_shared(value.clone())
+                .map_err(|e| CoreError::invalid_argument(format!("invalid header value: {e}")))?;
+            headers.append(name, value);
+        }
+        let mut built = http::Request::new(request.body);
+        *built.method_mut() = request.method.clone();
+        *built.uri_mut() = request.uri.clone();
+        *built.headers_mut() = headers;
+        let (parts, body) = match &self.other {
+            Other::Direct(client) => {
                 let response = client
-                    .request(request)
+                    .request(built)
                     .await
                     .map_err(|e| classify::direct_send(&e))?;
-                Ok(response.map(IncomingBody::Direct))
+                let (parts, body) = response.into_parts();
+                (parts, IncomingBody::Direct(body))
             }
-            Transport::Proxied(client) => {
-                let request = reqwest::Request::try_from(request.map(reqwest::Body::wrap))
+            Other::Proxied(client) => {
+                let request = reqwest::Request::try_from(built.map(reqwest::Body::wrap))
                     .map_err(|e| CoreError::invalid_argument(format!("invalid request: {e}")))?;
                 let response = client
                     .execute(request)
                     .await
                     .map_err(|e| classify::proxied_send(&e))?;
                 let response: http::Response<reqwest::Body> = response.into();
-                Ok(response.map(IncomingBody::Proxied))
+                let (parts, body) = response.into_parts();
+                (parts, IncomingBody::Proxied(body))
             }
-        }
+        };
+        let reason = parts
+            .extensions
+            .get::<hyper::ext::ReasonPhrase>()
+            .map(|reason| Bytes::copy_from_slice(reason.as_bytes()));
+        let connection = parts
+            .extensions
+            .get::<hyper_util::client::legacy::connect::HttpInfo>();
+        Ok(Response {
+            status: parts.status.as_u16(),
+            reason,
+            version: parts.version,
+            headers: RawHeaders::from_map(&parts.headers),
+            remote: connection.map(|info| info.remote_addr()),
+            local: connection.map(|info| info.local_addr()),
+            body,
+        })
     }
+}
+
+async fn send_h1(h1: &h1::Http1, request: Outgoing<'_>) -> Result<Response, CoreError> {
+    let target = h1::Target::of(request.uri)
+        .ok_or_else(|| CoreError::invalid_argument("invalid url: an http(s) URL is required"))?;
+    let body = match request.body {
+        OutgoingBody::Empty | OutgoingBody::Full(None) => h1::RequestBody::None,
+        OutgoingBody::Full(Some(bytes)) => h1::RequestBody::Bytes(bytes),
+        OutgoingBody::Pull(pull) => h1::RequestBody::Pull(pull),
+    };
+    let response = h1
+        .send(
+            request.origin,
+            &target,
+            h1::Request {
+                method: request.method.as_str(),
+                target: request.uri.path_and_query().map_or("/", |p| p.as_str()),
+                authority: request.uri.authority().map_or("", |a| a.as_str()),
+                headers: request.headers,
+                body,
+            },
+        )
+        .await?;
+    Ok(Response {
+        status: response.status,
+        reason: Some(response.reason),
+        version: response.version,
+        headers: response.headers,
+        remote: Some(response.remote),
+        local: response.local,
+        body: IncomingBody::H1(response.body),
+    })
 }
 
 /// A request body as hyper sends it: nothing, bytes known up front, or chunks pulled from the caller.
@@ -121,41 +243,48 @@ impl Body for OutgoingBody {
     }
 }
 
-/// A response body from either transport, with its errors already classified.
+/// A response body from any path, with its errors already classified.
 pub(crate) enum IncomingBody {
+    H1(h1::ResponseBody),
     Direct(hyper::body::Incoming),
     Proxied(reqwest::Body),
 }
 
-impl Body for IncomingBody {
-    type Data = Bytes;
-    type Error = CoreError;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, CoreError>>> {
-        match self.get_mut() {
-            IncomingBody::Direct(body) => Pin::new(body)
-                .poll_frame(cx)
-                .map(|frame| frame.map(|r| r.map_err(|e| classify::body(&e)))),
-            IncomingBody::Proxied(body) => Pin::new(body)
-                .poll_frame(cx)
-                .map(|frame| frame.map(|r| r.map_err(|e| classify::body(&e)))),
-        }
-    }
-
-    fn is_end_stream(&self) -> bool {
-        match self {
-            IncomingBody::Direct(body) => body.is_end_stream(),
-            IncomingBody::Proxied(body) => body.is_end_stream(),
-        }
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        match self {
-            IncomingBody::Direct(body) => body.size_hint(),
-            IncomingBody::Proxied(body) => body.size_hint(),
+impl IncomingBody {
+    /// The next piece of the body: data, or its end with the trailers. Nothing is to be asked after the
+    /// end or an error.
+    pub(crate) async fn next(&mut self) -> Result<BodyPiece, CoreError> {
+        let mut trailers = RawHeaders::new();
+        loop {
+            let frame = match self {
+                IncomingBody::H1(body) => {
+                    return body
+                        .next()
+                        .await
+                        .unwrap_or(Ok(BodyPiece::End(RawHeaders::new())))
+                }
+                IncomingBody::Direct(body) => body
+                    .frame()
+                    .await
+                    .map(|frame| frame.map_err(|e| classify::body(&e))),
+                IncomingBody::Proxied(body) => body
+                    .frame()
+                    .await
+                    .map(|frame| frame.map_err(|e| classify::body(&e))),
+            };
+            let frame: Frame<Bytes> = match frame {
+                None => return Ok(BodyPiece::End(trailers)),
+                Some(frame) => frame?,
+            };
+            match frame.into_data() {
+                Ok(data) if data.is_empty() => {}
+                Ok(data) => return Ok(BodyPiece::Data(data)),
+                Err(frame) => {
+                    if let Ok(map) = frame.into_trailers() {
+                        trailers = RawHeaders::from_map(&map);
+                    }
+                }
+            }
         }
     }
 }

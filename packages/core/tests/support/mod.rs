@@ -4,7 +4,6 @@
 #![allow(dead_code)]
 
 use bytes::Bytes;
-use http::HeaderMap;
 use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::service::service_fn;
@@ -12,7 +11,7 @@ use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
 use reqwest_dispatcher_core::{
     Agent, AgentOptions, BodyChunk, BodyPull, CoreError, DispatchHandler, DispatchRequest,
-    RequestController, ResponseHead,
+    RawHeaders, RequestController, ResponseHead,
 };
 use std::convert::Infallible;
 use std::future::Future;
@@ -32,7 +31,7 @@ pub const LIMIT: Duration = Duration::from_secs(5);
 pub enum Event {
     Start(ResponseHead),
     Data(Bytes),
-    End(HeaderMap),
+    End(RawHeaders),
     Error(CoreError),
     Retry(u32),
 }
@@ -61,7 +60,7 @@ impl DispatchHandler for Recorder {
     fn on_response_data(&mut self, chunk: Bytes) {
         self.record(Event::Data(chunk));
     }
-    fn on_response_end(&mut self, trailers: HeaderMap) {
+    fn on_response_end(&mut self, trailers: RawHeaders) {
         self.record(Event::End(trailers));
     }
     fn on_error(&mut self, error: CoreError) {
@@ -129,7 +128,7 @@ pub struct Outcome {
     pub head: Option<ResponseHead>,
     pub body: Vec<u8>,
     pub data_events: usize,
-    pub trailers: Option<HeaderMap>,
+    pub trailers: Option<RawHeaders>,
     pub error: Option<CoreError>,
     /// The request ended without any event at all (the handler was dropped silently).
     pub silent: bool,
@@ -178,7 +177,7 @@ impl Outcome {
     }
 
     /// The response of a request that must have succeeded.
-    pub fn ok(self) -> (ResponseHead, Vec<u8>, HeaderMap) {
+    pub fn ok(self) -> (ResponseHead, Vec<u8>, RawHeaders) {
         match (self.head, self.trailers, self.error) {
             (Some(head), Some(trailers), None) => (head, self.body, trailers),
             (head, _, error) => {

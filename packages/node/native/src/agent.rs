@@ -102,6 +102,11 @@ fn proxy_options(cx: &mut FunctionContext, proxy: Handle<JsObject>) -> NeonResul
     })
 }
 
+/// Milliseconds as a duration: negative or NaN is zero, too large is the longest duration (never a panic).
+fn millis(ms: f64) -> Duration {
+    Duration::try_from_secs_f64(ms.max(0.0) / 1000.0).unwrap_or(Duration::MAX)
+}
+
 /// `agentNew(options, deliver, agentId)`: options were validated and defaulted by the TypeScript layer.
 pub fn agent_new(mut cx: FunctionContext) -> JsResult<BoxedAgent> {
     let options = cx.argument::<JsObject>(0)?;
@@ -121,6 +126,12 @@ pub fn agent_new(mut cx: FunctionContext) -> JsResult<BoxedAgent> {
     }
     if let Some(ms) = number_option(&mut cx, options, "keepAliveTimeout")? {
         core.keep_alive_timeout = Duration::from_secs_f64(ms.max(0.0) / 1000.0);
+    }
+    if let Some(ms) = number_option(&mut cx, options, "keepAliveMaxTimeout")? {
+        core.keep_alive_max_timeout = millis(ms);
+    }
+    if let Some(ms) = number_option(&mut cx, options, "keepAliveTimeoutThreshold")? {
+        core.keep_alive_timeout_threshold = millis(ms);
     }
     if let Some(max) = number_option(&mut cx, options, "maxResponseSize")? {
         core.max_response_size = (max >= 0.0).then_some(max as u64);

@@ -26,12 +26,11 @@
 
 use crate::marshal::{join_fields, join_fields_after, FIELD_SEPARATOR};
 use bytes::{Bytes, BytesMut};
-use http::HeaderMap;
 use neon::prelude::*;
 use neon::types::buffer::TypedArray;
 use reqwest_dispatcher_core::{
-    AgentEvent, BodySender, ConnectionEvent, CoreError, DispatchHandler, RequestController,
-    ResponseHead,
+    AgentEvent, BodySender, ConnectionEvent, CoreError, DispatchHandler, RawHeaders,
+    RequestController, ResponseHead,
 };
 use std::collections::HashMap;
 use std::fmt::Write;
@@ -57,7 +56,7 @@ const CONNECTING: f64 = 11.0;
 pub enum Event {
     Start(u64, ResponseHead),
     Data(u64, Bytes, RequestController),
-    End(u64, HeaderMap),
+    End(u64, RawHeaders),
     Error(u64, CoreError),
     Pull(u64),
     /// The retry policy sends the request again (retry number).
@@ -391,7 +390,7 @@ impl DispatchHandler for QueueHandler {
             .push(Event::Data(self.id, chunk, self.controller.clone()));
     }
 
-    fn on_response_end(&mut self, trailers: HeaderMap) {
+    fn on_response_end(&mut self, trailers: RawHeaders) {
         self.queue.push(Event::End(self.id, trailers));
     }
 

@@ -3,7 +3,7 @@
 //! Header bytes travel as latin1 strings, as undici treats them: every byte maps to the code point of the same
 //! value, so any byte sequence survives the round trip.
 
-use http::HeaderMap;
+use reqwest_dispatcher_core::RawHeaders;
 use std::time::Duration;
 
 /// A string to bytes, one byte per char (latin1); chars above U+00FF keep their low byte, as Node's latin1
@@ -20,24 +20,25 @@ pub fn string_to_latin1(s: String) -> Vec<u8> {
 pub const FIELD_SEPARATOR: char = '\0';
 
 /// `[first\0]name\0value\0…` as one latin1 string: one JS string per head instead of two per header.
-pub fn join_fields(first: Option<&[u8]>, headers: &HeaderMap) -> String {
+/// Names keep the sender's case.
+pub fn join_fields(first: Option<&[u8]>, headers: &RawHeaders) -> String {
     join_fields_after(String::new(), first, headers)
 }
 
 /// [`join_fields`] appended to `out` (which, when not empty, already ends with a separator).
-pub fn join_fields_after(mut out: String, first: Option<&[u8]>, headers: &HeaderMap) -> String {
+pub fn join_fields_after(mut out: String, first: Option<&[u8]>, headers: &RawHeaders) -> String {
     if let Some(first) = first {
         push_latin1(&mut out, first);
     }
     let mut started = first.is_some();
-    for (name, value) in headers {
+    for (name, value) in headers.iter() {
         if started {
             out.push(FIELD_SEPARATOR);
         }
         started = true;
-        out.push_str(name.as_str());
+        push_latin1(&mut out, name);
         out.push(FIELD_SEPARATOR);
-        push_latin1(&mut out, value.as_bytes());
+        push_latin1(&mut out, value);
     }
     out
 }
@@ -90,22 +91,19 @@ mod tests {
 
     #[test]
     fn fields_join_and_split_back() {
-        let mut headers = HeaderMap::new();
-        headers.append("set-cookie", http::HeaderValue::from_static("a=1"));
-        headers.append("set-cookie", http::HeaderValue::from_static("b=2"));
-        headers.insert(
-            "x-latin1",
-            http::HeaderValue::from_bytes(b"caf\xe9").unwrap(),
-        );
+        let mut headers = RawHeaders::new();
+        headers.push("Set-Cookie", "a=1");
+        headers.push("set-cookie", "b=2");
+        headers.push("x-latin1", &b"caf\xe9"[..]);
         let joined = join_fields(Some(b"OK"), &headers);
         let (status, rest) = joined.split_once(FIELD_SEPARATOR).unwrap();
         assert_eq!(status, "OK");
         let pairs = split_fields(rest);
         assert_eq!(pairs.len(), 3);
-        assert_eq!(pairs[0], ("set-cookie".to_string(), b"a=1".to_vec()));
+        assert_eq!(pairs[0], ("Set-Cookie".to_string(), b"a=1".to_vec()));
         assert_eq!(pairs[2], ("x-latin1".to_string(), b"caf\xe9".to_vec()));
-        assert_eq!(join_fields(None, &HeaderMap::new()), "");
-        assert_eq!(join_fields(Some(b""), &HeaderMap::new()), "");
+        assert_eq!(join_fields(None, &RawHeaders::new()), "");
+        assert_eq!(join_fields(Some(b""), &RawHeaders::new()), "");
     }
 
     #[test]

@@ -11,7 +11,9 @@ export interface Running {
 
 export async function httpServer(handler: http.RequestListener): Promise<Running & { server: http.Server }> {
   const server = http.createServer(handler)
-  server.keepAliveTimeout = 1000
+  // Node's default: `Keep-Alive: timeout=5`, which undici (and this agent) reuse connections under. A hint of
+  // 2 s or less (the keepAliveTimeoutThreshold) means no reuse to undici.
+  server.keepAliveTimeout = 5000
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
   const { port } = server.address() as AddressInfo
   return {

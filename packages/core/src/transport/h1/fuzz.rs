@@ -1,0 +1,149 @@
+//! Property tests over the engine's parsing and framing: arbitrary bytes never panic, and well-formed
+//! input decodes to what was encoded however it is split across reads.
+
+use super::body::{BodyDecoder, Decoded};
+use super::head::{Framing, HeadReader, Parsed};
+use bytes::BytesMut;
+use proptest::prelude::*;
+
+fn config() -> ProptestConfig {
+    ProptestConfig {
+        cases: 512,
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    }
+}
+
+/// Feeds `input` to a head reader in pieces of `step` bytes, as reads would deliver it.
+fn read_head(input: &[u8], step: usize, max: usize) -> Result<Option<Parsed>, ()> {
+    let mut reader = HeadReader::default();
+    let mut buf = BytesMut::new();
+    for piece in input.chunks(step.max(1)) {
+        buf.extend_from_slice(piece);
+        loop {
+            match reader.read(&mut buf, false, max) {
+                Ok(Parsed::Partial) => break,
+                Ok(Parsed::Informational) => continue,
+                Ok(head) => return Ok(Some(head)),
+                Err(_) => return Err(()),
+            }
+        }
+    }
+    Ok(None)
+}
+
+/// Decodes a body from `input` in pieces; `Some(body)` once it ended.
+fn decode(framing: Framing, input: &[u8], step: usize) -> Result<Option<Vec<u8>>, ()> {
+    let mut decoder = BodyDecoder::new(framing, 16 * 1024);
+    let mut buf = BytesMut::new();
+    let mut body = Vec::new();
+    for piece in input.chunks(step.max(1)) {
+        buf.extend_from_slice(piece);
+        loop {
+            match decoder.decode(&mut buf) {
+                Ok(Decoded::Data(data)) => body.extend_from_slice(&data),
+                Ok(Decoded::End(_)) => return Ok(Some(body)),
+                Ok(Decoded::NeedMore) => break,
+                Err(_) => return Err(()),
+            }
+        }
+    }
+    Ok(None)
+}
+
+fn chunked(body: &[u8], sizes: &[usize]) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut rest = body;
+    let mut sizes = sizes.iter().cycle();
+    while !rest.is_empty() {
+        let n = (*sizes.next().unwrap_or(&1)).clamp(1, rest.len());
+        out.extend_from_slice(format!("{n:x};ext=1\r\n").as_bytes());
+        out.extend_from_slice(&rest[..n]);
+        out.extend_from_slice(b"\r\n");
+        rest = &rest[n..];
+    }
+    out.extend_from_slice(b"0\r\nx-t: 1\r\n\r\n");
+    out
+}
+
+proptest! {
+    #![proptest_config(config())]
+
+    #[test]
+    fn arbitrary_heads_never_panic(input in proptest::collection::vec(any::<u8>(), 0..512), step in 1usize..64) {
+        let _ = read_head(&input, step, 256);
+    }
+
+    #[test]
+    fn head_like_input_never_panics(
+        status in "[0-9]{1,4}",
+        lines in proptest::collection::vec("[ -~\t\r\n]{0,40}", 0..12),
+        step in 1usize..32,
+    ) {
+        let mut input = format!("HTTP/1.1 {status} OK\r\n");
+        for line in &lines {
+            input.push_str(line);
+            input.push_str("\r\n");
+        }
+        input.push_str("\r\n");
+        let _ = read_head(input.as_bytes(), step, 16 * 1024);
+    }
+
+    #[test]
+    fn well_formed_heads_parse_the_same_in_any_split(
+        names in proptest::collection::vec("[A-Za-z][A-Za-z0-9-]{0,15}", 0..40),
+        step in 1usize..40,
+    ) {
+        let mut input = String::from("HTTP/1.1 200 OK\r\n");
+        for (i, name) in names.iter().enumerate() {
+            input.push_str(&format!("{name}: v{i}\r\n"));
+        }
+        input.push_str("\r\n");
+        match read_head(input.as_bytes(), step, 1 << 20) {
+            Ok(Some(Parsed::Head(head))) => {
+                let got: Vec<Vec<u8>> = head.headers.iter().map(|(n, _)| n.to_vec()).collect();
+                let want: Vec<Vec<u8>> = names.iter().map(|n| n.as_bytes().to_vec()).collect();
+                prop_assert_eq!(got, want);
+            }
+            other => prop_assert!(false, "{:?}", other.map(|p| p.is_some())),
+        }
+    }
+
+    #[test]
+    fn arbitrary_chunked_input_never_panics(input in proptest::collection::vec(any::<u8>(), 0..512), step in 1usize..64) {
+        let _ = decode(Framing::Chunked, &input, step);
+    }
+
+    #[test]
+    fn chunked_bodies_round_trip_in_any_split(
+        body in proptest::collection::vec(any::<u8>(), 0..2048),
+        sizes in proptest::collection::vec(1usize..300, 1..8),
+        step in 1usize..100,
+    ) {
+        let encoded = chunked(&body, &sizes);
+        prop_assert_eq!(decode(Framing::Chunked, &encoded, step), Ok(Some(body)));
+    }
+
+    #[test]
+    fn length_bodies_stop_at_their_length(
+        body in proptest::collection::vec(any::<u8>(), 0..2048),
+        extra in proptest::collection::vec(any::<u8>(), 0..64),
+        step in 1usize..100,
+    ) {
+        let mut input = body.clone();
+        input.extend_from_slice(&extra);
+        let got = decode(Framing::Length(body.len() as u64), &input, step);
+        prop_assert_eq!(got, Ok(Some(body)));
+    }
+
+    #[test]
+    fn content_length_values_parse_as_digits_within_u64(value in "[0-9+ ,-]{0,25}") {
+        let parsed = super::head::parse_length(value.as_bytes());
+        let expected = if !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()) {
+            value.parse::<u64>().ok()
+        } else {
+            None
+        };
+        prop_assert_eq!(parsed, expected);
+    }
+}
