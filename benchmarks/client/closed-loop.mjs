@@ -1,21 +1,32 @@
 /**
  * The load generator inside a client process: keeps `concurrency` requests in flight (a new one starts as soon
- * as one finishes), warms up, then measures for a fixed time. CPU is `process.cpuUsage()` over the measured
- * window, so it covers every thread of the process (JS, libuv, tokio workers), not just the JS thread.
+ * as one finishes), warms up, then measures for a fixed time. CPU over the measured window comes three ways
+ * (lib/thread-cpu.mjs): every thread of the process (JS, libuv, V8 helpers, tokio workers), the JavaScript
+ * thread alone, and the core's tokio threads.
  *
  * `send(done)` starts one request and calls `done(err?)` once its response body has been read to the end.
+ * With `busyUs`, every response is followed by that much synchronous JavaScript (a busy-wait) before the next
+ * request starts: the event loop of a service that has work of its own besides its HTTP calls.
  */
 import { performance } from 'node:perf_hooks'
 import { percentile } from '../lib/stats.mjs'
+import { cpuPerRequest, startThreadCpu } from '../lib/thread-cpu.mjs'
+
+/** Spends `us` microseconds of CPU on the JS thread. */
+function busyWait (us) {
+  const until = performance.now() + us / 1000
+  while (performance.now() < until);
+}
 
 /** Stop early when every request fails: the numbers would mean nothing. */
 const MAX_ERRORS_WITHOUT_SUCCESS = 200
 
-export function runClosedLoop (send, { concurrency, warmupMs, durationMs }) {
+export function runClosedLoop (send, { concurrency, warmupMs, durationMs, busyUs = 0 }) {
   return new Promise((resolve) => {
     let phase = 'warmup'
     let inFlight = 0
     let completed = 0
+    let warmedUp = 0
     let errors = 0
     let firstError = null
     let gaveUp = false
@@ -23,14 +34,15 @@ export function runClosedLoop (send, { concurrency, warmupMs, durationMs }) {
     const latencies = []
     let windowStart = 0
     let windowEnd = 0
-    let cpuAtStart = null
+    let cpuWindow = null
     let cpuUsed = null
 
     let finished = false
     const finish = () => {
       if (finished) return
       finished = true
-      clearTimeout(measureTimer)
+      clearTimeout(warmupTimer)
+      clearTimeout(warmupLimit)
       clearTimeout(stopTimer)
       latencies.sort((a, b) => a - b)
       const seconds = (windowEnd - windowStart) / 1000
@@ -40,7 +52,7 @@ export function runClosedLoop (send, { concurrency, warmupMs, durationMs }) {
         firstError: firstError && String(firstError.stack || firstError),
         seconds,
         rps: seconds > 0 ? completed / seconds : 0,
-        cpuUsPerRequest: completed > 0 && cpuUsed ? (cpuUsed.user + cpuUsed.system) / completed : null,
+        ...cpuPerRequest(cpuUsed, completed),
         p50Ms: percentile(latencies, 0.5),
         p99Ms: percentile(latencies, 0.99),
         stuckInFlight: inFlight,
@@ -69,7 +81,10 @@ export function runClosedLoop (send, { concurrency, warmupMs, durationMs }) {
           if (phase === 'measure') {
             completed++
             latencies.push(performance.now() - startedAt)
+          } else if (phase === 'warmup' && ++warmedUp >= concurrency && warmupTimerFired) {
+            startMeasuring()
           }
+          if (busyUs > 0) busyWait(busyUs)
         }
         if (phase !== 'stopping') startOne()
         else if (inFlight === 0) finish()
@@ -85,7 +100,7 @@ export function runClosedLoop (send, { concurrency, warmupMs, durationMs }) {
       if (phase === 'stopping') return
       if (phase === 'measure') {
         windowEnd = performance.now()
-        cpuUsed = process.cpuUsage(cpuAtStart)
+        cpuUsed = cpuWindow.stop()
       }
       phase = 'stopping'
       if (inFlight === 0) finish()
@@ -93,15 +108,23 @@ export function runClosedLoop (send, { concurrency, warmupMs, durationMs }) {
       setTimeout(finish, 5_000)
     }
 
-    const measureTimer = setTimeout(() => {
+    // Warm-up lasts `warmupMs` and until `concurrency` responses came back, so that connection set-up (TLS
+    // handshakes on a loaded machine can outlast the warm-up) stays out of the window; at most 10 s more.
+    let warmupTimerFired = false
+    let stopTimer = null
+    const startMeasuring = () => {
       if (phase !== 'warmup') return
       phase = 'measure'
-      completed = 0
       errors = 0
-      cpuAtStart = process.cpuUsage()
+      cpuWindow = startThreadCpu()
       windowStart = performance.now()
+      stopTimer = setTimeout(stop, durationMs)
+    }
+    const warmupTimer = setTimeout(() => {
+      warmupTimerFired = true
+      if (warmedUp >= concurrency) startMeasuring()
     }, warmupMs)
-    const stopTimer = setTimeout(stop, warmupMs + durationMs)
+    const warmupLimit = setTimeout(startMeasuring, warmupMs + 10_000)
 
     for (let i = 0; i < concurrency; i++) startOne()
   })
