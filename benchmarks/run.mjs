@@ -68,7 +68,7 @@ async function runClient (scenario, clientId, origin, tls, round) {
   if (options.cpuProf) {
     execArgv.push('--cpu-prof', `--cpu-prof-dir=${profileDir}`, `--cpu-prof-name=${scenario.id}.${clientId}.r${round}.cpuprofile`)
   }
-  const config = { clientId, scenario, protocol: scenario.protocol, origin, load, tls: { ca: tls.ca, caPath: tls.caPath } }
+  const config = { clientId, scenario, protocol: scenario.protocol, origin, load, tls: { ca: tls.ca, caPath: tls.caPath }, beforePackage: options.before }
   const streamSeconds = scenario.kind === 'stream' ? Number(scenario.path.split('/').pop()) / scenario.consumerBytesPerSecond : 0
   // Start-up, a warm-up waiting for its first responses (≤ 10 s more), draining (≤ 5 s) and closing (≤ 2 s)
   // fit in the slack; a child past it is stuck, not slow.

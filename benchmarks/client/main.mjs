@@ -38,8 +38,10 @@ function targetOf () {
 /** `{ send, close, note }` for load rows, or `{ unavailable }` when the client cannot run this row. */
 async function buildClient () {
   const [family, api] = config.clientId.split('-')
-  if (family === 'ours' || family === 'ourspolicies' || family === 'undici') {
-    const built = family === 'undici' ? undiciAgent(config) : await ourAgent(config, family === 'ourspolicies' ? POLICIES : {})
+  if (family === 'ours' || family === 'ourspolicies' || family === 'before' || family === 'undici') {
+    const built = family === 'undici'
+      ? undiciAgent(config)
+      : await ourAgent(config, family === 'ourspolicies' ? POLICIES : {}, family === 'before' ? config.beforePackage : null)
     if (!built.dispatcher) return { unavailable: built.unavailable }
     return {
       api,

@@ -9,9 +9,14 @@
  *   --clients=a,b        client ids to run (ours-dispatch, undici-fetch, node, impit, ceiling, …)
  *   --cpu-prof           write a V8 CPU profile of each client process to <out>/profiles/
  *   --out=DIR            where RESULTS.md, results.svg and results.json go (default: benchmarks/)
+ *   --before=DIR         also run another build of ours (DIR holds a copy of packages/node's dist/ and
+ *                        index.node, inside this repository so that it finds undici) as `before-<api>` clients,
+ *                        each right after ours: before/after figures of a change in one run
  */
+import { resolve } from 'node:path'
+
 export function parseArgs (argv) {
-  const options = { quick: false, only: null, clients: null, cpuProf: false, out: null, rounds: null, durationMs: null, warmupMs: null }
+  const options = { quick: false, only: null, clients: null, cpuProf: false, out: null, rounds: null, durationMs: null, warmupMs: null, before: null }
   for (const arg of argv) {
     const [name, value] = arg.split('=', 2)
     switch (name) {
@@ -23,6 +28,7 @@ export function parseArgs (argv) {
       case '--rounds': options.rounds = Number(value); break
       case '--duration': options.durationMs = Number(value); break
       case '--warmup': options.warmupMs = Number(value); break
+      case '--before': options.before = resolve(value); break
       default: throw new Error(`unknown option ${arg} (see the header of benchmarks/lib/args.mjs)`)
     }
   }

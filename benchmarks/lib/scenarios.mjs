@@ -27,6 +27,9 @@ export const CLIENT_LABELS = {
   'undici-request': 'undici.Agent · request()',
   'undici-fetch': 'undici.Agent · fetch()',
   'ourspolicies-dispatch': 'ours · dispatch, retry + breaker + rate limit on (ratios to ours · dispatch)',
+  'before-dispatch': 'before (--before build) · dispatch',
+  'before-request': 'before (--before build) · request()',
+  'before-fetch': 'before (--before build) · fetch()',
   node: 'node:http(s)/http2 keep-alive',
   impit: 'impit (fetch)',
   ceiling: 'ceiling (autocannon / h2load)'
@@ -36,7 +39,7 @@ export const CLIENT_LABELS = {
 export function baselineOf (clientId) {
   const [family, api] = clientId.split('-')
   if (family === 'ourspolicies') return `ours-${api}`
-  return family === 'ours' || family === 'undici' ? `undici-${api}` : 'undici-dispatch'
+  return family === 'ours' || family === 'before' || family === 'undici' ? `undici-${api}` : 'undici-dispatch'
 }
 
 /** Our dispatch and request() next to undici's: the rows that measure one property rather than every client. */
@@ -48,7 +51,15 @@ const API_PAIRS = ['ours-dispatch', 'undici-dispatch', 'ours-request', 'undici-r
  * JavaScript spent after each response, before the next request starts (a service with work of its own).
  * `short`: the title where space is scarce (the chart).
  */
-export function scenarios ({ quick }) {
+export function scenarios ({ quick, before = null }) {
+  const list = allScenarios(quick)
+  if (!before) return list
+  // `--before=DIR`: another build of ours runs right after ours through the same API, for before/after figures.
+  const withBefore = (clients) => clients.flatMap((id) => (id.startsWith('ours-') ? [id, id.replace('ours-', 'before-')] : [id]))
+  return list.map((s) => ({ ...s, clients: withBefore(s.clients) }))
+}
+
+function allScenarios (quick) {
   const scale = quick ? { requests: 2_000, delayMs: 500 } : { requests: 10_000, delayMs: 1_500 }
   return [
     { id: 'h1-get-64', title: 'HTTP/1.1 GET 64 B', kind: 'load', protocol: 'h1', method: 'GET', path: '/bytes/64', requestBytes: 0, clients: [...LOAD_CLIENTS, ...POLICY_CLIENTS] },

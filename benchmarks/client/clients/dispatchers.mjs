@@ -6,6 +6,8 @@
  * `SSL_CERT_FILE` variable (read by rustls-native-certs when the Agent's reqwest client is built); and when
  * neither gets a response, reports the row as unavailable instead of failing the run.
  */
+import { join } from 'node:path'
+import { pathToFileURL } from 'node:url'
 import { Agent as UndiciAgent, request } from 'undici'
 
 /** TLS options for the scenario's protocol (`h1` plain, `h1s` HTTPS HTTP/1.1, `h2` HTTP/2 over TLS). */
@@ -28,9 +30,13 @@ async function answers (dispatcher, origin) {
   }
 }
 
-/** Our Agent for the scenario; `extra` adds options (the policies row). */
-export async function ourAgent (config, extra = {}) {
-  const { Agent } = await import('reqwest-dispatcher')
+/**
+ * Our Agent for the scenario; `extra` adds options (the policies row). `packageDir` loads another build of
+ * ours (a directory holding a copy of packages/node's dist/ and index.node) instead of the workspace's.
+ */
+export async function ourAgent (config, extra = {}, packageDir = null) {
+  const entry = packageDir ? pathToFileURL(join(packageDir, 'dist', 'index.mjs')).href : 'reqwest-dispatcher'
+  const { Agent } = await import(entry)
   if (config.protocol === 'h1') return { dispatcher: new Agent(extra), note: null }
 
   const tlsOptions = { ...extra, ...tlsOptionsOf(config) }
