@@ -54,7 +54,7 @@ function oneLine (result) {
     return `RSS +${result.rssGrowthMiB.toFixed(1)} MiB, ${result.mibPerSecond.toFixed(1)} MiB/s, max RSS ${result.maxRssMiB.toFixed(0)} MiB`
   }
   const us = (value) => (value == null ? '—' : value.toFixed(1))
-  const cpu = `${us(result.cpuUsPerRequest)} (JS ${us(result.jsCpuUsPerRequest)}, core ${us(result.coreCpuUsPerRequest)})`
+  const cpu = `${us(result.cpuUsPerRequest)} (JS ${us(result.jsCpuUsPerRequest)} of which GC ${us(result.gcUsPerRequest)}, core ${us(result.coreCpuUsPerRequest)})`
   const errors = (result.errors ? `, ${result.errors} errors` : '') + (result.stuckInFlight ? `, ${result.stuckInFlight} STALLED` : '')
   return `${Math.round(result.rps)} req/s, ${cpu} µs CPU/req, p50 ${result.p50Ms?.toFixed(2) ?? '—'} ms, p99 ${result.p99Ms?.toFixed(2) ?? '—'} ms${errors}`
 }

@@ -8,9 +8,20 @@
  * With `busyUs`, every response is followed by that much synchronous JavaScript (a busy-wait) before the next
  * request starts: the event loop of a service that has work of its own besides its HTTP calls.
  */
-import { performance } from 'node:perf_hooks'
+import { performance, PerformanceObserver } from 'node:perf_hooks'
 import { percentile } from '../lib/stats.mjs'
 import { cpuPerRequest, startThreadCpu } from '../lib/thread-cpu.mjs'
+
+/** Sums the JS thread's GC pauses (V8's `gc` performance entries) while `counting()` says so. */
+function watchGc (counting) {
+  let ms = 0
+  const observer = new PerformanceObserver((list) => {
+    if (!counting()) return
+    for (const entry of list.getEntries()) ms += entry.duration
+  })
+  observer.observe({ entryTypes: ['gc'] })
+  return { stop: () => { observer.disconnect(); return ms } }
+}
 
 /** Spends `us` microseconds of CPU on the JS thread. */
 function busyWait (us) {
@@ -31,11 +42,15 @@ export function runClosedLoop (send, { concurrency, warmupMs, durationMs, busyUs
     let firstError = null
     let gaveUp = false
     let everSucceeded = false
-    const latencies = []
+    // Latencies go to a typed array (memory outside the JS heap, grown by doubling): a JS array that grows by
+    // a push per response would be garbage the collector copies, a cost that is the benchmark's own.
+    let latencies = new Float64Array(1 << 16)
+    let latencyCount = 0
     let windowStart = 0
     let windowEnd = 0
     let cpuWindow = null
     let cpuUsed = null
+    const gc = watchGc(() => phase === 'measure')
 
     let finished = false
     const finish = () => {
@@ -44,8 +59,9 @@ export function runClosedLoop (send, { concurrency, warmupMs, durationMs, busyUs
       clearTimeout(warmupTimer)
       clearTimeout(warmupLimit)
       clearTimeout(stopTimer)
-      latencies.sort((a, b) => a - b)
+      const sorted = latencies.subarray(0, latencyCount).sort()
       const seconds = (windowEnd - windowStart) / 1000
+      const gcMs = gc.stop()
       resolve({
         requests: completed,
         errors,
@@ -53,8 +69,10 @@ export function runClosedLoop (send, { concurrency, warmupMs, durationMs, busyUs
         seconds,
         rps: seconds > 0 ? completed / seconds : 0,
         ...cpuPerRequest(cpuUsed, completed),
-        p50Ms: percentile(latencies, 0.5),
-        p99Ms: percentile(latencies, 0.99),
+        // Time the JS thread spent in GC pauses (part of its CPU figure); entries come late, so a lower bound.
+        gcUsPerRequest: completed > 0 ? (gcMs * 1000) / completed : null,
+        p50Ms: percentile(sorted, 0.5),
+        p99Ms: percentile(sorted, 0.99),
         stuckInFlight: inFlight,
         // Timers fire late when the event loop is blocked: the window then differs from the one planned.
         eventLoopStalled: !gaveUp && Math.abs(seconds * 1000 - durationMs) > durationMs / 2
@@ -80,7 +98,12 @@ export function runClosedLoop (send, { concurrency, warmupMs, durationMs, busyUs
           everSucceeded = true
           if (phase === 'measure') {
             completed++
-            latencies.push(performance.now() - startedAt)
+            if (latencyCount === latencies.length) {
+              const grown = new Float64Array(latencies.length * 2)
+              grown.set(latencies)
+              latencies = grown
+            }
+            latencies[latencyCount++] = performance.now() - startedAt
           } else if (phase === 'warmup' && ++warmedUp >= concurrency && warmupTimerFired) {
             startMeasuring()
           }

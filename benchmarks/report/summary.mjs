@@ -8,7 +8,7 @@ import { baselineOf, CLIENT_LABELS } from '../lib/scenarios.mjs'
 import { TARGETS } from './targets.mjs'
 
 const METRICS = [
-  'rps', 'cpuUsPerRequest', 'jsCpuUsPerRequest', 'coreCpuUsPerRequest', 'otherCpuUsPerRequest',
+  'rps', 'cpuUsPerRequest', 'jsCpuUsPerRequest', 'coreCpuUsPerRequest', 'otherCpuUsPerRequest', 'gcUsPerRequest',
   'p50Ms', 'p99Ms', 'maxRssMiB', 'rssGrowthMiB', 'mibPerSecond', 'kibPerRequest', 'seconds'
 ]
 
