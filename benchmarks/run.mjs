@@ -47,10 +47,14 @@ if (options.cpuProf) mkdirSync(profileDir, { recursive: true })
 function oneLine (result) {
   if (result.unavailable) return result.unavailable
   if (result.failed) return `FAILED: ${result.failed.split('\n')[0]}`
+  if (result.kibPerRequest !== undefined) {
+    return `${result.requests} done in ${result.seconds.toFixed(1)} s, RSS +${result.rssGrowthMiB.toFixed(1)} MiB (${result.kibPerRequest.toFixed(1)} KiB/request)${result.errors ? `, ${result.errors} errors` : ''}`
+  }
   if (result.rssGrowthMiB !== undefined) {
     return `RSS +${result.rssGrowthMiB.toFixed(1)} MiB, ${result.mibPerSecond.toFixed(1)} MiB/s, max RSS ${result.maxRssMiB.toFixed(0)} MiB`
   }
-  const cpu = result.cpuUsPerRequest == null ? '—' : result.cpuUsPerRequest.toFixed(1)
+  const us = (value) => (value == null ? '—' : value.toFixed(1))
+  const cpu = `${us(result.cpuUsPerRequest)} (JS ${us(result.jsCpuUsPerRequest)} of which GC ${us(result.gcUsPerRequest)}, core ${us(result.coreCpuUsPerRequest)})`
   const errors = (result.errors ? `, ${result.errors} errors` : '') + (result.stuckInFlight ? `, ${result.stuckInFlight} STALLED` : '')
   return `${Math.round(result.rps)} req/s, ${cpu} µs CPU/req, p50 ${result.p50Ms?.toFixed(2) ?? '—'} ms, p99 ${result.p99Ms?.toFixed(2) ?? '—'} ms${errors}`
 }
@@ -60,21 +64,27 @@ async function runClient (scenario, clientId, origin, tls, round) {
     if (scenario.protocol === 'h2') return runH2load({ origin, scenario, load, workDir: tls.dir })
     return runChild(AUTOCANNON_MAIN, { origin, scenario, load })
   }
-  const execArgv = scenario.kind === 'stream' ? ['--expose-gc'] : []
+  const execArgv = scenario.kind === 'stream' || scenario.kind === 'scale' ? ['--expose-gc'] : []
   if (options.cpuProf) {
     execArgv.push('--cpu-prof', `--cpu-prof-dir=${profileDir}`, `--cpu-prof-name=${scenario.id}.${clientId}.r${round}.cpuprofile`)
   }
-  const config = { clientId, scenario, protocol: scenario.protocol, origin, load, tls: { ca: tls.ca, caPath: tls.caPath } }
+  const config = { clientId, scenario, protocol: scenario.protocol, origin, load, tls: { ca: tls.ca, caPath: tls.caPath }, beforePackage: options.before }
   const streamSeconds = scenario.kind === 'stream' ? Number(scenario.path.split('/').pop()) / scenario.consumerBytesPerSecond : 0
-  // Start-up, draining (≤ 5 s) and closing (≤ 2 s) fit in the slack; a child past it is stuck, not slow.
-  const timeoutMs = load.warmupMs + load.durationMs + streamSeconds * 1000 + 12_000
+  // Start-up, a warm-up waiting for its first responses (≤ 10 s more), draining (≤ 5 s) and closing (≤ 2 s)
+  // fit in the slack; a child past it is stuck, not slow.
+  // A burst of connects may wait for the server's accept queue (SYNs retried after 1, 3, 7 s…): a minute.
+  const timeoutMs = scenario.kind === 'scale' ? 60_000 : load.warmupMs + load.durationMs + streamSeconds * 1000 + 22_000
   return runChildRetryingAddon(CLIENT_MAIN, config, { execArgv, timeoutMs })
 }
 
 const warmedUp = new Set()
 
 async function runScenario (scenario, server, tls) {
-  const origin = scenario.protocol === 'h2' ? `https://127.0.0.1:${server.h2Port}` : `http://127.0.0.1:${server.h1Port}`
+  const origin = {
+    h1: `http://127.0.0.1:${server.h1Port}`,
+    h1s: `https://127.0.0.1:${server.h1sPort}`,
+    h2: `https://127.0.0.1:${server.h2Port}`
+  }[scenario.protocol]
   const clients = scenario.clients.filter(wantClient)
   if (scenario.kind === 'load' && !warmedUp.has(scenario.protocol)) {
     // One unrecorded run so the first client measured does not pay for the server's JIT warm-up.

@@ -4,6 +4,7 @@
  * measured run; CPU is this process's over the measured run.
  */
 import autocannon from 'autocannon'
+import { cpuPerRequest, startThreadCpu } from '../lib/thread-cpu.mjs'
 
 const config = JSON.parse(process.argv[2])
 const { scenario, load } = config
@@ -22,18 +23,18 @@ function run (durationMs) {
 let result
 try {
   await run(load.warmupMs)
-  const cpuBefore = process.cpuUsage()
+  const cpu = startThreadCpu()
   const started = performance.now()
   const outcome = await run(load.durationMs)
   const seconds = (performance.now() - started) / 1000
-  const cpu = process.cpuUsage(cpuBefore)
+  const used = cpu.stop()
   const requests = outcome.requests.total
   result = {
     requests,
     errors: outcome.errors + outcome.non2xx,
     seconds,
     rps: requests / outcome.duration,
-    cpuUsPerRequest: requests > 0 ? (cpu.user + cpu.system) / requests : null,
+    ...cpuPerRequest(used, requests),
     p50Ms: outcome.latency.p50,
     p99Ms: outcome.latency.p99,
     note: 'autocannon'

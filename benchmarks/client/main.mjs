@@ -1,8 +1,10 @@
 /**
  * Entry point of one client process. The runner forks it with a JSON config (which client, which scenario,
- * load shape); it builds the client, runs the closed-loop load or the paced stream, and sends back one result
- * object over IPC, including the process's peak RSS (`process.resourceUsage().maxRSS`, in KiB).
+ * load shape); it builds the client, runs the closed-loop load, the paced stream or the burst of the scale
+ * row, and sends back one result object over IPC, including the process's peak RSS
+ * (`process.resourceUsage().maxRSS`, in KiB).
  */
+import { measureBurst } from './burst.mjs'
 import { runClosedLoop } from './closed-loop.mjs'
 import { ourAgent, undiciAgent } from './clients/dispatchers.mjs'
 import { SENDERS } from './clients/dispatcher-apis.mjs'
@@ -36,8 +38,10 @@ function targetOf () {
 /** `{ send, close, note }` for load rows, or `{ unavailable }` when the client cannot run this row. */
 async function buildClient () {
   const [family, api] = config.clientId.split('-')
-  if (family === 'ours' || family === 'ourspolicies' || family === 'undici') {
-    const built = family === 'undici' ? undiciAgent(config) : await ourAgent(config, family === 'ourspolicies' ? POLICIES : {})
+  if (family === 'ours' || family === 'ourspolicies' || family === 'before' || family === 'undici') {
+    const built = family === 'undici'
+      ? undiciAgent(config)
+      : await ourAgent(config, family === 'ourspolicies' ? POLICIES : {}, family === 'before' ? config.beforePackage : null)
     if (!built.dispatcher) return { unavailable: built.unavailable }
     return {
       api,
@@ -66,8 +70,12 @@ async function main () {
       url: config.origin + scenario.path,
       rate: scenario.consumerBytesPerSecond
     })
+  } else if (scenario.kind === 'scale') {
+    measured = await measureBurst(client.send, { requests: scenario.requests })
+    if (measured.requests === 0) return { failed: `every request failed: ${measured.firstError?.split('\n')[0]}` }
   } else {
-    measured = await runClosedLoop(client.send, config.load)
+    const load = { ...config.load, concurrency: scenario.concurrency ?? config.load.concurrency, busyUs: scenario.busyUs ?? 0 }
+    measured = await runClosedLoop(client.send, load)
     if (measured.requests === 0 && measured.errors > 0) {
       return { failed: `every request failed: ${measured.firstError?.split('\n')[0]}` }
     }

@@ -14,6 +14,7 @@ import { dirname, join } from 'node:path'
 import { createServer } from 'node:net'
 import { Bench } from 'tinybench'
 import { Agent as UndiciAgent } from 'undici'
+import { cpuPerRequest, startThreadCpu } from '../lib/thread-cpu.mjs'
 
 const config = JSON.parse(process.argv[2])
 const require = createRequire(import.meta.url)
@@ -90,12 +91,11 @@ function withTimeout (promise, ms, what) {
 }
 
 
-/** CPU (all threads) per round trip over `count` trips, 100 in flight. */
+/** CPU per round trip (all threads, JS thread, core threads) over `count` trips, 100 in flight. */
 async function cpuPerRoundTrip (glue, count) {
-  const before = process.cpuUsage()
+  const window = startThreadCpu()
   for (let done = 0; done < count; done += 100) await glue.roundTrips(100)
-  const used = process.cpuUsage(before)
-  return (used.user + used.system) / count
+  return cpuPerRequest(window.stop(), count)
 }
 
 async function main () {
@@ -146,9 +146,9 @@ async function main () {
     })
   }
   if (glue !== null) {
-    const cpuUs = await cpuPerRoundTrip(glue, config.quick ? 5_000 : 50_000)
+    const cpu = await cpuPerRoundTrip(glue, config.quick ? 5_000 : 50_000)
     const row = rows.find((r) => r.name.includes('100 in flight'))
-    if (row) row.cpuUsPerRequest = cpuUs
+    if (row) Object.assign(row, cpu)
     glue.release()
   }
   await Promise.all([ours.destroy(), undici.destroy()])

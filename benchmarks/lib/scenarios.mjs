@@ -27,6 +27,9 @@ export const CLIENT_LABELS = {
   'undici-request': 'undici.Agent · request()',
   'undici-fetch': 'undici.Agent · fetch()',
   'ourspolicies-dispatch': 'ours · dispatch, retry + breaker + rate limit on (ratios to ours · dispatch)',
+  'before-dispatch': 'before (--before build) · dispatch',
+  'before-request': 'before (--before build) · request()',
+  'before-fetch': 'before (--before build) · fetch()',
   node: 'node:http(s)/http2 keep-alive',
   impit: 'impit (fetch)',
   ceiling: 'ceiling (autocannon / h2load)'
@@ -36,14 +39,57 @@ export const CLIENT_LABELS = {
 export function baselineOf (clientId) {
   const [family, api] = clientId.split('-')
   if (family === 'ourspolicies') return `ours-${api}`
-  return family === 'ours' || family === 'undici' ? `undici-${api}` : 'undici-dispatch'
+  return family === 'ours' || family === 'before' || family === 'undici' ? `undici-${api}` : 'undici-dispatch'
 }
 
-export function scenarios ({ quick }) {
+/** Our dispatch and request() next to undici's: the rows that measure one property rather than every client. */
+const API_PAIRS = ['ours-dispatch', 'undici-dispatch', 'ours-request', 'undici-request']
+
+/**
+ * Every scenario. `kind`: `load` (closed loop, `concurrency` in flight, default the load shape's), `stream`
+ * (one paced download, memory), `scale` (`requests` at once to a slow route, memory). `busyUs`: synchronous
+ * JavaScript spent after each response, before the next request starts (a service with work of its own).
+ * `short`: the title where space is scarce (the chart).
+ */
+export function scenarios ({ quick, before = null }) {
+  const list = allScenarios(quick)
+  if (!before) return list
+  // `--before=DIR`: another build of ours runs right after ours through the same API, for before/after figures.
+  const withBefore = (clients) => clients.flatMap((id) => (id.startsWith('ours-') ? [id, id.replace('ours-', 'before-')] : [id]))
+  return list.map((s) => ({ ...s, clients: withBefore(s.clients) }))
+}
+
+function allScenarios (quick) {
+  const scale = quick ? { requests: 2_000, delayMs: 500 } : { requests: 10_000, delayMs: 1_500 }
   return [
     { id: 'h1-get-64', title: 'HTTP/1.1 GET 64 B', kind: 'load', protocol: 'h1', method: 'GET', path: '/bytes/64', requestBytes: 0, clients: [...LOAD_CLIENTS, ...POLICY_CLIENTS] },
     { id: 'h1-post-4k', title: 'HTTP/1.1 POST 4 KiB', kind: 'load', protocol: 'h1', method: 'POST', path: '/upload', requestBytes: 4096, clients: LOAD_CLIENTS },
     { id: 'h1-get-1m', title: 'HTTP/1.1 GET 1 MiB', kind: 'load', protocol: 'h1', method: 'GET', path: `/bytes/${MiB}`, requestBytes: 0, clients: LOAD_CLIENTS },
+    { id: 'h1s-get-64', title: 'HTTPS HTTP/1.1 GET 64 B', kind: 'load', protocol: 'h1s', method: 'GET', path: '/bytes/64', requestBytes: 0, clients: LOAD_CLIENTS },
+    {
+      id: 'h1-busy-64',
+      title: 'Busy service: HTTP/1.1 GET 64 B, then 30 µs of synchronous JS per response',
+      short: 'Busy service, GET 64 B + 30 µs JS',
+      kind: 'load',
+      protocol: 'h1',
+      method: 'GET',
+      path: '/bytes/64',
+      requestBytes: 0,
+      busyUs: 30,
+      clients: API_PAIRS
+    },
+    {
+      id: 'h1-latency-64',
+      title: 'Single request latency: HTTP/1.1 GET 64 B, 1 in flight',
+      short: 'HTTP/1.1 GET 64 B, 1 in flight',
+      kind: 'load',
+      protocol: 'h1',
+      method: 'GET',
+      path: '/bytes/64',
+      requestBytes: 0,
+      concurrency: 1,
+      clients: [...API_PAIRS, 'node']
+    },
     { id: 'h2-get-64', title: 'HTTP/2 (TLS) GET 64 B', kind: 'load', protocol: 'h2', method: 'GET', path: '/bytes/64', requestBytes: 0, clients: LOAD_CLIENTS },
     { id: 'h2-post-4k', title: 'HTTP/2 (TLS) POST 4 KiB', kind: 'load', protocol: 'h2', method: 'POST', path: '/upload', requestBytes: 4096, clients: LOAD_CLIENTS },
     {
@@ -56,6 +102,17 @@ export function scenarios ({ quick }) {
       requestBytes: 0,
       consumerBytesPerSecond: 10 * MiB,
       clients: [...DISPATCHER_CLIENTS, 'node']
+    },
+    {
+      id: 'h1-scale-10k',
+      title: `Scale: ${scale.requests.toLocaleString('en-US')} HTTP/1.1 GETs in flight at once, server answers after ${scale.delayMs / 1000} s`,
+      kind: 'scale',
+      protocol: 'h1',
+      method: 'GET',
+      path: `/delay/${scale.delayMs}`,
+      requestBytes: 0,
+      requests: scale.requests,
+      clients: API_PAIRS
     }
   ]
 }

@@ -1,18 +1,24 @@
 /**
- * Renders benchmarks/results.svg: for every load scenario and API, our Agent's throughput and CPU-per-request
- * as ratios to undici.Agent (1.0 = equal; higher throughput and lower CPU are better), with the target of a row
- * marked where issue 4 sets one; below, the peak RSS growth of each client in the slow-consumer stream.
- * Plain SVG, no dependencies.
+ * Renders benchmarks/results.svg: for every load scenario and API, our Agent's throughput, CPU per request
+ * (all threads) and CPU per request on the JavaScript thread as ratios to undici.Agent (1.0 = equal; higher
+ * throughput and lower CPU are better), with the target of a row marked where one is set (targets.mjs); below,
+ * the peak RSS growth of each client in the slow-consumer stream. Plain SVG, no dependencies.
  */
 import { fixed } from './format.mjs'
 import { TARGETS } from './targets.mjs'
 
 const WIDTH = 960
-const LABEL_WIDTH = 250
-const PLOT_WIDTH = 620
+const LABEL_WIDTH = 280
+const PLOT_WIDTH = 600
 const BAR = 11
-const ROW = 2 * BAR + 12
-const COLORS = { throughput: '#2f6fb0', cpu: '#e08a2c', rss: '#5a9e6f', target: '#222', grid: '#ccc' }
+const ROW = 3 * BAR + 14
+const COLORS = { throughput: '#2f6fb0', cpu: '#e08a2c', jsCpu: '#b5452f', rss: '#5a9e6f', target: '#222', grid: '#ccc' }
+/** The bars of a row, top to bottom: the ratio each shows and the check (targets.mjs) that marks it. */
+const BARS = [
+  { metric: 'throughput', field: 'throughputRatio', color: COLORS.throughput },
+  { metric: 'cpu', field: 'cpuRatio', color: COLORS.cpu },
+  { metric: 'jsCpu', field: 'jsCpuRatio', color: COLORS.jsCpu }
+]
 const APIS = ['dispatch', 'request', 'fetch']
 
 const escape = (text) => String(text).replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;')
@@ -24,8 +30,16 @@ function ratioRows (summary) {
     for (const api of APIS) {
       const row = scenario.rows.find((r) => r.clientId === `ours-${api}`)
       if (!row) continue
-      const target = TARGETS.find((t) => t.scenario === scenario.id && t.clients.includes(row.clientId) && t.minThroughput)
-      rows.push({ label: `${scenario.title} · ${api}`, throughput: row.throughputRatio, cpu: row.cpuRatio, target, missing: row.roundsOk === 0 ? (row.unavailable ?? 'failed') : null })
+      const target = TARGETS.find((t) => t.scenario === scenario.id && t.clients.includes(row.clientId))
+      const need = (metric) => {
+        const check = target?.checks.find((c) => c.metric === metric)
+        return check?.min ?? check?.max ?? null
+      }
+      rows.push({
+        label: `${scenario.short ?? scenario.title} · ${api}`,
+        bars: BARS.map((b) => ({ value: row[b.field], color: b.color, need: need(b.metric) })),
+        missing: row.roundsOk === 0 ? (row.unavailable ?? 'failed') : null
+      })
     }
   }
   return rows
@@ -56,7 +70,7 @@ function targetTick (x, y) {
 
 function ratioPanel (rows, top) {
   const height = rows.length * ROW
-  const values = rows.flatMap((r) => [r.throughput, r.cpu]).filter((v) => v != null)
+  const values = rows.flatMap((r) => r.bars.map((b) => b.value)).filter((v) => v != null)
   const scaleMax = Math.min(Math.max(2, Math.ceil(Math.max(0, ...values) * 2) / 2, 3.5), 6)
   const x0 = LABEL_WIDTH
   const toX = (v) => x0 + (v / scaleMax) * PLOT_WIDTH
@@ -69,19 +83,18 @@ function ratioPanel (rows, top) {
       parts.push(text(x0 + 4, y + BAR + 3, row.missing.slice(0, 90), 'font-size="10" fill="#999"'))
       return
     }
-    parts.push(bar(x0, y, row.throughput, toX, scaleMax, COLORS.throughput, '×'))
-    parts.push(bar(x0, y + BAR + 1, row.cpu, toX, scaleMax, COLORS.cpu, '×'))
-    if (row.target) {
-      parts.push(targetTick(toX(Math.min(row.target.minThroughput, scaleMax)), y))
-      parts.push(targetTick(toX(Math.min(row.target.maxCpu, scaleMax)), y + BAR + 1))
-    }
+    row.bars.forEach((b, j) => {
+      const at = y + j * (BAR + 1)
+      parts.push(bar(x0, at, b.value, toX, scaleMax, b.color, '×'))
+      if (b.need !== null) parts.push(targetTick(toX(Math.min(b.need, scaleMax)), at))
+    })
   })
   return { svg: parts.join(''), height: height + 24 }
 }
 
 function rssPanel (scenario, top) {
   const rows = scenario.rows
-  const limit = TARGETS.find((t) => t.maxRssGrowthMiB)?.maxRssGrowthMiB ?? 32
+  const limit = TARGETS.flatMap((t) => t.checks).find((c) => c.metric === 'rssMiB')?.below ?? 32
   const scaleMax = Math.max(limit * 1.25, ...rows.map((r) => r.rssGrowthMiB ?? 0))
   const x0 = LABEL_WIDTH
   const toX = (v) => x0 + (v / scaleMax) * PLOT_WIDTH
@@ -105,9 +118,10 @@ export function renderRatioChart ({ meta, summary }) {
   parts.push(text(16, y, `${meta.cpu} · Node ${meta.node} · undici ${meta.undici} · ${meta.date.slice(0, 10)}${meta.quick ? ' · quick run' : ''}${meta.foreignCpu?.share >= 0.05 ? ` · other processes took ${Math.round(meta.foreignCpu.share * 100)}% of the CPU: numbers skewed` : ''}`, 'font-size="11" fill="#555"'))
   y += 16
   parts.push(`<rect x="16" y="${y}" width="12" height="10" fill="${COLORS.throughput}"/>` + text(32, y + 9, 'throughput (higher is better)', 'font-size="11"'))
-  parts.push(`<rect x="230" y="${y}" width="12" height="10" fill="${COLORS.cpu}"/>` + text(246, y + 9, 'client CPU per request (lower is better)', 'font-size="11"'))
-  parts.push(`<line x1="490" y1="${y - 1}" x2="490" y2="${y + 11}" stroke="${COLORS.target}" stroke-width="2"/>` + text(496, y + 9, 'target', 'font-size="11"'))
-  parts.push(`<line x1="550" y1="${y + 5}" x2="570" y2="${y + 5}" stroke="#000" stroke-dasharray="4 3"/>` + text(576, y + 9, '1.0 = same as undici', 'font-size="11"'))
+  parts.push(`<rect x="200" y="${y}" width="12" height="10" fill="${COLORS.cpu}"/>` + text(216, y + 9, 'CPU/request, all threads', 'font-size="11"'))
+  parts.push(`<rect x="370" y="${y}" width="12" height="10" fill="${COLORS.jsCpu}"/>` + text(386, y + 9, 'CPU/request, JS thread (lower is better)', 'font-size="11"'))
+  parts.push(`<line x1="620" y1="${y - 1}" x2="620" y2="${y + 11}" stroke="${COLORS.target}" stroke-width="2"/>` + text(626, y + 9, 'target', 'font-size="11"'))
+  parts.push(`<line x1="680" y1="${y + 5}" x2="700" y2="${y + 5}" stroke="#000" stroke-dasharray="4 3"/>` + text(706, y + 9, '1.0 = same as undici', 'font-size="11"'))
   y += 28
   const ratios = ratioPanel(ratioRows(summary), y)
   parts.push(ratios.svg)

@@ -26,30 +26,51 @@ function machineSection (meta) {
   ].join('\n')
 }
 
-const METHOD = `Each client runs in a process of its own, forked by the runner; the servers (node:http, and node:http2 over
-TLS with a CA made for the run) run in another. A client keeps 100 requests in flight, reads every response body
-to the end, and reports requests/s, latency percentiles, and CPU per request from \`process.cpuUsage()\` over the
-measured window — all threads of the client process (JS, libuv, tokio). Within a round each of our APIs runs
+const METHOD = `Each client runs in a process of its own, forked by the runner; the servers (node:http, node:https and
+node:http2 over TLS, with a CA made for the run) run in another. A client keeps 100 requests in flight (1 in
+the latency row), reads every response body to the end, and reports requests/s, latency percentiles and CPU
+per request over the measured window, three ways: **all** threads of the client process
+(\`process.cpuUsage()\`: JS, libuv, V8's helper threads, tokio), the **JS** thread alone
+(\`/proc/self/task/<pid>/schedstat\`) and the **core**'s tokio threads (named \`reqwest-dispatc…\`); what is left
+(libuv's and V8's helper threads, e.g. parallel GC) is all − JS − core. Within a round each of our APIs runs
 right before undici's same API (A B A B …); rounds repeat the sequence and the tables show medians across
 rounds. Ratios divide our median by undici.Agent's median through the same API (other clients: by undici's
 dispatch). "of ceiling" is a share of what autocannon (HTTP/1.1) or h2load (HTTP/2) reach on the same server;
 with 1 MiB bodies autocannon (JavaScript) is itself the bottleneck, so shares above 100% say so.
-The stream rows run side by side (one process each) because they measure memory, not speed: each reads the
-body at 10 MiB/s and reports its peak RSS growth over a baseline taken just before the request.`
+The busy-service row spends 30 µs of synchronous JavaScript (a busy-wait) after each response before the next
+request starts. The stream rows run side by side (one process each) because they measure memory, not speed:
+each reads the body at 10 MiB/s and reports its peak RSS growth over a baseline taken just before the request.
+The scale row starts all its requests in one synchronous loop against a route that answers after a delay and
+reports the peak RSS growth (the kernel's high-water mark, reset after the baseline) per request in flight.`
+
+const CHECK_NAMES = { throughput: 'throughput', cpu: 'CPU all', jsCpu: 'CPU JS', p50: 'p50', memory: 'memory' }
+
+function checkText (check) {
+  if (check.metric === 'rssMiB') {
+    return `${fixed(check.value)} MiB (${check.worstClient ?? '—'}); need < ${check.below} MiB ${check.pass ? '✓' : '✗'}`
+  }
+  const need = check.min !== undefined ? `≥ ${check.min}×` : `≤ ${check.max}×`
+  return `${times(check.value)} (${need}) ${check.pass ? '✓' : '✗'}`
+}
 
 function targetsSection (targets) {
-  const lines = ['| target | throughput ×baseline (need) | CPU/req ×baseline (need) | verdict |', '|---|---|---|---|']
+  const columns = ['throughput', 'cpu', 'jsCpu']
+  const lines = [
+    '| target | throughput ×baseline (need) | CPU/req all threads ×baseline (need) | CPU/req JS thread ×baseline (need) | other (need) | verdict |',
+    '|---|---|---|---|---|---|'
+  ]
   for (const t of targets) {
     if (t.status === 'n/a') {
-      lines.push(`| ${t.label} | — | — | n/a: ${cell(t.why)} |`)
-    } else if (t.rss) {
-      const worst = `${fixed(t.rss.worstMiB)} MiB (${t.rss.worstClient}); need < ${t.rss.limitMiB} MiB`
-      lines.push(`| ${t.label} | — | ${worst} | **${t.status}** |`)
-    } else {
-      const mark = (part) =>
-        part.target === null ? `${times(part.ratio)} (no target)` : `${times(part.ratio)} (${part === t.throughput ? '≥' : '≤'} ${part.target}×) ${part.pass ? '✓' : '✗'}`
-      lines.push(`| ${t.label} | ${mark(t.throughput)} | ${mark(t.cpu)} | **${t.status}** |`)
+      lines.push(`| ${t.label} | — | — | — | — | n/a: ${cell(t.why)} |`)
+      continue
     }
+    const cells = columns.map((metric) => {
+      const check = t.checks.find((c) => c.metric === metric)
+      return check ? checkText(check) : '—'
+    })
+    const others = t.checks.filter((c) => !columns.includes(c.metric))
+      .map((c) => `${CHECK_NAMES[c.metric] ?? 'peak RSS growth'} ${checkText(c)}`)
+    lines.push(`| ${t.label} | ${cells.join(' | ')} | ${others.join('; ') || '—'} | **${t.status}** |`)
   }
   return lines.join('\n')
 }
@@ -65,16 +86,43 @@ function problem (row) {
 }
 
 function loadTable (scenario) {
+  // The latency row is judged on p50: show its ratio there.
+  const latency = scenario.id.includes('latency')
   const lines = [
-    '| client | req/s | ×undici | of ceiling | CPU µs/req | ×undici | p50 ms | p99 ms | peak RSS MiB | notes |',
+    `| client | req/s | ×undici | of ceiling | CPU µs/req all | ×undici | JS thread µs/req | ×undici | core µs/req | other µs/req | p50 ms |${latency ? ' ×undici |' : ''} p99 ms | peak RSS MiB | notes |`,
+    `|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|${latency ? '---:|' : ''}---:|---:|---|`
+  ]
+  for (const row of scenario.rows) {
+    if (row.roundsOk === 0) {
+      lines.push(`| ${row.label} | ${'— | '.repeat(latency ? 13 : 12)}${problem(row)} |`)
+      continue
+    }
+    const cells = [
+      integer(row.rps), times(row.throughputRatio), percent(row.ceilingShare),
+      fixed(row.cpuUsPerRequest), times(row.cpuRatio),
+      fixed(row.jsCpuUsPerRequest), times(row.jsCpuRatio), fixed(row.coreCpuUsPerRequest), fixed(row.otherCpuUsPerRequest),
+      fixed(row.p50Ms, 3), ...(latency ? [times(row.p50Ratio)] : []), fixed(row.p99Ms, 2), fixed(row.maxRssMiB, 0)
+    ]
+    lines.push(`| ${row.label} | ${cells.join(' | ')} | ${problem(row)} |`)
+  }
+  return lines.join('\n')
+}
+
+function scaleTable (scenario) {
+  const lines = [
+    '| client | peak RSS growth MiB | KiB/request | ×undici | all done after s | CPU µs/req all | JS thread µs/req | core µs/req | peak RSS MiB | notes |',
     '|---|---:|---:|---:|---:|---:|---:|---:|---:|---|'
   ]
   for (const row of scenario.rows) {
     if (row.roundsOk === 0) {
-      lines.push(`| ${row.label} | — | — | — | — | — | — | — | — | ${problem(row)} |`)
+      lines.push(`| ${row.label} | ${'— | '.repeat(9)}${problem(row)} |`)
       continue
     }
-    lines.push(`| ${row.label} | ${integer(row.rps)} | ${times(row.throughputRatio)} | ${percent(row.ceilingShare)} | ${fixed(row.cpuUsPerRequest)} | ${times(row.cpuRatio)} | ${fixed(row.p50Ms, 2)} | ${fixed(row.p99Ms, 2)} | ${fixed(row.maxRssMiB, 0)} | ${problem(row)} |`)
+    const cells = [
+      fixed(row.rssGrowthMiB), fixed(row.kibPerRequest), times(row.rssGrowthRatio), fixed(row.seconds, 2),
+      fixed(row.cpuUsPerRequest), fixed(row.jsCpuUsPerRequest), fixed(row.coreCpuUsPerRequest), fixed(row.maxRssMiB, 0)
+    ]
+    lines.push(`| ${row.label} | ${cells.join(' | ')} | ${problem(row)} |`)
   }
   return lines.join('\n')
 }
@@ -97,10 +145,10 @@ function streamTable (scenario) {
 function glueSection (glue) {
   if (!glue) return '_Not run._'
   if (glue.failed) return `_Failed:_ ${cell(glue.failed.split('\n')[0])}`
-  const lines = ['| what | mean µs | p50 µs | p99 µs | CPU µs/req (all threads) |', '|---|---:|---:|---:|---:|']
+  const lines = ['| what | mean µs | p50 µs | p99 µs | CPU µs/req all | JS thread | core |', '|---|---:|---:|---:|---:|---:|---:|']
   for (const row of glue.rows) {
-    if (row.unavailable) lines.push(`| ${cell(row.name)} | — | — | — | ${cell(row.unavailable)} |`)
-    else lines.push(`| ${cell(row.name)} | ${fixed(row.meanUs, 2)} | ${fixed(row.p50Us, 2)} | ${fixed(row.p99Us, 2)} | ${fixed(row.cpuUsPerRequest, 2)} |`)
+    if (row.unavailable) lines.push(`| ${cell(row.name)} | — | — | — | ${cell(row.unavailable)} | | |`)
+    else lines.push(`| ${cell(row.name)} | ${fixed(row.meanUs, 2)} | ${fixed(row.p50Us, 2)} | ${fixed(row.p99Us, 2)} | ${fixed(row.cpuUsPerRequest, 2)} | ${fixed(row.jsCpuUsPerRequest, 2)} | ${fixed(row.coreCpuUsPerRequest, 2)} |`)
   }
   return lines.join('\n') + `
 
@@ -129,7 +177,8 @@ export function renderResultsMarkdown ({ meta, summary }) {
     ''
   ]
   for (const scenario of summary.scenarios) {
-    parts.push(`## ${scenario.title}`, '', scenario.kind === 'stream' ? streamTable(scenario) : loadTable(scenario), '')
+    const table = { stream: streamTable, scale: scaleTable }[scenario.kind] ?? loadTable
+    parts.push(`## ${scenario.title}`, '', table(scenario), '')
   }
   parts.push('## JS↔Rust glue alone (tinybench)', '', glueSection(summary.glue), '')
   return parts.join('\n')

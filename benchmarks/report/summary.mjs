@@ -7,7 +7,10 @@ import { median } from '../lib/stats.mjs'
 import { baselineOf, CLIENT_LABELS } from '../lib/scenarios.mjs'
 import { TARGETS } from './targets.mjs'
 
-const METRICS = ['rps', 'cpuUsPerRequest', 'p50Ms', 'p99Ms', 'maxRssMiB', 'rssGrowthMiB', 'mibPerSecond']
+const METRICS = [
+  'rps', 'cpuUsPerRequest', 'jsCpuUsPerRequest', 'coreCpuUsPerRequest', 'otherCpuUsPerRequest', 'gcUsPerRequest',
+  'p50Ms', 'p99Ms', 'maxRssMiB', 'rssGrowthMiB', 'mibPerSecond', 'kibPerRequest', 'seconds'
+]
 
 function medianRow (clientId, rounds) {
   const ok = rounds.filter((r) => !r.unavailable && !r.failed)
@@ -36,10 +39,35 @@ function summarizeScenario (scenario, runs) {
     row.baselineId = baseline?.clientId ?? null
     row.throughputRatio = ratio(row.rps, baseline?.rps)
     row.cpuRatio = ratio(row.cpuUsPerRequest, baseline?.cpuUsPerRequest)
+    row.jsCpuRatio = ratio(row.jsCpuUsPerRequest, baseline?.jsCpuUsPerRequest)
+    row.p50Ratio = ratio(row.p50Ms, baseline?.p50Ms)
     row.rssGrowthRatio = ratio(row.rssGrowthMiB, baseline?.rssGrowthMiB)
     row.ceilingShare = row.clientId === 'ceiling' ? null : ratio(row.rps, ceiling)
   }
-  return { id: scenario.id, title: scenario.title, kind: scenario.kind, protocol: scenario.protocol, rows }
+  return { id: scenario.id, title: scenario.title, short: scenario.short, kind: scenario.kind, protocol: scenario.protocol, rows }
+}
+
+/** The row field each kind of check reads (see targets.mjs). */
+const CHECKED_FIELD = {
+  throughput: 'throughputRatio',
+  cpu: 'cpuRatio',
+  jsCpu: 'jsCpuRatio',
+  p50: 'p50Ratio',
+  memory: 'rssGrowthRatio'
+}
+
+/** One check against the target's first row, or (`rssMiB`) against the worst of its rows. */
+function judgeCheck (check, rows, wanted) {
+  if (check.metric === 'rssMiB') {
+    const measured = rows.filter((r) => r.rssGrowthMiB != null)
+    if (measured.length === 0) return { ...check, value: null, pass: false }
+    const worst = measured.reduce((a, b) => (b.rssGrowthMiB > a.rssGrowthMiB ? b : a))
+    const pass = measured.length === wanted && worst.rssGrowthMiB < check.below
+    return { ...check, value: worst.rssGrowthMiB, worstClient: worst.clientId, pass }
+  }
+  const value = rows[0][CHECKED_FIELD[check.metric]] ?? null
+  const pass = value !== null && (check.min !== undefined ? value >= check.min : value <= check.max)
+  return { ...check, value, pass }
 }
 
 function judge (target, scenarios) {
@@ -50,20 +78,8 @@ function judge (target, scenarios) {
     const why = rows.find((r) => r.unavailable)?.unavailable ?? (scenario ? 'no result' : 'not run')
     return { ...verdict, status: 'n/a', why }
   }
-  if (target.maxRssGrowthMiB !== undefined) {
-    const measured = rows.filter((r) => r.rssGrowthMiB != null)
-    const worst = measured.reduce((a, b) => (b.rssGrowthMiB > a.rssGrowthMiB ? b : a))
-    const pass = measured.length === target.clients.length && worst.rssGrowthMiB < target.maxRssGrowthMiB
-    return { ...verdict, rss: { limitMiB: target.maxRssGrowthMiB, worstMiB: worst.rssGrowthMiB, worstClient: worst.clientId, pass }, status: pass ? 'pass' : 'fail' }
-  }
-  const row = rows[0]
-  const throughput = {
-    target: target.minThroughput ?? null,
-    ratio: row.throughputRatio,
-    pass: target.minThroughput === undefined || (row.throughputRatio != null && row.throughputRatio >= target.minThroughput)
-  }
-  const cpu = { target: target.maxCpu, ratio: row.cpuRatio, pass: row.cpuRatio != null && row.cpuRatio <= target.maxCpu }
-  return { ...verdict, throughput, cpu, status: throughput.pass && cpu.pass ? 'pass' : 'fail' }
+  const checks = target.checks.map((check) => judgeCheck(check, rows, target.clients.length))
+  return { ...verdict, checks, status: checks.every((c) => c.pass) ? 'pass' : 'fail' }
 }
 
 export function summarize ({ scenarios, measured, glue }) {

@@ -3,7 +3,8 @@
  * - `GET /bytes/<n>`: `n` bytes, one write (64 B and 1 MiB rows);
  * - `POST /upload`: reads the whole request body, answers its length as a 64-byte body (4 KiB row);
  * - `GET /stream/<n>`: `n` bytes in 64 KiB writes that wait for the socket to drain (100 MiB stream row),
- *   so a slow client pushes back on the server instead of the server buffering the file.
+ *   so a slow client pushes back on the server instead of the server buffering the file;
+ * - `GET /delay/<ms>`: 64 bytes after `ms` milliseconds (scale row: many requests waiting at once).
  */
 
 const STREAM_CHUNK = Buffer.alloc(64 * 1024, 0x61)
@@ -36,6 +37,9 @@ export function route (method, path, io) {
     })
   } else if (method === 'GET' && path.startsWith('/stream/')) {
     streamBytes(Number(path.slice(8)), io)
+  } else if (method === 'GET' && path.startsWith('/delay/')) {
+    const body = bodyOfSize(64)
+    setTimeout(() => io.respond(200, { 'content-type': 'application/octet-stream', 'content-length': body.length }, body), Number(path.slice(7)))
   } else {
     io.respond(404, { 'content-length': 0 })
   }

@@ -1,19 +1,23 @@
 /**
  * Builds the two Dispatchers under comparison for a scenario: our `Agent` and `undici.Agent`.
  *
- * HTTP/2 rows need the client to trust the run's throw-away CA. undici takes it as `connect: { ca }`. Our Agent
+ * TLS rows (HTTPS HTTP/1.1, HTTP/2) need the client to trust the run's throw-away CA. undici takes it as `connect: { ca }`. Our Agent
  * may not take TLS options yet, so `ourAgent` probes, in order: the same `connect` options as undici; the
  * `SSL_CERT_FILE` variable (read by rustls-native-certs when the Agent's reqwest client is built); and when
  * neither gets a response, reports the row as unavailable instead of failing the run.
  */
+import { join } from 'node:path'
+import { pathToFileURL } from 'node:url'
 import { Agent as UndiciAgent, request } from 'undici'
 
+/** TLS options for the scenario's protocol (`h1` plain, `h1s` HTTPS HTTP/1.1, `h2` HTTP/2 over TLS). */
+function tlsOptionsOf (config) {
+  if (config.protocol === 'h1') return {}
+  return { allowH2: config.protocol === 'h2', connect: { ca: config.tls.ca, rejectUnauthorized: false } }
+}
+
 export function undiciAgent (config) {
-  if (config.protocol !== 'h2') return { dispatcher: new UndiciAgent(), note: null }
-  return {
-    dispatcher: new UndiciAgent({ allowH2: true, connect: { ca: config.tls.ca, rejectUnauthorized: false } }),
-    note: null
-  }
+  return { dispatcher: new UndiciAgent(tlsOptionsOf(config)), note: null }
 }
 
 async function answers (dispatcher, origin) {
@@ -26,12 +30,16 @@ async function answers (dispatcher, origin) {
   }
 }
 
-/** Our Agent for the scenario; `extra` adds options (the policies row). */
-export async function ourAgent (config, extra = {}) {
-  const { Agent } = await import('reqwest-dispatcher')
-  if (config.protocol !== 'h2') return { dispatcher: new Agent(extra), note: null }
+/**
+ * Our Agent for the scenario; `extra` adds options (the policies row). `packageDir` loads another build of
+ * ours (a directory holding a copy of packages/node's dist/ and index.node) instead of the workspace's.
+ */
+export async function ourAgent (config, extra = {}, packageDir = null) {
+  const entry = packageDir ? pathToFileURL(join(packageDir, 'dist', 'index.mjs')).href : 'reqwest-dispatcher'
+  const { Agent } = await import(entry)
+  if (config.protocol === 'h1') return { dispatcher: new Agent(extra), note: null }
 
-  const tlsOptions = { ...extra, allowH2: true, connect: { ca: config.tls.ca, rejectUnauthorized: false } }
+  const tlsOptions = { ...extra, ...tlsOptionsOf(config) }
   let withOptions = null
   let failure
   try {
@@ -44,7 +52,7 @@ export async function ourAgent (config, extra = {}) {
   await withOptions?.close().catch(() => {})
 
   process.env.SSL_CERT_FILE = config.tls.caPath
-  const viaEnvironment = new Agent({ ...extra, allowH2: true })
+  const viaEnvironment = new Agent({ ...extra, allowH2: config.protocol === 'h2' })
   const envFailure = await answers(viaEnvironment, config.origin)
   if (envFailure === null) return { dispatcher: viaEnvironment, note: 'CA via SSL_CERT_FILE: connect TLS options not honoured yet' }
   await viaEnvironment.close().catch(() => {})
