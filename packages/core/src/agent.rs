@@ -13,9 +13,10 @@ use crate::policy::CircuitState;
 use crate::request::{origin_of, DispatchRequest};
 use crate::runtime::runtime_handle;
 use crate::transport::connections::{ConnectionEvent, ConnectionObserver};
-use crate::transport::slots::{OriginStats, Slots};
+use crate::transport::slots::Slots;
 use crate::transport::Transport;
 use futures_util::FutureExt;
+use std::collections::BTreeMap;
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
@@ -31,6 +32,19 @@ pub enum AgentEvent {
 
 /// Receives an agent's [`AgentEvent`]s. Called from tokio worker threads.
 pub type AgentObserver = Arc<dyn Fn(AgentEvent) + Send + Sync>;
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+/// What `agent.stats` reports for one origin.
+pub struct OriginStats {
+    /// `scheme://host[:port]`, as undici keys its stats.
+    pub origin: String,
+    /// Requests waiting for a connection (for the `connections` cap or behind a probe).
+    pub pending: usize,
+    /// Requests sent and not yet finished.
+    pub running: usize,
+    /// Connections open to the origin (counted on the direct path; through a proxy they are not seen).
+    pub connected: usize,
+}
 
 /// A pool of connections with undici `Agent` semantics: no redirects followed, no bodies decoded, no proxy
 /// taken from the environment.
@@ -107,8 +121,30 @@ impl Agent {
     }
 
     /// Requests pending and running per origin (undici's `agent.stats`).
+    /// Every origin with requests waiting or running, open connections, or HTTP/2 state kept, in order.
     pub fn stats(&self) -> Vec<OriginStats> {
-        self.slots.stats()
+        let mut stats: BTreeMap<String, OriginStats> = BTreeMap::new();
+        for (origin, pending, running) in self.slots.counts() {
+            let entry = OriginStats {
+                origin: origin.clone(),
+                pending,
+                running,
+                connected: 0,
+            };
+            stats.insert(origin, entry);
+        }
+        for (origin, connected) in self.upstreams.open_connections() {
+            stats
+                .entry(origin.clone())
+                .or_insert_with(|| OriginStats {
+                    origin,
+                    pending: 0,
+                    running: 0,
+                    connected: 0,
+                })
+                .connected = connected;
+        }
+        stats.into_values().collect()
     }
 
     /// Every origin's counters in Prometheus' text exposition format.

@@ -27,7 +27,7 @@ mod response;
 mod runtime;
 mod transport;
 
-pub use agent::{Agent, AgentEvent, AgentObserver};
+pub use agent::{Agent, AgentEvent, AgentObserver, OriginStats};
 pub use body::{BodyChunk, BodyPull, BodySender};
 pub use controller::RequestController;
 pub use error::{CoreError, ErrorKind};
@@ -39,7 +39,6 @@ pub use policy::{
 pub use request::{DispatchRequest, RequestBody};
 pub use runtime::set_worker_threads;
 pub use transport::connections::ConnectionEvent;
-pub use transport::slots::OriginStats;
 
 /// Locks `mutex`, recovering from poisoning: every critical section in this crate leaves its data consistent
 /// at each step, so a panic in one holder does not make the state unusable for the others.

@@ -1,6 +1,6 @@
-//! What an agent knows about each origin it talks to: counters (metrics.rs) and the state of its policies
-//! (policy.rs). One entry per origin, made on the first request and kept for the agent's life, so counters
-//! never go backwards.
+//! What an agent knows about each origin it talks to: counters (metrics.rs) and the live state of its policies
+//! (the retry rule, breaker and limiter beside this file). One entry per origin, made on the first request and
+//! kept for the agent's life, so counters never go backwards.
 
 use crate::error::{CoreError, ErrorKind};
 use crate::lock;
@@ -179,6 +179,17 @@ impl Upstreams {
         let breaker = upstream.breaker.as_ref()?;
         let state = lock(breaker).state();
         Some(state)
+    }
+
+    /// `(origin, connections)` for every origin with connections open.
+    pub(crate) fn open_connections(&self) -> Vec<(String, usize)> {
+        lock(&self.origins)
+            .iter()
+            .filter_map(|(origin, u)| {
+                let open = u.metrics.connections.load(Relaxed);
+                (open > 0).then(|| (origin.clone(), open as usize))
+            })
+            .collect()
     }
 
     fn snapshot(&self) -> Vec<(String, Arc<OriginMetrics>)> {

@@ -56,17 +56,6 @@ impl OriginSlots {
     }
 }
 
-/// What `agent.stats` reports for one origin.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct OriginStats {
-    /// `scheme://host[:port]`, as undici keys its stats.
-    pub origin: String,
-    /// Requests waiting for a connection (for the `connections` cap or behind a probe).
-    pub pending: usize,
-    /// Requests sent and not yet finished.
-    pub running: usize,
-}
-
 /// The request slots of every origin of one agent.
 pub(crate) struct Slots {
     /// `connections`, or no cap.
@@ -242,20 +231,13 @@ impl Slots {
         self.admit_waiting(key, origin);
     }
 
-    /// Pending and running requests per origin.
-    pub(crate) fn stats(&self) -> Vec<OriginStats> {
-        let state = self.lock();
-        let mut stats: Vec<OriginStats> = state
+    /// `(origin, pending, running)` for every origin with requests waiting, running, or HTTP/2 state kept.
+    pub(crate) fn counts(&self) -> Vec<(String, usize, usize)> {
+        self.lock()
             .origins
             .iter()
-            .map(|(origin, o)| OriginStats {
-                origin: origin.clone(),
-                pending: o.waiters.len(),
-                running: o.running,
-            })
-            .collect();
-        stats.sort_by(|a, b| a.origin.cmp(&b.origin));
-        stats
+            .map(|(origin, o)| (origin.clone(), o.waiters.len(), o.running))
+            .collect()
     }
 }
 
@@ -326,6 +308,13 @@ impl Drop for Waiting<'_> {
 mod tests {
     use super::*;
 
+    /// Pending and running requests of the only origin.
+    fn counts(slots: &Slots) -> (usize, usize) {
+        let counts = slots.counts();
+        assert_eq!(counts.len(), 1);
+        (counts[0].1, counts[0].2)
+    }
+
     #[tokio::test]
     async fn cap_admits_in_order_as_slots_free() {
         let origins = Arc::new(Slots::new(Some(1), false, false));
@@ -336,16 +325,16 @@ mod tests {
         };
         tokio::time::sleep(Duration::from_millis(20)).await;
         assert!(!second.is_finished());
-        assert_eq!(origins.stats()[0].pending, 1);
-        assert_eq!(origins.stats()[0].running, 1);
+        assert_eq!(counts(&origins).0, 1);
+        assert_eq!(counts(&origins).1, 1);
         drop(first);
         let second = tokio::time::timeout(Duration::from_secs(1), second)
             .await
             .unwrap()
             .unwrap();
-        assert_eq!(origins.stats()[0].pending, 0);
+        assert_eq!(counts(&origins).0, 0);
         drop(second);
-        assert!(origins.stats().is_empty());
+        assert!(origins.counts().is_empty());
     }
 
     #[tokio::test]
@@ -355,7 +344,7 @@ mod tests {
         let waiting =
             tokio::time::timeout(Duration::from_millis(20), origins.acquire("http://a.test/"));
         assert!(waiting.await.is_err());
-        assert_eq!(origins.stats()[0].pending, 0);
+        assert_eq!(counts(&origins).0, 0);
     }
 
     #[tokio::test]
@@ -403,6 +392,6 @@ mod tests {
                 .unwrap(),
             );
         }
-        assert_eq!(origins.stats()[0].running, H2_STREAMS_PER_CONNECTION);
+        assert_eq!(counts(&origins).1, H2_STREAMS_PER_CONNECTION);
     }
 }
