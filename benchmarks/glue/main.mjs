@@ -20,37 +20,39 @@ const config = JSON.parse(process.argv[2])
 const require = createRequire(import.meta.url)
 const packageDir = dirname(require.resolve('reqwest-dispatcher/package.json'))
 
-const EVENT_END = 3
-const EVENT_ERROR = 4
-
 function loadRoundTrip () {
   const binding = require(join(packageDir, 'index.node'))
   for (const name of ['agentNew', 'agentSetActive', 'agentDrainDone', 'agentDrain', 'dispatchBatch']) {
     if (typeof binding[name] !== 'function') throw new Error(`addon has no ${name}() any more`)
   }
+  // The wire protocol as the addon defines it (packages/node/native/src/protocol.rs).
+  const { batchHeader, eventFields, requestFields, bodyModes, events } = binding.protocol
+  const kindAt = eventFields.indexOf('kind')
+  const idAt = eventFields.indexOf('id')
   const waiting = new Map()
   let agent = null
   const deliver = (batch) => {
-    // `[dataBuffer, agentId, kind, id, a, b, …]` (see packages/node/native/src/events.rs).
-    for (let i = 2; i < batch.length; i += 4) {
-      if (batch[i] === EVENT_END || batch[i] === EVENT_ERROR) {
-        const resolve = waiting.get(batch[i + 1])
-        waiting.delete(batch[i + 1])
+    for (let i = batchHeader; i < batch.length; i += eventFields.length) {
+      const kind = batch[i + kindAt]
+      if (kind === events.END || kind === events.ERROR) {
+        const resolve = waiting.get(batch[i + idAt])
+        waiting.delete(batch[i + idAt])
         resolve?.()
       }
     }
     // One batch per turn of the event loop, as the Agent does.
     if (binding.agentDrainDone(agent)) setImmediate(() => binding.agentDrain(agent))
   }
-  // The TypeScript layer knows the native option shape of the day.
+  // The TypeScript layer knows the native option document of the day.
   const { nativeAgentOptions } = require(join(packageDir, 'dist', 'options.js'))
-  agent = binding.agentNew(nativeAgentOptions({}), deliver, 1)
+  agent = binding.agentNew(JSON.stringify(nativeAgentOptions({})), deliver, 1)
   binding.agentSetActive(agent, true)
   let nextId = 1
   const url = 'http://127.0.0.1:9/'
-  // dispatchBatch(agent, [id, method, url, headers, bodyMode, body, headersTimeout, bodyTimeout, …]): an empty
-  // method makes the core reject the request before any I/O.
-  const startAll = (ids) => binding.dispatchBatch(agent, ids.flatMap((id) => [id, '', url, '', -1, null, -1, -1]))
+  // dispatchBatch(agent, [requestFields of each request]): an empty method makes the core reject the request
+  // before any I/O.
+  const request = { method: '', url, headers: '', bodyMode: bodyModes.NONE, body: null, headersTimeout: -1, bodyTimeout: -1 }
+  const startAll = (ids) => binding.dispatchBatch(agent, ids.flatMap((id) => requestFields.map((field) => field === 'id' ? id : request[field])))
   const roundTrips = (count) => {
     const ids = Array.from({ length: count }, () => nextId++)
     const done = Promise.all(ids.map((id) => new Promise((resolve) => waiting.set(id, resolve))))

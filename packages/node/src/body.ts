@@ -44,11 +44,7 @@ export function prepareBody(body: unknown, contentLength: number | null, expects
       contentType: encoded.headers.get('content-type') ?? undefined
     }
   }
-  let bytes: Uint8Array | undefined
-  if (typeof body === 'string') bytes = Buffer.from(body)
-  else if (body instanceof Uint8Array) bytes = body
-  else if (ArrayBuffer.isView(body)) bytes = new Uint8Array(body.buffer, body.byteOffset, body.byteLength)
-  else if (body instanceof ArrayBuffer) bytes = new Uint8Array(body)
+  const bytes = toBytes(body)
   if (bytes !== undefined) {
     // As undici: an empty body is no body.
     if (bytes.byteLength === 0) return prepareBody(null, contentLength, expectsPayload)
@@ -82,11 +78,18 @@ async function* toAsync(iterable: Iterable<unknown>): AsyncGenerator<unknown> {
   yield* iterable
 }
 
+/** `value` as bytes when it is a string (UTF-8), a Uint8Array, another view or an ArrayBuffer; else undefined. */
+function toBytes(value: unknown): Uint8Array | undefined {
+  if (value instanceof Uint8Array) return value
+  if (typeof value === 'string') return Buffer.from(value)
+  if (ArrayBuffer.isView(value)) return new Uint8Array(value.buffer, value.byteOffset, value.byteLength)
+  if (value instanceof ArrayBuffer) return new Uint8Array(value)
+  return undefined
+}
+
 /** A chunk from a body source as bytes. */
 export function chunkBytes(chunk: unknown): Uint8Array {
-  if (chunk instanceof Uint8Array) return chunk
-  if (typeof chunk === 'string') return Buffer.from(chunk)
-  if (ArrayBuffer.isView(chunk)) return new Uint8Array(chunk.buffer, chunk.byteOffset, chunk.byteLength)
-  if (chunk instanceof ArrayBuffer) return new Uint8Array(chunk)
-  throw new InvalidArgumentError('body chunks must be strings, Buffers or Uint8Arrays')
+  const bytes = toBytes(chunk)
+  if (bytes === undefined) throw new InvalidArgumentError('body chunks must be strings, Buffers or Uint8Arrays')
+  return bytes
 }

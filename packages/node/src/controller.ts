@@ -1,6 +1,7 @@
 /**
- * The controller of one request: undici's `DispatchController` (pause, resume, abort) and the state machine
- * that turns native events into handler callbacks, for both handler styles:
+ * The controller of one request: undici's `DispatchController` (pause, resume, abort; hence the name, which
+ * the core's `RequestController` — the native side's handle on a request in flight — does not share) and the
+ * state machine that turns native events into handler callbacks, for both handler styles:
  * - controller style: `onRequestStart`, `onResponseStart`, `onResponseData`, `onResponseEnd`, `onResponseError`;
  * - legacy style (undici's `fetch` and Node's built-in `fetch` use it): `onConnect`, `onHeaders`, `onData`,
  *   `onComplete`, `onError`, where `false` from `onHeaders`/`onData` pauses until `resume()`.
@@ -21,12 +22,9 @@ import {
   publishSendHeaders,
   publishTrailers
 } from './diagnostics'
-import { errorFromCore } from './errors'
 import type { ConnectionSeen } from './connection-info'
+import { errorFromCore, reportUncaught } from './errors'
 import { headersObject, rawHeaders } from './headers'
-
-/** START fields before the header pairs: remote address, local address, status text. */
-const HEAD_FIELDS = 3
 import {
   binding,
   BODY_BYTES,
@@ -39,6 +37,7 @@ import {
   EVENT_RETRY,
   EVENT_START,
   FIELD_SEPARATOR,
+  HEAD_FIELDS,
   type NativeAgent
 } from './native'
 import type { NormalizedRequest } from './request'
@@ -47,10 +46,10 @@ import type { NormalizedRequest } from './request'
 export interface RequestHost {
   readonly native: NativeAgent
   /** Sends `controller` to the native side with the other requests started in this tick. */
-  send(controller: RequestController): void
+  send(controller: DispatchController): void
   /** Returns whether the agent can take more requests for this origin right now. */
-  started(controller: RequestController): boolean
-  finished(controller: RequestController): void
+  started(controller: DispatchController): boolean
+  finished(controller: DispatchController): void
 }
 
 /** A legacy (undici ≤ 6 style) handler; undici 7 still calls dispatchers with it from `fetch`. */
@@ -70,7 +69,7 @@ type Handler = Dispatcher.DispatchHandler & LegacyHandler
 const UNDECIDED = 0
 const DONE = 2
 
-export class RequestController implements Dispatcher.DispatchController {
+export class DispatchController implements Dispatcher.DispatchController {
   readonly #handler: Handler
   readonly #legacy: boolean
   readonly #host: RequestHost
@@ -452,11 +451,4 @@ export class RequestController implements Dispatcher.DispatchController {
     this.#bodyError = err instanceof Error ? err : new Error(String(err))
     binding().requestPushBody(this.#host.native, this.#id, this.#bodyError.message || 'request body failed')
   }
-}
-
-/** A handler's own exception from a final callback has nowhere to go but the process, as with undici. */
-function reportUncaught(err: unknown): void {
-  queueMicrotask(() => {
-    throw err
-  })
 }

@@ -1,11 +1,12 @@
 /**
- * Turns the core's error codes into undici's own error classes (from the `undici` package itself, so
- * `instanceof` and `code` work as they do with `undici.Agent`), and OS codes into Node-style errors.
+ * The error catalogue of the package: turns the core's error codes into undici's own error classes (from the
+ * `undici` package itself, so `instanceof` and `code` work as they do with `undici.Agent`), OS codes into
+ * Node-style system errors and TLS codes into the errors Node's `tls.connect` raises; defines the errors of
+ * our own policies; and reports exceptions that have nowhere else to go.
  */
 import { errors } from 'undici'
 import { constants } from 'node:os'
 import { socketInfo, type ConnectionSeen } from './connection-info'
-import { isTlsCode, tlsError } from './tls-errors'
 
 /**
  * A request failed fast because its origin's circuit breaker is open (see the `circuitBreaker` option).
@@ -65,6 +66,50 @@ function systemError(code: string, message: string, destination: Destination): S
   return err
 }
 
+/*
+ * TLS failures as Node reports them: a plain `Error` with OpenSSL's code (`DEPTH_ZERO_SELF_SIGNED_CERT`,
+ * `CERT_HAS_EXPIRED`, …) or Node's own (`ERR_TLS_CERT_ALTNAME_INVALID`, with `reason` and `host`), or
+ * `ERR_SSL_*` for a handshake the server broke off. undici hands these to the handler unchanged.
+ */
+
+/** OpenSSL verification codes the core reports (see packages/core/src/tls.rs). */
+const CERTIFICATE_CODES = new Set([
+  'DEPTH_ZERO_SELF_SIGNED_CERT',
+  'SELF_SIGNED_CERT_IN_CHAIN',
+  'UNABLE_TO_VERIFY_LEAF_SIGNATURE',
+  'UNABLE_TO_GET_ISSUER_CERT_LOCALLY',
+  'CERT_HAS_EXPIRED',
+  'CERT_NOT_YET_VALID',
+  'CERT_REVOKED',
+  'CERT_SIGNATURE_FAILURE',
+  'INVALID_PURPOSE',
+  'CERT_REJECTED'
+])
+
+const ALTNAME_PREFIX = "Hostname/IP does not match certificate's altnames: "
+
+/** Whether `code` is a TLS failure's code. */
+function isTlsCode(code: string): boolean {
+  return CERTIFICATE_CODES.has(code) || code.startsWith('ERR_SSL_') || code === 'ERR_TLS_CERT_ALTNAME_INVALID'
+}
+
+export interface TlsError extends Error {
+  code: string
+  reason?: string
+  host?: string
+}
+
+/** The error Node's `tls.connect` would have raised for `code`. */
+function tlsError(code: string, message: string, hostname: string): TlsError {
+  const err = new Error(message) as TlsError
+  err.code = code
+  if (code === 'ERR_TLS_CERT_ALTNAME_INVALID') {
+    err.reason = message.startsWith(ALTNAME_PREFIX) ? message.slice(ALTNAME_PREFIX.length) : message
+    err.host = hostname
+  }
+  return err
+}
+
 /** The error a request ends with, for a code and message from the core. */
 export function errorFromCore(code: string, message: string, destination: Destination, connection: ConnectionSeen | null = null): Error {
   switch (code) {
@@ -105,4 +150,15 @@ export function errorFromCore(code: string, message: string, destination: Destin
       if (/^E[A-Z0-9_]+$/.test(code)) return systemError(code, message, destination)
       return Object.assign(new errors.UndiciError(message), { code })
   }
+}
+
+/**
+ * Reports an exception that has nowhere to go but the process (a handler's own exception from a final
+ * callback, a listener's exception from one of the agent's events), as an uncaught exception, once: as undici
+ * does, and without keeping the caller from going on with its work.
+ */
+export function reportUncaught(err: unknown): void {
+  queueMicrotask(() => {
+    throw err
+  })
 }

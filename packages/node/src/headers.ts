@@ -1,9 +1,38 @@
 /**
- * Response header shapes. The native side hands headers over as a flat `name, value, …` list of latin1
- * strings (names as the server spelled them); undici's two handler styles want them as an object keyed by
- * lower-case names (repeated names as arrays) or as raw Buffers.
+ * Header shapes. Request headers come in the shapes undici accepts (a flat `[name, value, …]` array, an
+ * iterable of `[name, value]` pairs, or an object), walked here once for every reader. Response headers come
+ * from the native side as a flat `name, value, …` list of latin1 strings (names as the server spelled them);
+ * undici's two handler styles want them as an object keyed by lower-case names (repeated names as arrays) or
+ * as raw Buffers.
  */
 import type { IncomingHttpHeaders } from 'node:http'
+
+/**
+ * Calls `visit(context, name, value)` for each header of `headers` in any shape undici accepts, until it
+ * returns true. Returns undici's message for a malformed shape (after visiting the headers before the fault),
+ * or null.
+ */
+export function walkHeaders<C>(
+  headers: object,
+  visit: (context: C, name: string, value: unknown) => boolean | void,
+  context: C
+): string | null {
+  if (Array.isArray(headers)) {
+    if (headers.length % 2 !== 0) return 'headers array must be even'
+    for (let i = 0; i < headers.length; i += 2) if (visit(context, String(headers[i]), headers[i + 1]) === true) return null
+    return null
+  }
+  const iterator = (headers as { [Symbol.iterator]?: unknown })[Symbol.iterator]
+  if (typeof iterator === 'function') {
+    for (const pair of headers as Iterable<unknown>) {
+      if (!Array.isArray(pair) || pair.length !== 2) return 'headers must be in key-value pair format'
+      if (visit(context, String(pair[0]), pair[1]) === true) return null
+    }
+    return null
+  }
+  for (const key of Object.keys(headers)) if (visit(context, key, (headers as Record<string, unknown>)[key]) === true) return null
+  return null
+}
 
 /** `{ name: value | value[] }` from `fields[start..]`, as undici's `parseHeaders` builds it. */
 export function headersObject(fields: readonly string[] | undefined, start: number): IncomingHttpHeaders {

@@ -9,7 +9,10 @@ export interface NativeAgent {
   readonly __nativeAgent: never
 }
 
-/** Agent options as the native side reads them; times in milliseconds, 0 disables a timeout. */
+/**
+ * Agent options as the native side reads them, sent as one JSON document (`native/src/options.rs`); times in
+ * milliseconds, 0 disables a timeout.
+ */
 export interface NativeAgentOptions {
   connectTimeout: number
   headersTimeout: number
@@ -30,9 +33,12 @@ export interface NativeAgentOptions {
   localAddress?: string | null
   tls?: NativeTlsOptions | null
   proxy?: NativeProxyOptions | null
-  /** Retry, circuit breaker and rate limit as JSON (see src/policies.ts); absent = none. */
-  policies?: string | null
+  /** Retry, circuit breaker and rate limit (see src/policies.ts); absent = none. */
+  policies?: NativePolicies | null
 }
+
+/** Validated policies: the agent's, and each listed origin's merged over them (mirrors `Policies` in the core). */
+export type NativePolicies = Record<string, unknown> & { origins: Record<string, Record<string, unknown>> }
 
 /** TLS settings (mirrors `TlsOptions` in the core); certificates and keys as PEM, keys unencrypted. */
 export interface NativeTlsOptions {
@@ -55,32 +61,44 @@ export interface NativeProxyOptions {
 }
 
 /**
- * Receives batches of events: `[dataBuffer, agentId, kind, id, a, b, kind, id, a, b, …]`. `dataBuffer` holds the
- * body bytes of the batch's small DATA events (`a` = offset, `b` = length); a large chunk comes as its own Buffer in `a`; see `native/src/events.rs`.
+ * The wire protocol, as the addon exports it (`native/src/protocol.rs` defines it, with the layout of every
+ * array that crosses the boundary).
  */
+export interface Protocol {
+  fieldSeparator: string
+  batchHeader: number
+  eventFields: string[]
+  headFields: string[]
+  requestFields: string[]
+  statsFields: string[]
+  events: Record<'NONE' | 'START' | 'DATA' | 'END' | 'ERROR' | 'PULL' | 'CONNECT' | 'DISCONNECT' | 'CONNECTION_ERROR' | 'RETRY' | 'CIRCUIT' | 'CONNECTING', number>
+  bodyModes: Record<'NONE' | 'PULL_UNKNOWN_LENGTH' | 'BYTES', number>
+}
+
+/** Receives batches of events, in the layout of {@link Protocol} (`[dataBuffer, agentId, kind, id, a, b, …]`). */
 export type DeliverFn = (batch: unknown[]) => void
 
 export interface NativeBinding {
-  /** `agentId` names the agent in its connection events (`deliver` is shared by all agents). */
-  agentNew(options: NativeAgentOptions, deliver: DeliverFn, agentId: number): NativeAgent
+  readonly protocol: Protocol
+  /**
+   * `options` is the JSON of {@link NativeAgentOptions}; `agentId` names the agent in its connection events
+   * (`deliver` is shared by all agents).
+   */
+  agentNew(options: string, deliver: DeliverFn, agentId: number): NativeAgent
   agentSetActive(agent: NativeAgent, active: boolean): void
   agentClose(agent: NativeAgent): void
   /** JS processed a batch: whether more events wait (then call `agentDrain` on a later turn). */
   agentDrainDone(agent: NativeAgent): boolean
   /** Delivers the next batch of waiting events. */
   agentDrain(agent: NativeAgent): void
-  /** `[origin, pending, running, …]` for every origin with requests or known state. */
+  /** `statsFields` per origin with requests, open connections or known state. */
   agentStats(agent: NativeAgent): Array<string | number>
   /** Every origin's counters: Prometheus text, or JSON text when `json`. */
   agentMetrics(agent: NativeAgent, json: boolean): string
   /** Whether the origin's retry policy covers `method`. */
   agentRetries(agent: NativeAgent, origin: string, method: string): boolean
   setWorkerThreads(threads: number): boolean
-  /**
-   * Starts requests: a flat array of `id, method, url, headers, bodyMode, body, headersTimeout, bodyTimeout`
-   * per request. `headers` is `name\0value\0…`; `bodyMode` is BODY_NONE, BODY_BYTES (bytes in `body`),
-   * BODY_PULL_UNKNOWN_LENGTH or a non-negative pulled length.
-   */
+  /** Starts requests: `requestFields` per request (see {@link REQUEST_FIELDS}). */
   dispatchBatch(agent: NativeAgent, requests: unknown[]): void
   requestAbort(agent: NativeAgent, id: number): void
   requestPause(agent: NativeAgent, id: number): void
@@ -88,33 +106,76 @@ export interface NativeBinding {
   requestPushBody(agent: NativeAgent, id: number, chunk: Uint8Array | string | null): void
 }
 
+/*
+ * The protocol's values, read from the addon when it loads (see readProtocol). Every use comes after an agent
+ * exists, hence after the load.
+ */
 /** Separates fields in head, trailer and request header strings. */
-export const FIELD_SEPARATOR = '\0'
-
-/** Event kinds (mirrors `native/src/events.rs`). */
-export const EVENT_START = 1
-export const EVENT_DATA = 2
-export const EVENT_END = 3
-export const EVENT_ERROR = 4
-export const EVENT_PULL = 5
+export let FIELD_SEPARATOR = '\0'
+export let EVENT_START = 0
+export let EVENT_DATA = 0
+export let EVENT_END = 0
+export let EVENT_ERROR = 0
+export let EVENT_PULL = 0
 /**
  * Connection events: `id` is the agent's, `a` the origin, `b` for CONNECT `remote\0h1|h2` (remote `ip:port`, empty
  * when unknown), for CONNECTION_ERROR `code\0message`.
  */
-export const EVENT_CONNECT = 6
-export const EVENT_DISCONNECT = 7
-export const EVENT_CONNECTION_ERROR = 8
+export let EVENT_CONNECT = 0
+export let EVENT_DISCONNECT = 0
+export let EVENT_CONNECTION_ERROR = 0
 /** The retry policy sends a request again: `a` = retry number, from 1. */
-export const EVENT_RETRY = 9
+export let EVENT_RETRY = 0
 /** A circuit breaker changed state: `id` is the agent's, `a` the origin, `b` the state. */
-export const EVENT_CIRCUIT = 10
+export let EVENT_CIRCUIT = 0
 /** A connection is being made (diagnostics' `beforeConnect`): `id` is the agent's, `a` the origin. */
-export const EVENT_CONNECTING = 11
+export let EVENT_CONNECTING = 0
+/** `bodyMode` values besides a non-negative pulled length. */
+export let BODY_NONE = 0
+export let BODY_PULL_UNKNOWN_LENGTH = 0
+export let BODY_BYTES = 0
+/** Fields of a START event's `b` before the header pairs. */
+export let HEAD_FIELDS = 0
+/** Values per origin in `agentStats`. */
+export let STATS_FIELDS = 0
 
-/** `bodyMode` values besides a non-negative pulled length (mirrors `native/src/dispatch.rs`). */
-export const BODY_NONE = -1
-export const BODY_PULL_UNKNOWN_LENGTH = -2
-export const BODY_BYTES = -3
+/**
+ * The layouts this module's readers and writers are written for: a batch is `[dataBuffer, agentId]` then these
+ * per event (batch.ts); a dispatch these per request (`DispatchController#appendDispatch`); stats these per
+ * origin (stats.ts). An addon with another layout is refused at load.
+ */
+const LAYOUT = {
+  batchHeader: 2,
+  eventFields: ['kind', 'id', 'a', 'b'],
+  headFields: ['remote', 'local', 'statusText'],
+  requestFields: ['id', 'method', 'url', 'headers', 'bodyMode', 'body', 'headersTimeout', 'bodyTimeout'],
+  statsFields: ['origin', 'pending', 'running', 'connected']
+}
+
+function readProtocol(protocol: Protocol | undefined, file: string): void {
+  const layout = protocol === undefined ? undefined : { batchHeader: protocol.batchHeader, eventFields: protocol.eventFields, headFields: protocol.headFields, requestFields: protocol.requestFields, statsFields: protocol.statsFields }
+  if (JSON.stringify(layout) !== JSON.stringify(LAYOUT)) {
+    throw new Error(`reqwest-dispatcher: the native addon (${file}) speaks another protocol than this JavaScript; rebuild it with \`npm run build\``)
+  }
+  const events = protocol!.events
+  FIELD_SEPARATOR = protocol!.fieldSeparator
+  EVENT_START = events.START
+  EVENT_DATA = events.DATA
+  EVENT_END = events.END
+  EVENT_ERROR = events.ERROR
+  EVENT_PULL = events.PULL
+  EVENT_CONNECT = events.CONNECT
+  EVENT_DISCONNECT = events.DISCONNECT
+  EVENT_CONNECTION_ERROR = events.CONNECTION_ERROR
+  EVENT_RETRY = events.RETRY
+  EVENT_CIRCUIT = events.CIRCUIT
+  EVENT_CONNECTING = events.CONNECTING
+  BODY_NONE = protocol!.bodyModes.NONE
+  BODY_PULL_UNKNOWN_LENGTH = protocol!.bodyModes.PULL_UNKNOWN_LENGTH
+  BODY_BYTES = protocol!.bodyModes.BYTES
+  HEAD_FIELDS = protocol!.headFields.length
+  STATS_FIELDS = protocol!.statsFields.length
+}
 
 let loaded: NativeBinding | undefined
 
@@ -122,8 +183,9 @@ let loaded: NativeBinding | undefined
 export function binding(): NativeBinding {
   if (loaded === undefined) {
     const file = join(__dirname, '..', 'index.node')
+    let addon: NativeBinding
     try {
-      loaded = require(file) as NativeBinding
+      addon = require(file) as NativeBinding
     } catch (cause) {
       throw new Error(
         `reqwest-dispatcher: the native addon (${file}) could not be loaded. ` +
@@ -131,6 +193,8 @@ export function binding(): NativeBinding {
         { cause }
       )
     }
+    readProtocol(addon.protocol, file)
+    loaded = addon
   }
   return loaded
 }

@@ -4,6 +4,7 @@
 import { isIP } from 'node:net'
 import { errors } from 'undici'
 import type { NativeAgentOptions, NativeProxyOptions } from './native'
+import { nonNegative } from './checks'
 import { nativePolicies, type PolicyOptions } from './policies'
 import { nativeTlsOptions, type TlsConnectOptions } from './tls-options'
 
@@ -64,14 +65,6 @@ export interface AgentOptions extends PolicyOptions {
   connections?: number | null
   /** Requests pipelined per connection (default 1). Accepted; see COMPATIBILITY.md. */
   pipelining?: number
-}
-
-function nonNegative(name: string, value: unknown, fallback: number): number {
-  if (value == null) return fallback
-  if (typeof value !== 'number' || !Number.isFinite(value) || value < 0) {
-    throw new InvalidArgumentError(`invalid ${name}`)
-  }
-  return value
 }
 
 /** Validates `options` as undici's Agent/Client constructors do and returns what the native side needs. */

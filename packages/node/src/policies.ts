@@ -1,9 +1,13 @@
 /**
  * Resilience policies run in the Rust core, per origin: `retry`, `circuitBreaker`, `rateLimit` (all off by
- * default). This module validates them with undici's error class and hands the core one JSON document: the
- * agent's policies plus, for each origin in `origins`, that origin's policies merged over the agent's.
+ * default). This module validates them with undici's error class and hands the core one document (within the
+ * agent's options): the agent's policies plus, for each origin in `origins`, that origin's policies merged
+ * over the agent's.
  */
 import { errors } from 'undici'
+import { TOKEN } from './checks'
+import type { NativePolicies } from './native'
+import { normalizeOrigin } from './request'
 
 const { InvalidArgumentError } = errors
 
@@ -114,7 +118,7 @@ function retry(where: string, value: Policies['retry']): RetryPolicy | null | un
     number(where, 'timeoutFactor', r.timeoutFactor, 1)
     number(where, 'jitter', r.jitter, 0, 1)
     if (r.retryAfter !== undefined && typeof r.retryAfter !== 'boolean') throw new InvalidArgumentError(`invalid ${where}.retryAfter`)
-    list(where, 'methods', r.methods, (m) => typeof m === 'string' && /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/.test(m))
+    list(where, 'methods', r.methods, (m) => typeof m === 'string' && TOKEN.test(m))
     list(where, 'statusCodes', r.statusCodes, (c) => Number.isInteger(c) && (c as number) >= 100 && (c as number) <= 999)
     list(where, 'errorCodes', r.errorCodes, (c) => typeof c === 'string')
   })
@@ -156,8 +160,8 @@ function checked(where: string, p: Policies): Validated {
   }
 }
 
-/** Validates the policy options of an agent; returns the core's JSON, or `null` when no policy is on anywhere. */
-export function nativePolicies(options: PolicyOptions): string | null {
+/** Validates the policy options of an agent; returns the core's document, or `null` when no policy is on anywhere. */
+export function nativePolicies(options: PolicyOptions): NativePolicies | null {
   const defaults = checked('', options)
   const origins: Record<string, Checked> = {}
   if (options.origins != null) {
@@ -165,11 +169,11 @@ export function nativePolicies(options: PolicyOptions): string | null {
     for (const [key, value] of Object.entries(options.origins)) {
       let origin: string
       try {
-        origin = new URL(key).origin
+        // The same key requests are counted under (scheme://host[:port]).
+        origin = normalizeOrigin(key).origin
       } catch {
         throw new InvalidArgumentError(`invalid origins key ${JSON.stringify(key)}`)
       }
-      if (origin === 'null') throw new InvalidArgumentError(`invalid origins key ${JSON.stringify(key)}`)
       const own = checked(`origins[${JSON.stringify(key)}].`, value)
       origins[origin] = resolved({
         retry: own.retry === undefined ? defaults.retry : own.retry,
@@ -180,5 +184,5 @@ export function nativePolicies(options: PolicyOptions): string | null {
   }
   const top = resolved(defaults)
   const any = Object.keys(top).length > 0 || Object.values(origins).some((o) => Object.keys(o).length > 0)
-  return any ? JSON.stringify({ ...top, origins }) : null
+  return any ? { ...top, origins } : null
 }

@@ -6,6 +6,7 @@
 import type { Dispatcher } from 'undici'
 import { errors } from 'undici'
 import { Agent } from './agent'
+import { walkHeaders } from './headers'
 import type { NativeProxyOptions } from './native'
 import { kProxyOptions, type AgentOptions } from './options'
 import { nativeTlsOptions, type TlsConnectOptions } from './tls-options'
@@ -56,19 +57,15 @@ function proxyHeaders(opts: { headers?: Record<string, string>; token?: string; 
 
 function hasProxyAuthorization(headers: unknown): boolean {
   if (headers == null || typeof headers !== 'object') return false
-  if (Array.isArray(headers)) {
-    for (let i = 0; i < headers.length; i += 2) {
-      if (String(headers[i]).toLowerCase() === 'proxy-authorization') return true
-    }
-    return false
-  }
-  if (typeof (headers as { [Symbol.iterator]?: unknown })[Symbol.iterator] === 'function') {
-    for (const pair of headers as Iterable<unknown[]>) {
-      if (Array.isArray(pair) && String(pair[0]).toLowerCase() === 'proxy-authorization') return true
-    }
-    return false
-  }
-  return Object.keys(headers).some((key) => key.toLowerCase() === 'proxy-authorization')
+  const found = { proxyAuthorization: false }
+  // A malformed shape is dispatch()'s to report, through the handler.
+  walkHeaders(headers, isProxyAuthorization, found)
+  return found.proxyAuthorization
+}
+
+function isProxyAuthorization(found: { proxyAuthorization: boolean }, name: string): boolean {
+  found.proxyAuthorization = name.toLowerCase() === 'proxy-authorization'
+  return found.proxyAuthorization
 }
 
 /** Options for `Agent` with the proxy settings attached where `nativeAgentOptions` looks for them. */

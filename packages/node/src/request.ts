@@ -6,6 +6,8 @@ import { stringify as stringifyQuery, type ParsedUrlQueryInput } from 'node:quer
 import { errors } from 'undici'
 import type { Dispatcher } from 'undici'
 import { prepareBody, type PreparedBody } from './body'
+import { nonNegative, TOKEN } from './checks'
+import { walkHeaders } from './headers'
 import { FIELD_SEPARATOR } from './native'
 
 const { InvalidArgumentError, NotSupportedError } = errors
@@ -37,7 +39,6 @@ interface DispatchOptionsSeen {
   typeOfService?: unknown
 }
 
-const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/
 // A header value may hold tab, visible ASCII and obs-text only: no NUL, CR, LF or other controls (as undici).
 const INVALID_VALUE = /[^\t\x20-\x7e\x80-\xff]/
 const INVALID_PATH = /[^\u0021-\u00ff]/
@@ -113,31 +114,9 @@ function addHeader(state: HeaderState, key: string, value: unknown): void {
 
 function collectHeaders(headers: unknown, state: HeaderState): void {
   if (headers == null) return
-  if (Array.isArray(headers)) {
-    if (headers.length % 2 !== 0) throw new InvalidArgumentError('headers array must be even')
-    for (let i = 0; i < headers.length; i += 2) addHeader(state, String(headers[i]), headers[i + 1])
-    return
-  }
   if (typeof headers !== 'object') throw new InvalidArgumentError('headers must be an object or an array')
-  const iterator = (headers as { [Symbol.iterator]?: unknown })[Symbol.iterator]
-  if (typeof iterator === 'function') {
-    for (const pair of headers as Iterable<unknown>) {
-      if (!Array.isArray(pair) || pair.length !== 2) {
-        throw new InvalidArgumentError('headers must be in key-value pair format')
-      }
-      addHeader(state, String(pair[0]), pair[1])
-    }
-    return
-  }
-  for (const key of Object.keys(headers)) addHeader(state, key, (headers as Record<string, unknown>)[key])
-}
-
-function timeoutOption(name: string, value: unknown): number {
-  if (value == null) return -1
-  if (typeof value !== 'number' || !Number.isFinite(value) || value < 0) {
-    throw new InvalidArgumentError(`invalid ${name}`)
-  }
-  return value
+  const malformed = walkHeaders(headers, addHeader, state)
+  if (malformed !== null) throw new InvalidArgumentError(malformed)
 }
 
 /** `query` appended as undici does: `node:querystring` encoding (a space is `%20`), never onto an existing query. */
@@ -273,7 +252,7 @@ export function normalizeRequest(opts: Dispatcher.DispatchOptions, raw: unknown[
     address: origin.address,
     headers: state.out.join(FIELD_SEPARATOR),
     body,
-    headersTimeout: timeoutOption('headersTimeout', opts.headersTimeout),
-    bodyTimeout: timeoutOption('bodyTimeout', opts.bodyTimeout)
+    headersTimeout: nonNegative('headersTimeout', opts.headersTimeout, -1),
+    bodyTimeout: nonNegative('bodyTimeout', opts.bodyTimeout, -1)
   }
 }

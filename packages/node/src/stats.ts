@@ -1,9 +1,8 @@
 /**
  * `agent.stats`: per-origin counts as undici's `Agent` reports them (a `PoolStats` per origin), from what the
- * core can count: requests from the core's admission layer, connections from the transport's connection
- * events; see COMPATIBILITY.md.
+ * core counts: requests in its request slots, connections its transport reported open; see COMPATIBILITY.md.
  */
-import { binding, type NativeAgent } from './native'
+import { binding, STATS_FIELDS, type NativeAgent } from './native'
 
 /** One origin's counts. */
 export interface OriginStats {
@@ -23,19 +22,17 @@ export interface OriginStats {
 
 /**
  * Stats of every origin the agent has requests for, open connections to, or keeps HTTP/2 state about, keyed
- * by origin. `connected` counts what the transport reported opened and not yet closed.
+ * by origin.
  */
-export function agentStats(native: NativeAgent, connected: ReadonlyMap<string, number>): Record<string, OriginStats> {
+export function agentStats(native: NativeAgent): Record<string, OriginStats> {
   const flat = binding().agentStats(native)
   const out: Record<string, OriginStats> = {}
-  const entry = (origin: string, pending: number, running: number): OriginStats => {
-    const open = connected.get(origin) ?? 0
+  for (let i = 0; i + STATS_FIELDS <= flat.length; i += STATS_FIELDS) {
+    const pending = flat[i + 1] as number
+    const running = flat[i + 2] as number
+    const connected = flat[i + 3] as number
     // An HTTP/1.1 connection is busy while a request runs on it; what is left is free.
-    return { connected: open, free: Math.max(0, open - running), pending, queued: pending, running, size: pending + running }
+    out[flat[i] as string] = { connected, free: Math.max(0, connected - running), pending, queued: pending, running, size: pending + running }
   }
-  for (let i = 0; i + 2 < flat.length; i += 3) {
-    out[flat[i] as string] = entry(flat[i] as string, flat[i + 1] as number, flat[i + 2] as number)
-  }
-  for (const origin of connected.keys()) out[origin] ??= entry(origin, 0, 0)
   return out
 }

@@ -2,8 +2,9 @@
 //! object is created on the native side (each would be a V8 external with a finalizer for the GC to track).
 
 use crate::agent::BoxedAgent;
-use crate::events::{Event, QueueHandler, RequestHandle};
 use crate::marshal::{split_fields, timeout_override};
+use crate::protocol::{request as field, BODY_BYTES, BODY_NONE, REQUEST_FIELDS};
+use crate::queue::{Event, QueueHandler, RequestHandle};
 use bytes::Bytes;
 use neon::prelude::*;
 use neon::types::buffer::TypedArray;
@@ -15,23 +16,16 @@ use reqwest_dispatcher_core::{
 /// keep a fast consumer busy between two drains, small enough that 100 large responses queue at most 25 MiB.
 const RESPONSE_CREDIT: usize = 256 * 1024;
 
-/// Body-mode argument values (see src/native.ts).
-const BODY_NONE: f64 = -1.0;
-const BODY_BYTES: f64 = -3.0;
-
 fn request_id(cx: &mut FunctionContext, index: usize) -> NeonResult<u64> {
     Ok(cx.argument::<JsNumber>(index)?.value(cx) as u64)
 }
 
-/// Values of one request in a `dispatchBatch` array, in order.
-const FIELDS_PER_REQUEST: u32 = 8;
+/// Values of one request in a `dispatchBatch` array.
+const FIELDS_PER_REQUEST: u32 = REQUEST_FIELDS.len() as u32;
 
 /// `dispatchBatch(agent, requests)`: starts every request of `requests`, a flat array of
-/// `id, method, url, headers, bodyMode, body, headersTimeout, bodyTimeout` (8 values per request).
-///
-/// `headers` is `name\0value\0…` (latin1); `bodyMode` is -1 (none), -3 (bytes in `body`), -2 (pulled, unknown
-/// length) or a non-negative pulled length. Requests started in the same tick travel together: one call into
-/// the addon and back-to-back spawns, so one wake-up of the runtime usually serves them all.
+/// [`REQUEST_FIELDS`] per request (see `protocol.rs`). Requests started in the same tick travel together: one
+/// call into the addon and back-to-back spawns, so one wake-up of the runtime usually serves them all.
 pub fn dispatch_batch(mut cx: FunctionContext) -> JsResult<JsUndefined> {
     let agent = cx.argument::<BoxedAgent>(0)?;
     let list = cx.argument::<JsArray>(1)?;
@@ -42,20 +36,34 @@ pub fn dispatch_batch(mut cx: FunctionContext) -> JsResult<JsUndefined> {
     let len = list.len(&mut cx);
     let mut at = 0;
     while at + FIELDS_PER_REQUEST <= len {
-        let id = list.get::<JsNumber, _, _>(&mut cx, at)?.value(&mut cx) as u64;
-        let method = list.get::<JsString, _, _>(&mut cx, at + 1)?.value(&mut cx);
-        let url = list.get::<JsString, _, _>(&mut cx, at + 2)?.value(&mut cx);
-        let headers = list.get::<JsString, _, _>(&mut cx, at + 3)?.value(&mut cx);
-        let body_mode = list.get::<JsNumber, _, _>(&mut cx, at + 4)?.value(&mut cx);
-        let headers_timeout = list.get::<JsNumber, _, _>(&mut cx, at + 6)?.value(&mut cx);
-        let body_timeout = list.get::<JsNumber, _, _>(&mut cx, at + 7)?.value(&mut cx);
+        let id = list
+            .get::<JsNumber, _, _>(&mut cx, at + field::ID)?
+            .value(&mut cx) as u64;
+        let method = list
+            .get::<JsString, _, _>(&mut cx, at + field::METHOD)?
+            .value(&mut cx);
+        let url = list
+            .get::<JsString, _, _>(&mut cx, at + field::URL)?
+            .value(&mut cx);
+        let headers = list
+            .get::<JsString, _, _>(&mut cx, at + field::HEADERS)?
+            .value(&mut cx);
+        let body_mode = list
+            .get::<JsNumber, _, _>(&mut cx, at + field::BODY_MODE)?
+            .value(&mut cx);
+        let headers_timeout = list
+            .get::<JsNumber, _, _>(&mut cx, at + field::HEADERS_TIMEOUT)?
+            .value(&mut cx);
+        let body_timeout = list
+            .get::<JsNumber, _, _>(&mut cx, at + field::BODY_TIMEOUT)?
+            .value(&mut cx);
 
         let controller = RequestController::with_credit(RESPONSE_CREDIT);
         let mut sender = None;
         let body = if body_mode == BODY_NONE {
             RequestBody::Empty
         } else if body_mode == BODY_BYTES {
-            let bytes = list.get::<JsTypedArray<u8>, _, _>(&mut cx, at + 5)?;
+            let bytes = list.get::<JsTypedArray<u8>, _, _>(&mut cx, at + field::BODY)?;
             RequestBody::Bytes(Bytes::copy_from_slice(bytes.as_slice(&cx)))
         } else {
             let length = (body_mode >= 0.0).then_some(body_mode as u64);

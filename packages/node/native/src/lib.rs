@@ -1,12 +1,18 @@
 //! The Neon bridge of reqwest-dispatcher: exported functions, JS↔Rust marshaling and event delivery.
 //!
-//! No HTTP logic lives here. JavaScript calls in once per request ([`dispatch::dispatch`]); the core reports
-//! back through [`events::EventQueue`], which wakes the JS thread once per batch of events, not once per event.
+//! No HTTP logic lives here. JavaScript calls in once per tick with the requests started in it
+//! (`dispatch.rs`); the core reports back through each agent's [`queue::EventQueue`], which wakes the JS thread
+//! once per batch of events, not once per event, and has them encoded (`encode.rs`). What crosses the boundary,
+//! and in which layout, is defined once in `protocol.rs` and exported to JavaScript as `protocol`; agent options
+//! cross as one JSON document (`options.rs`); string and header conversions are in `marshal.rs`.
 
 mod agent;
 mod dispatch;
-mod events;
+mod encode;
 mod marshal;
+mod options;
+mod protocol;
+mod queue;
 
 use neon::prelude::*;
 
@@ -17,6 +23,8 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[neon::main]
 fn main(mut cx: ModuleContext) -> NeonResult<()> {
+    let protocol = protocol::describe(&mut cx)?;
+    cx.export_value("protocol", protocol)?;
     cx.export_function("agentNew", agent::agent_new)?;
     cx.export_function("agentSetActive", agent::agent_set_active)?;
     cx.export_function("agentStats", agent::agent_stats)?;

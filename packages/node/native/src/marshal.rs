@@ -3,6 +3,7 @@
 //! Header bytes travel as latin1 strings, as undici treats them: every byte maps to the code point of the same
 //! value, so any byte sequence survives the round trip.
 
+use crate::protocol::FIELD_SEPARATOR;
 use reqwest_dispatcher_core::RawHeaders;
 use std::time::Duration;
 
@@ -15,9 +16,6 @@ pub fn string_to_latin1(s: String) -> Vec<u8> {
         s.chars().map(|c| c as u32 as u8).collect()
     }
 }
-
-/// The separator of fields in head and header strings: no header name or value can contain NUL.
-pub const FIELD_SEPARATOR: char = '\0';
 
 /// `[first\0]name\0value\0…` as one latin1 string: one JS string per head instead of two per header.
 /// Names keep the sender's case.

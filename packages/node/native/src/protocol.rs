@@ -1,0 +1,191 @@
+//! The wire protocol between the addon and the TypeScript layer, defined here once: the kinds of events and
+//! the layout of the arrays that cross the boundary in each direction. The addon exports it as `protocol`;
+//! `src/native.ts` reads it when it loads the addon (and refuses an addon whose layout it was not written
+//! for), and the glue benchmark reads it too.
+//!
+//! **Batches** (Rust → JS, one call per batch): `[dataBuffer, agentId, kind, id, a, b, kind, id, a, b, …]`.
+//! `dataBuffer` holds the body bytes of the batch's small DATA events; `agentId` names the agent whose queue
+//! the batch comes from. Then [`EVENT_FIELDS`] per event:
+//!
+//! | kind  | id | a                        | b                                              |
+//! |-------|----|--------------------------|------------------------------------------------|
+//! | START | request | status + 1000 × version (10, 11, 20) | `remote\0local\0statusText\0name\0value…` (latin1) |
+//! | DATA  | request | offset in `dataBuffer`, or a Buffer of its own | length                 |
+//! | END   | request | `name\0value…` (trailers) or `""` | –                                     |
+//! | ERROR | request | code                     | message                                        |
+//! | PULL  | request | –                        | –                                              |
+//! | RETRY | request | retry number (from 1)    | –                                              |
+//! | CONNECTING, DISCONNECT | agent | origin    | –                                              |
+//! | CONNECT | agent | origin                   | `remote\0h1` or `remote\0h2` (remote `ip:port`, empty when unknown) |
+//! | CONNECTION_ERROR | agent | origin          | `code\0message`                                |
+//! | CIRCUIT | agent | origin                   | `closed`, `open` or `half-open`                |
+//! | NONE  | 0  | –                        | –  (an event that could not be encoded; id 0 names nothing) |
+//!
+//! **Dispatches** (JS → Rust, one call per tick): [`REQUEST_FIELDS`] values per request, in that order.
+//! `headers` is `name\0value\0…` (latin1); `bodyMode` is [`BODY_NONE`], [`BODY_BYTES`] (bytes in `body`),
+//! [`BODY_PULL_UNKNOWN_LENGTH`] or a non-negative pulled length; timeouts are milliseconds, negative = the
+//! agent's, 0 = disabled.
+//!
+//! **Stats**: [`STATS_FIELDS`] values per origin.
+
+use neon::prelude::*;
+
+/// Separates fields in head, trailer, header and detail strings: no header name or value can contain NUL.
+pub const FIELD_SEPARATOR: char = '\0';
+
+/// Slots before the first event of a batch: the data Buffer and the agent's id.
+pub const BATCH_HEADER: u32 = 2;
+/// The slots of one event in a batch, in order.
+pub const EVENT_FIELDS: [&str; 4] = ["kind", "id", "a", "b"];
+/// Index of each slot within its event.
+pub mod slot {
+    pub const KIND: u32 = 0;
+    pub const ID: u32 = 1;
+    pub const A: u32 = 2;
+    pub const B: u32 = 3;
+}
+
+/// Fields of a START event's `b` before the header pairs.
+pub const HEAD_FIELDS: [&str; 3] = ["remote", "local", "statusText"];
+
+pub const NONE: f64 = 0.0;
+pub const START: f64 = 1.0;
+pub const DATA: f64 = 2.0;
+pub const END: f64 = 3.0;
+pub const ERROR: f64 = 4.0;
+pub const PULL: f64 = 5.0;
+pub const CONNECT: f64 = 6.0;
+pub const DISCONNECT: f64 = 7.0;
+pub const CONNECTION_ERROR: f64 = 8.0;
+pub const RETRY: f64 = 9.0;
+pub const CIRCUIT: f64 = 10.0;
+pub const CONNECTING: f64 = 11.0;
+
+const EVENTS: [(&str, f64); 12] = [
+    ("NONE", NONE),
+    ("START", START),
+    ("DATA", DATA),
+    ("END", END),
+    ("ERROR", ERROR),
+    ("PULL", PULL),
+    ("CONNECT", CONNECT),
+    ("DISCONNECT", DISCONNECT),
+    ("CONNECTION_ERROR", CONNECTION_ERROR),
+    ("RETRY", RETRY),
+    ("CIRCUIT", CIRCUIT),
+    ("CONNECTING", CONNECTING),
+];
+
+/// The values of one request in a `dispatchBatch` array, in order.
+pub const REQUEST_FIELDS: [&str; 8] = [
+    "id",
+    "method",
+    "url",
+    "headers",
+    "bodyMode",
+    "body",
+    "headersTimeout",
+    "bodyTimeout",
+];
+
+/// Index of each request field within its request's values.
+pub mod request {
+    pub const ID: u32 = 0;
+    pub const METHOD: u32 = 1;
+    pub const URL: u32 = 2;
+    pub const HEADERS: u32 = 3;
+    pub const BODY_MODE: u32 = 4;
+    pub const BODY: u32 = 5;
+    pub const HEADERS_TIMEOUT: u32 = 6;
+    pub const BODY_TIMEOUT: u32 = 7;
+}
+
+pub const BODY_NONE: f64 = -1.0;
+pub const BODY_PULL_UNKNOWN_LENGTH: f64 = -2.0;
+pub const BODY_BYTES: f64 = -3.0;
+
+const BODY_MODES: [(&str, f64); 3] = [
+    ("NONE", BODY_NONE),
+    ("PULL_UNKNOWN_LENGTH", BODY_PULL_UNKNOWN_LENGTH),
+    ("BYTES", BODY_BYTES),
+];
+
+/// The values of one origin in `agentStats`, in order.
+pub const STATS_FIELDS: [&str; 4] = ["origin", "pending", "running", "connected"];
+
+/// The protocol as a JavaScript object: `{ fieldSeparator, batchHeader, eventFields, headFields, events,
+/// requestFields, bodyModes, statsFields }`.
+pub fn describe<'a, C: Context<'a>>(cx: &mut C) -> JsResult<'a, JsObject> {
+    let protocol = cx.empty_object();
+    let separator = cx.string(FIELD_SEPARATOR.to_string());
+    protocol.set(cx, "fieldSeparator", separator)?;
+    let header = cx.number(BATCH_HEADER);
+    protocol.set(cx, "batchHeader", header)?;
+    for (key, list) in [
+        ("eventFields", &EVENT_FIELDS[..]),
+        ("headFields", &HEAD_FIELDS[..]),
+        ("requestFields", &REQUEST_FIELDS[..]),
+        ("statsFields", &STATS_FIELDS[..]),
+    ] {
+        let list = names(cx, list)?;
+        protocol.set(cx, key, list)?;
+    }
+    for (key, entries) in [("events", &EVENTS[..]), ("bodyModes", &BODY_MODES[..])] {
+        let entries = table(cx, entries)?;
+        protocol.set(cx, key, entries)?;
+    }
+    Ok(protocol)
+}
+
+fn names<'a, C: Context<'a>>(cx: &mut C, names: &[&str]) -> JsResult<'a, JsArray> {
+    let array = JsArray::new(cx, names.len());
+    for (i, name) in names.iter().enumerate() {
+        let name = cx.string(name);
+        array.set(cx, i as u32, name)?;
+    }
+    Ok(array)
+}
+
+fn table<'a, C: Context<'a>>(cx: &mut C, entries: &[(&str, f64)]) -> JsResult<'a, JsObject> {
+    let object = cx.empty_object();
+    for (name, value) in entries {
+        let value = cx.number(*value);
+        object.set(cx, *name, value)?;
+    }
+    Ok(object)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_field_indices_follow_the_names() {
+        let index = |name: &str| REQUEST_FIELDS.iter().position(|n| *n == name).unwrap() as u32;
+        assert_eq!(request::ID, index("id"));
+        assert_eq!(request::METHOD, index("method"));
+        assert_eq!(request::URL, index("url"));
+        assert_eq!(request::HEADERS, index("headers"));
+        assert_eq!(request::BODY_MODE, index("bodyMode"));
+        assert_eq!(request::BODY, index("body"));
+        assert_eq!(request::HEADERS_TIMEOUT, index("headersTimeout"));
+        assert_eq!(request::BODY_TIMEOUT, index("bodyTimeout"));
+    }
+
+    #[test]
+    fn event_slot_indices_follow_the_names() {
+        let index = |name: &str| EVENT_FIELDS.iter().position(|n| *n == name).unwrap() as u32;
+        assert_eq!(slot::KIND, index("kind"));
+        assert_eq!(slot::ID, index("id"));
+        assert_eq!(slot::A, index("a"));
+        assert_eq!(slot::B, index("b"));
+    }
+
+    #[test]
+    fn event_kinds_are_distinct() {
+        let mut kinds: Vec<i64> = EVENTS.iter().map(|(_, k)| *k as i64).collect();
+        kinds.sort();
+        kinds.dedup();
+        assert_eq!(kinds.len(), EVENTS.len());
+    }
+}

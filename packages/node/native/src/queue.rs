@@ -1,0 +1,230 @@
+//! Event delivery from tokio threads to the JS thread: one [`EventQueue`] and one Neon `Channel` per agent.
+//!
+//! Core tasks push events; the first push into an empty queue schedules a drain on the JS thread. The drain
+//! takes the queued events as one batch, has them encoded (`encode.rs`, in the layout of `protocol.rs`) and
+//! hands them to JavaScript in one call, so a burst of responses costs one wake-up of the event loop and one
+//! call into JS. JavaScript says when it is done with a batch (`agentDrainDone`) and asks for the next one on
+//! a later turn of the event loop.
+//!
+//! A failure never stops the queue: an event that cannot be encoded fails its own request (see `encode.rs`),
+//! credits are released whatever JavaScript did with the batch, and an exception that escapes the delivery
+//! leaves the queue able to deliver again before it is reported.
+
+use crate::encode::{self, Batch};
+use bytes::Bytes;
+use neon::prelude::*;
+use reqwest_dispatcher_core::{
+    AgentEvent, BodySender, CoreError, DispatchHandler, RawHeaders, RequestController, ResponseHead,
+};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+/// Most body bytes one drain hands to JavaScript: a burst of large responses is spread over several turns of
+/// the event loop instead of blocking it (and allocating) all at once.
+const BATCH_BYTES: usize = 1024 * 1024;
+
+/// What a core task reports, on its way to JavaScript.
+pub enum Event {
+    Start(u64, ResponseHead),
+    Data(u64, Bytes, RequestController),
+    End(u64, RawHeaders),
+    Error(u64, CoreError),
+    Pull(u64),
+    /// The retry policy sends the request again (retry number).
+    Retry(u64, u32),
+    /// A connection or circuit event of the agent whose JS id is given (not a request's).
+    Agent(u64, AgentEvent),
+}
+
+impl Event {
+    /// The request this event belongs to (`None` for the agent's own events).
+    pub fn request(&self) -> Option<u64> {
+        match self {
+            Event::Start(id, _)
+            | Event::Data(id, _, _)
+            | Event::End(id, _)
+            | Event::Error(id, _)
+            | Event::Pull(id)
+            | Event::Retry(id, _) => Some(*id),
+            Event::Agent(_, _) => None,
+        }
+    }
+}
+
+/// The JS-side handles of one request in flight: how to steer it and where its pulled body goes.
+pub struct RequestHandle {
+    pub controller: RequestController,
+    pub body: Option<BodySender>,
+}
+
+#[derive(Default)]
+struct Pending {
+    events: Vec<Event>,
+    scheduled: bool,
+}
+
+pub struct EventQueue {
+    /// The JS id of the agent this queue belongs to: batches name it, so JS can ask for the next one.
+    agent: u64,
+    pending: Mutex<Pending>,
+    /// Requests in flight by id, until their end or error has been delivered (or JS aborted them).
+    requests: Mutex<HashMap<u64, RequestHandle>>,
+    channel: Channel,
+    deliver: Root<JsFunction>,
+}
+
+impl EventQueue {
+    /// `channel` should be an unreferenced clone: keeping the process alive is the agent's decision.
+    pub fn new(channel: Channel, deliver: Root<JsFunction>, agent: u64) -> Arc<Self> {
+        Arc::new(EventQueue {
+            agent,
+            pending: Mutex::new(Pending::default()),
+            requests: Mutex::new(HashMap::new()),
+            channel,
+            deliver,
+        })
+    }
+
+    pub fn register(&self, id: u64, handle: RequestHandle) {
+        lock(&self.requests).insert(id, handle);
+    }
+
+    /// Runs `f` on the handle of request `id`, if it is still in flight.
+    pub fn with_request<T>(&self, id: u64, f: impl FnOnce(&RequestHandle) -> T) -> Option<T> {
+        lock(&self.requests).get(&id).map(f)
+    }
+
+    /// Forgets request `id` (JS aborted it, or it ended) and returns its handle.
+    pub fn remove(&self, id: u64) -> Option<RequestHandle> {
+        lock(&self.requests).remove(&id)
+    }
+
+    pub fn push(self: &Arc<Self>, event: Event) {
+        let schedule = {
+            let mut pending = lock(&self.pending);
+            pending.events.push(event);
+            !std::mem::replace(&mut pending.scheduled, true)
+        };
+        if schedule {
+            self.schedule_drain();
+        }
+    }
+
+    fn schedule_drain(self: &Arc<Self>) {
+        let queue = Arc::clone(self);
+        // Fails only while Node shuts down, when nobody is left to deliver to.
+        let _ = self.channel.try_send(move |mut cx| queue.drain(&mut cx));
+    }
+
+    /// Takes the events of one batch: all that are queued, except that body bytes stop at [`BATCH_BYTES`] (at
+    /// least one event goes). The queue stays marked as scheduled: see [`Self::finish_drain`].
+    fn take_batch(&self) -> Vec<Event> {
+        let mut pending = lock(&self.pending);
+        let mut bytes = 0;
+        let cut = pending.events.iter().position(|event| {
+            if let Event::Data(_, chunk, _) = event {
+                if bytes > 0 && bytes + chunk.len() > BATCH_BYTES {
+                    return true;
+                }
+                bytes += chunk.len();
+            }
+            false
+        });
+        match cut {
+            Some(at) => {
+                let rest = pending.events.split_off(at);
+                std::mem::replace(&mut pending.events, rest)
+            }
+            None => std::mem::take(&mut pending.events),
+        }
+    }
+
+    /// Called by JS once it has processed a batch: returns whether events are waiting. If so, the queue stays
+    /// scheduled and JS asks for the next batch on a later turn of the event loop (`setImmediate`); otherwise
+    /// the next push wakes the loop again.
+    ///
+    /// Rescheduling from here instead would not yield: Node runs up to 1000 queued threadsafe-function calls
+    /// per wake-up, so under sustained load drains would chain without timers, I/O or finalizers running.
+    pub fn finish_drain(&self) -> bool {
+        let mut pending = lock(&self.pending);
+        if pending.events.is_empty() {
+            pending.scheduled = false;
+            false
+        } else {
+            true
+        }
+    }
+
+    /// Hands the next batch to JavaScript.
+    pub fn drain<'a, C: Context<'a>>(self: &Arc<Self>, cx: &mut C) -> NeonResult<()> {
+        let Batch {
+            array,
+            released,
+            finished,
+            failed,
+        } = encode::batch(cx, self.agent, self.take_batch())?;
+        if !finished.is_empty() || !failed.is_empty() {
+            let mut requests = lock(&self.requests);
+            for id in finished {
+                requests.remove(&id);
+            }
+            for id in failed {
+                // The request was told it failed: the core stops working on it.
+                if let Some(handle) = requests.remove(&id) {
+                    handle.controller.abort();
+                }
+            }
+        }
+        let deliver = self.deliver.to_inner(cx);
+        let delivered = cx.try_catch(|cx| deliver.call_with(cx).arg(array).exec(cx));
+        // The JS side has taken the data (or dropped it with its request): it no longer counts as in flight.
+        for (controller, bytes) in released {
+            controller.release(bytes);
+        }
+        if let Err(exception) = delivered {
+            // JS reports its listeners' and handlers' exceptions itself; this one escaped the delivery before
+            // JS could say it was done with the batch. Keep the queue delivering, then report it (once).
+            if self.finish_drain() {
+                self.schedule_drain();
+            }
+            return cx.throw(exception);
+        }
+        Ok(())
+    }
+}
+
+/// Locks `m`, recovering from poisoning: the data behind these locks stays consistent even if a holder
+/// panicked (each critical section is a single insert, remove or take).
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Forwards one request's events to its agent's queue.
+pub struct QueueHandler {
+    pub id: u64,
+    pub queue: Arc<EventQueue>,
+    pub controller: RequestController,
+}
+
+impl DispatchHandler for QueueHandler {
+    fn on_response_start(&mut self, head: ResponseHead) {
+        self.queue.push(Event::Start(self.id, head));
+    }
+
+    fn on_response_data(&mut self, chunk: Bytes) {
+        self.queue
+            .push(Event::Data(self.id, chunk, self.controller.clone()));
+    }
+
+    fn on_response_end(&mut self, trailers: RawHeaders) {
+        self.queue.push(Event::End(self.id, trailers));
+    }
+
+    fn on_error(&mut self, error: CoreError) {
+        self.queue.push(Event::Error(self.id, error));
+    }
+
+    fn on_retry(&mut self, retry: u32) {
+        self.queue.push(Event::Retry(self.id, retry));
+    }
+}

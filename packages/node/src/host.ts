@@ -1,0 +1,151 @@
+/**
+ * The host of an agent's requests: the bookkeeping the public {@link Agent} keeps apart from its API, so that
+ * each request's controller sees only what it needs ({@link RequestHost}). It counts requests in flight per
+ * origin (undici's `dispatch()` answer and `drain` event), sends the requests started in one tick to the addon
+ * together, keeps the process alive while requests are in flight, tells `close()` when the agent is idle, and
+ * turns the agent's native connection and circuit events into diagnostics messages and the agent's events.
+ *
+ * Listener exceptions never corrupt this bookkeeping: counts are settled before any listener runs, and what a
+ * `drain` listener or a `close()` callback throws is reported without keeping the others from running.
+ */
+import { errors } from 'undici'
+import { inFlight } from './batch'
+import type { DispatchController, RequestHost } from './controller'
+import { publishConnection } from './diagnostics'
+import { errorFromCore, reportUncaught } from './errors'
+import {
+  binding,
+  EVENT_CIRCUIT,
+  EVENT_CONNECT,
+  EVENT_CONNECTING,
+  EVENT_CONNECTION_ERROR,
+  EVENT_DISCONNECT,
+  FIELD_SEPARATOR,
+  type NativeAgent
+} from './native'
+import { normalizeOrigin } from './request'
+
+/** The state of an origin's circuit breaker, as `circuitStateChange` events report it. */
+export type CircuitState = 'closed' | 'open' | 'half-open'
+
+/** Where the agent's own events go (the public Agent, which emits them). */
+export interface AgentListener {
+  /** `connect`, `disconnect` or `connectionError` (by native event kind), with the error of the last two. */
+  connection(kind: number, origin: string, error: Error | null): void
+  circuit(origin: string, state: CircuitState): void
+  drain(origin: string): void
+}
+
+export class AgentHost implements RequestHost {
+  readonly native: NativeAgent
+  readonly requests = new Set<DispatchController>()
+  /** Requests in flight per origin, and whether `drain` is owed once it drops below the limit. */
+  readonly #perOrigin = new Map<string, { running: number; needDrain: boolean }>()
+  readonly #limit: number
+  readonly #listener: AgentListener
+  #onIdle: Array<() => void> = []
+  /** Requests started in this tick, sent to the native side together at its end. */
+  #toSend: DispatchController[] = []
+
+  /** `limit`: requests per origin before `dispatch()` answers false (undici: connections × pipelining). */
+  constructor(native: NativeAgent, limit: number, listener: AgentListener) {
+    this.native = native
+    this.#limit = limit
+    this.#listener = listener
+  }
+
+  /** A connection or circuit event of this agent, from the native side. */
+  agentEvent(kind: number, origin: string, detail: string | undefined): void {
+    if (kind === EVENT_CIRCUIT) {
+      this.#listener.circuit(origin, detail as CircuitState)
+      return
+    }
+    if (kind === EVENT_CONNECTING) {
+      // undici has no event for it; diagnostics_channel has `beforeConnect`.
+      publishConnection(this.native, kind, origin, null)
+      return
+    }
+    let error: Error | null = null
+    if (kind === EVENT_DISCONNECT) {
+      error = new errors.SocketError('closed')
+    } else if (kind === EVENT_CONNECTION_ERROR) {
+      const text = detail ?? ''
+      const separator = text.indexOf(FIELD_SEPARATOR)
+      error = errorFromCore(text.slice(0, separator), text.slice(separator + 1), normalizeOrigin(origin))
+    }
+    publishConnection(this.native, kind, origin, error, kind === EVENT_CONNECT ? detail : undefined)
+    this.#listener.connection(kind, origin, error)
+  }
+
+  send(controller: DispatchController): void {
+    if (this.#toSend.push(controller) === 1) queueMicrotask(this.#flush)
+  }
+
+  /**
+   * Sends the requests started in this tick: every start callback runs first (any may abort or pause), then
+   * the survivors cross into the addon in one call.
+   */
+  readonly #flush = (): void => {
+    const batch = this.#toSend
+    this.#toSend = []
+    for (const controller of batch) controller.announceStart()
+    const fields: unknown[] = []
+    const sent: DispatchController[] = []
+    for (const controller of batch) if (controller.appendDispatch(fields)) sent.push(controller)
+    if (sent.length === 0) return
+    binding().dispatchBatch(this.native, fields)
+    for (const controller of sent) controller.afterDispatch()
+  }
+
+  /** Counts `controller` in; returns false when its origin is now saturated (undici's `needDrain`). */
+  started(controller: DispatchController): boolean {
+    inFlight.set(controller.id, controller)
+    this.requests.add(controller)
+    // While requests are in flight the agent keeps the process alive; idle, it lets it exit.
+    if (this.requests.size === 1) binding().agentSetActive(this.native, true)
+    let count = this.#perOrigin.get(controller.origin)
+    if (count === undefined) this.#perOrigin.set(controller.origin, (count = { running: 0, needDrain: false }))
+    count.running++
+    if (count.running >= this.#limit) count.needDrain = true
+    return !count.needDrain
+  }
+
+  finished(controller: DispatchController): void {
+    inFlight.delete(controller.id)
+    if (!this.requests.delete(controller)) return
+    let drained: string | null = null
+    const count = this.#perOrigin.get(controller.origin)
+    if (count !== undefined) {
+      count.running--
+      if (count.running === 0 && !count.needDrain) this.#perOrigin.delete(controller.origin)
+      if (count.needDrain && count.running < this.#limit) {
+        count.needDrain = false
+        if (count.running === 0) this.#perOrigin.delete(controller.origin)
+        drained = controller.origin
+      }
+    }
+    let waiters: Array<() => void> | null = null
+    if (this.requests.size === 0) {
+      binding().agentSetActive(this.native, false)
+      waiters = this.#onIdle
+      this.#onIdle = []
+    }
+    // Listeners and callbacks run last, each on its own: what one throws is reported and the rest still run.
+    if (drained !== null) runReporting((origin) => this.#listener.drain(origin), drained)
+    if (waiters !== null) for (const waiter of waiters) runReporting(waiter, undefined)
+  }
+
+  whenIdle(callback: () => void): void {
+    if (this.requests.size === 0) queueMicrotask(callback)
+    else this.#onIdle.push(callback)
+  }
+}
+
+/** Calls `fn(arg)`; reports what it throws instead of passing it on. */
+function runReporting<T>(fn: (arg: T) => void, arg: T): void {
+  try {
+    fn(arg)
+  } catch (err) {
+    reportUncaught(err)
+  }
+}
