@@ -37,10 +37,10 @@ describe('undici APIs over this Agent', () => {
 
   it('undici.stream writes the body into a Writable', async () => {
     const chunks: Buffer[] = []
-    await stream(`${server.origin}/s`, { dispatcher: agent, opaque: chunks }, ({ opaque }) =>
+    await stream<Buffer[]>(`${server.origin}/s`, { dispatcher: agent, method: 'GET', opaque: chunks }, ({ opaque }) =>
       new Writable({
         write(chunk: Buffer, _enc, cb) {
-          ;(opaque as Buffer[]).push(chunk)
+          opaque.push(chunk)
           cb()
         }
       })

@@ -10,7 +10,6 @@ import { subscribe, unsubscribe } from 'node:diagnostics_channel'
 import type http from 'node:http'
 import http2 from 'node:http2'
 import https from 'node:https'
-import type { AddressInfo } from 'node:net'
 import { Readable } from 'node:stream'
 import { context, propagation, SpanKind, SpanStatusCode } from '@opentelemetry/api'
 import { AsyncLocalStorageContextManager } from '@opentelemetry/context-async-hooks'
@@ -34,7 +33,7 @@ import {
   type Dispatcher
 } from 'undici'
 import { Agent } from 'reqwest-dispatcher'
-import { closedPort, httpServer, rawServer, readHead, type Running } from './helpers/servers'
+import { closedPort, httpServer, rawServer, readHead, serve, type Running } from './helpers/servers'
 import { makePki } from './helpers/transport-certs'
 
 /** What the server saw of each request. */
@@ -293,8 +292,7 @@ describe('OpenTelemetry undici instrumentation through our Agent', () => {
       received.push({ url: req.url ?? '', headers: req.headers })
       res.end('secure')
     })
-    await new Promise<void>((resolve) => tls.listen(0, '127.0.0.1', resolve))
-    const origin = `https://127.0.0.1:${(tls.address() as AddressInfo).port}`
+    const { origin, close } = await serve(tls, 'https')
     try {
       const runs = await traced(
         async (dispatcher) => {
@@ -311,8 +309,7 @@ describe('OpenTelemetry undici instrumentation through our Agent', () => {
       expect(runs.ours.spans[0].attributes['network.protocol.version']).toBe('1.1')
       expectPropagated(runs.ours)
     } finally {
-      tls.closeAllConnections()
-      await new Promise<void>((resolve) => tls.close(() => resolve()))
+      await close()
       pki.cleanup()
     }
   })
@@ -323,8 +320,7 @@ describe('OpenTelemetry undici instrumentation through our Agent', () => {
       received.push({ url: req.url, headers: req.headers })
       res.end(`over ${req.httpVersion}`)
     })
-    await new Promise<void>((resolve) => h2.listen(0, '127.0.0.1', resolve))
-    const origin = `https://127.0.0.1:${(h2.address() as AddressInfo).port}`
+    const { origin, close } = await serve(h2, 'https')
     try {
       const runs = await traced(
         async (dispatcher) => {
@@ -342,7 +338,7 @@ describe('OpenTelemetry undici instrumentation through our Agent', () => {
       expect(runs.ours.spans.map(describeSpan)).toEqual(runs.undici.spans.map(describeSpan))
       expectPropagated(runs.ours)
     } finally {
-      await new Promise<void>((resolve) => h2.close(() => resolve()))
+      await close()
       pki.cleanup()
     }
   })
@@ -352,8 +348,7 @@ describe('OpenTelemetry undici instrumentation through our Agent', () => {
       received.push({ url: req.url, headers: req.headers })
       res.end('over h2c')
     })
-    await new Promise<void>((resolve) => h2.listen(0, '127.0.0.1', resolve))
-    const origin = `http://127.0.0.1:${(h2.address() as AddressInfo).port}`
+    const { origin, close } = await serve(h2, 'http')
     try {
       const runs = await traced(
         async (dispatcher) => {
@@ -369,7 +364,7 @@ describe('OpenTelemetry undici instrumentation through our Agent', () => {
       expect(runs.ours.spans[0].attributes['network.protocol.version']).toBe('2')
       expectPropagated(runs.ours)
     } finally {
-      await new Promise<void>((resolve) => h2.close(() => resolve()))
+      await close()
     }
   })
 
@@ -921,8 +916,7 @@ describe('diagnostics_channel messages, compared with undici.Agent', () => {
 
   it("undici:client:sendHeaders over h2c lists the same fields as undici's H2CClient", async () => {
     const h2 = http2.createServer((_req, res) => res.end('ok'))
-    await new Promise<void>((resolve) => h2.listen(0, '127.0.0.1', resolve))
-    const origin = `http://127.0.0.1:${(h2.address() as AddressInfo).port}`
+    const { origin, close } = await serve(h2, 'http')
     try {
       const runs = await bothAgents(
         async (dispatcher) => {
@@ -946,7 +940,7 @@ describe('diagnostics_channel messages, compared with undici.Agent', () => {
         alpn: 'h2'
       })
     } finally {
-      await new Promise<void>((resolve) => h2.close(() => resolve()))
+      await close()
     }
   })
 

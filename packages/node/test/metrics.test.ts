@@ -4,11 +4,10 @@
  */
 import { execFileSync } from 'node:child_process'
 import http from 'node:http'
-import type { AddressInfo } from 'node:net'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { request } from 'undici'
 import { Agent } from 'reqwest-dispatcher'
-import { closedPort, httpServer, type Running } from './helpers/servers'
+import { closedPort, httpServer, serve, type Running } from './helpers/servers'
 
 interface ParsedSample {
   name: string
@@ -55,7 +54,7 @@ function value(families: Map<string, ParsedFamily>, family: string, sample: stri
     ?.samples.find((s) => s.name === sample && Object.entries(labels).every(([k, v]) => s.labels[k] === v))?.value
 }
 
-let server: Running
+let server: Running & { server: http.Server }
 let agent: Agent
 let refusedOrigin: string
 
@@ -160,15 +159,14 @@ describe('agent.metrics()', () => {
       if (req.url !== '/metrics') return res.writeHead(404).end()
       res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4' }).end(agent.metrics())
     })
-    await new Promise<void>((r) => metricsServer.listen(0, '127.0.0.1', r))
+    const { origin, close } = await serve(metricsServer)
     try {
-      const { port } = metricsServer.address() as AddressInfo
-      const scraped = await fetch(`http://127.0.0.1:${port}/metrics`)
+      const scraped = await fetch(`${origin}/metrics`)
       expect(scraped.headers.get('content-type')).toBe('text/plain; version=0.0.4')
       const families = parse(await scraped.text())
       expect(families.get('reqwest_dispatcher_requests')?.samples.length).toBeGreaterThan(0)
     } finally {
-      metricsServer.close()
+      await close()
     }
   })
 })

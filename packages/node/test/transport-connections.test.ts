@@ -5,11 +5,12 @@
 import { execFile } from 'node:child_process'
 import http from 'node:http'
 import http2 from 'node:http2'
-import type { AddressInfo, Socket } from 'node:net'
+import type { Socket } from 'node:net'
 import { join } from 'node:path'
 import { describe, expect, it, vi } from 'vitest'
-import { request } from 'undici'
-import { Agent } from '../src/index'
+import { Agent } from 'reqwest-dispatcher'
+import { text } from './helpers/requests'
+import { serve } from './helpers/servers'
 
 interface CountingServer {
   origin: string
@@ -49,25 +50,15 @@ async function countingServer(delayMs: number): Promise<CountingServer> {
       for (const waiter of closeWaiters.splice(0)) waiter(Date.now())
     })
   })
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
-  const { port } = server.address() as AddressInfo
+  const { origin, close } = await serve(server)
   return {
-    origin: `http://127.0.0.1:${port}`,
+    origin,
     accepted: () => accepted,
     open: () => sockets.size,
     maxConcurrent: () => maxConcurrent,
     nextClose: () => new Promise((resolve) => closeWaiters.push(resolve)),
-    close: () =>
-      new Promise<void>((resolve) => {
-        server.closeAllConnections()
-        server.close(() => resolve())
-      })
+    close
   }
-}
-
-async function text(url: string, agent: Agent): Promise<string> {
-  const res = await request(url, { dispatcher: agent })
-  return res.body.text()
 }
 
 describe('connections', () => {
@@ -133,8 +124,7 @@ describe('connections', () => {
       else setTimeout(release, 2_000)
     })
     server.on('session', () => sessions++)
-    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
-    const origin = `http://127.0.0.1:${(server.address() as AddressInfo).port}`
+    const { origin, close } = await serve(server)
     const agent = new Agent({ h2c: true, connections: 1 })
     try {
       await Promise.all(Array.from({ length: 20 }, () => text(`${origin}/`, agent)))
@@ -142,7 +132,7 @@ describe('connections', () => {
       expect(sessions).toBe(1)
     } finally {
       await agent.close()
-      await new Promise<void>((resolve) => server.close(() => resolve()))
+      await close()
     }
   })
 

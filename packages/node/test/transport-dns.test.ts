@@ -3,22 +3,13 @@
  * `localAddress`, and `ENOTFOUND` for names that do not resolve.
  */
 import http from 'node:http'
-import type { AddressInfo } from 'node:net'
 import { describe, expect, it } from 'vitest'
 import { errors, request } from 'undici'
-import { Agent } from '../src/index'
+import { Agent } from 'reqwest-dispatcher'
+import { serve, type Running } from './helpers/servers'
 
-async function whoAmI(): Promise<{ port: number; close(): Promise<void> }> {
-  const server = http.createServer((req, res) => res.end(req.socket.remoteAddress))
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
-  return {
-    port: (server.address() as AddressInfo).port,
-    close: () =>
-      new Promise<void>((resolve) => {
-        server.closeAllConnections()
-        server.close(() => resolve())
-      })
-  }
+function whoAmI(): Promise<Running> {
+  return serve(http.createServer((req, res) => res.end(req.socket.remoteAddress)))
 }
 
 describe('resolver', () => {

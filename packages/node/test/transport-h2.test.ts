@@ -3,13 +3,14 @@
  * knowledge (`h2c: true`), trailers, RST_STREAM on abort and GOAWAY, against node:http2 servers.
  */
 import http2 from 'node:http2'
-import type { AddressInfo } from 'node:net'
 import { Readable } from 'node:stream'
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest'
 import { H2CClient, request } from 'undici'
 import type { Dispatcher } from 'undici'
-import { Agent } from '../src/index'
+import { Agent } from 'reqwest-dispatcher'
 import { controllerHandler } from './helpers/recorder'
+import { json } from './helpers/requests'
+import { serve } from './helpers/servers'
 import { makePki, type Pki } from './helpers/transport-certs'
 
 let pki: Pki
@@ -45,33 +46,10 @@ const describeRequest: Handler = (req, res) => {
 async function listen(server: http2.Http2SecureServer | http2.Http2Server, scheme: string): Promise<H2Server> {
   let sessions = 0
   let connections = 0
-  const live = new Set<http2.ServerHttp2Session>()
-  const sockets = new Set<import('node:net').Socket>()
-  server.on('session', (session: http2.ServerHttp2Session) => {
-    sessions++
-    live.add(session)
-    session.on('close', () => live.delete(session))
-  })
-  server.on('connection', (socket: import('node:net').Socket) => {
-    connections++
-    sockets.add(socket)
-    socket.on('close', () => sockets.delete(socket))
-  })
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
-  const { port } = server.address() as AddressInfo
-  return {
-    port,
-    origin: `${scheme}://127.0.0.1:${port}`,
-    sessions: () => sessions,
-    connections: () => connections,
-    server,
-    close: () =>
-      new Promise<void>((resolve) => {
-        for (const s of live) s.destroy()
-        for (const s of sockets) s.destroy()
-        server.close(() => resolve())
-      })
-  }
+  server.on('session', () => sessions++)
+  server.on('connection', () => connections++)
+  const running = await serve(server, scheme)
+  return { ...running, sessions: () => sessions, connections: () => connections }
 }
 
 function secureServer(handler: Handler = describeRequest, allowHTTP1 = true): Promise<H2Server> {
@@ -81,11 +59,6 @@ function secureServer(handler: Handler = describeRequest, allowHTTP1 = true): Pr
 
 function cleartextServer(handler: Handler = describeRequest): Promise<H2Server> {
   return listen(http2.createServer(handler), 'http')
-}
-
-async function json(url: string, dispatcher: Dispatcher, opts: Partial<Dispatcher.RequestOptions> = {}): Promise<Record<string, string>> {
-  const res = await request(url, { dispatcher, ...opts } as Dispatcher.RequestOptions)
-  return (await res.body.json()) as Record<string, string>
 }
 
 describe('allowH2', () => {
@@ -114,16 +87,14 @@ describe('allowH2', () => {
 
   it('falls back to HTTP/1.1 with a server that does not offer h2', async () => {
     const https = await import('node:https')
-    const server = https.createServer({ cert: pki.server.cert, key: pki.server.key }, (req, res) => res.end(req.httpVersion))
-    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+    const server = await serve(https.createServer({ cert: pki.server.cert, key: pki.server.key }, (req, res) => res.end(req.httpVersion)), 'https')
     const agent = new Agent({ allowH2: true, connect: { ca: pki.ca.cert } })
     try {
-      const res = await request(`https://127.0.0.1:${(server.address() as AddressInfo).port}/`, { dispatcher: agent })
+      const res = await request(`${server.origin}/`, { dispatcher: agent })
       expect(await res.body.text()).toBe('1.1')
     } finally {
       await agent.close()
-      server.closeAllConnections()
-      server.close()
+      await server.close()
     }
   })
 
@@ -279,8 +250,6 @@ describe('HTTP/2 streams', () => {
     let held: http2.ServerHttp2Stream | null = null
     const seen: string[] = []
     const server = http2.createServer()
-    const sessions = new Set<http2.ServerHttp2Session>()
-    server.on('session', (session) => sessions.add(session))
     server.on('stream', (stream, headers) => {
       stream.on('error', () => {})
       const path = String(headers[':path'])
@@ -298,8 +267,7 @@ describe('HTTP/2 streams', () => {
         stream.end(`${path} again`)
       }
     })
-    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
-    const origin = `http://127.0.0.1:${(server.address() as AddressInfo).port}`
+    const { origin, close } = await serve(server)
     const agent = new Agent({ h2c: true })
     try {
       const first = request(`${origin}/first`, { dispatcher: agent }).then((r) => r.body.text())
@@ -313,8 +281,7 @@ describe('HTTP/2 streams', () => {
       expect(seen[2].split(' on ')[1]).not.toBe(seen[1].split(' on ')[1])
     } finally {
       await agent.close()
-      for (const session of sessions) session.destroy()
-      await new Promise<void>((resolve) => server.close(() => resolve()))
+      await close()
     }
   })
 

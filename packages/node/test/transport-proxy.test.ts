@@ -5,10 +5,11 @@
 import http from 'node:http'
 import https from 'node:https'
 import net from 'node:net'
-import type { AddressInfo } from 'node:net'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { errors, fetch, request } from 'undici'
-import { EnvHttpProxyAgent, ProxyAgent } from '../src/index'
+import { EnvHttpProxyAgent, ProxyAgent } from 'reqwest-dispatcher'
+import { answer, json } from './helpers/requests'
+import { serve } from './helpers/servers'
 import { makePki, type Pki } from './helpers/transport-certs'
 
 let pki: Pki
@@ -32,10 +33,17 @@ interface Proxy {
   close(): Promise<void>
 }
 
+/** Destroys a proxy's upstream connections, then closes the proxy. */
+function closeWith(upstreams: Set<net.Socket>, close: () => Promise<void>): Promise<void> {
+  for (const socket of upstreams) socket.destroy()
+  return close()
+}
+
 /** An HTTP proxy: forwards absolute-form requests, tunnels CONNECT; `credentials` makes it demand them. */
 async function httpProxy(options: { credentials?: string; tls?: boolean } = {}): Promise<Proxy> {
   const seen: Seen[] = []
-  const sockets = new Set<net.Socket>()
+  /** Connections the proxy made upstream (the server tracks those it accepted). */
+  const upstreams = new Set<net.Socket>()
   const authorized = (headers: http.IncomingHttpHeaders): boolean =>
     options.credentials === undefined || headers['proxy-authorization'] === options.credentials
   const onRequest = (req: http.IncomingMessage, res: http.ServerResponse): void => {
@@ -63,7 +71,6 @@ async function httpProxy(options: { credentials?: string; tls?: boolean } = {}):
     : http.createServer(onRequest)
   server.on('connect', (req: http.IncomingMessage, client: net.Socket, head: Buffer) => {
     seen.push({ method: 'CONNECT', url: req.url ?? '', headers: req.headers })
-    sockets.add(client)
     client.on('error', () => {})
     if (!authorized(req.headers)) {
       client.end('HTTP/1.1 407 Proxy Authentication Required\r\nProxy-Authenticate: Basic realm="test"\r\n\r\n')
@@ -76,30 +83,19 @@ async function httpProxy(options: { credentials?: string; tls?: boolean } = {}):
       upstream.pipe(client)
       client.pipe(upstream)
     })
-    sockets.add(upstream)
+    upstreams.add(upstream)
     upstream.on('error', () => client.destroy())
   })
-  server.on('connection', (s: net.Socket) => sockets.add(s))
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
-  const { port } = server.address() as AddressInfo
-  return {
-    uri: `${options.tls ? 'https' : 'http'}://127.0.0.1:${port}`,
-    port,
-    seen,
-    close: () =>
-      new Promise<void>((resolve) => {
-        for (const s of sockets) s.destroy()
-        server.close(() => resolve())
-      })
-  }
+  const { origin, port, close } = await serve(server, options.tls ? 'https' : 'http')
+  return { uri: origin, port, seen, close: () => closeWith(upstreams, close) }
 }
 
 /** A SOCKS5 proxy (no authentication, CONNECT only) recording the destinations asked for. */
 async function socksProxy(): Promise<Proxy> {
   const seen: Seen[] = []
-  const sockets = new Set<net.Socket>()
+  /** Connections the proxy made upstream (the server tracks those it accepted). */
+  const upstreams = new Set<net.Socket>()
   const server = net.createServer((client) => {
-    sockets.add(client)
     client.on('error', () => {})
     client.once('data', (greeting: Buffer) => {
       if (greeting[0] !== 5) return client.destroy()
@@ -123,23 +119,13 @@ async function socksProxy(): Promise<Proxy> {
           upstream.pipe(client)
           client.pipe(upstream)
         })
-        sockets.add(upstream)
+        upstreams.add(upstream)
         upstream.on('error', () => client.destroy())
       })
     })
   })
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
-  const { port } = server.address() as AddressInfo
-  return {
-    uri: `socks5://127.0.0.1:${port}`,
-    port,
-    seen,
-    close: () =>
-      new Promise<void>((resolve) => {
-        for (const s of sockets) s.destroy()
-        server.close(() => resolve())
-      })
-  }
+  const { origin, port, close } = await serve(server, 'socks5')
+  return { uri: origin, port, seen, close: () => closeWith(upstreams, close) }
 }
 
 interface Origin {
@@ -154,23 +140,8 @@ async function origin(tls = false): Promise<Origin> {
     res.end(JSON.stringify({ url: req.url, host: req.headers.host, tls, auth: req.headers['proxy-authorization'] ?? null }))
   }
   const server = tls ? https.createServer({ cert: pki.server.cert, key: pki.server.key }, handler) : http.createServer(handler)
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
-  const { port } = server.address() as AddressInfo
-  return {
-    origin: `${tls ? 'https' : 'http'}://127.0.0.1:${port}`,
-    host: `127.0.0.1:${port}`,
-    close: () =>
-      new Promise<void>((resolve) => {
-        server.closeAllConnections()
-        server.close(() => resolve())
-      })
-  }
-}
-
-async function json(url: string, dispatcher: import('undici').Dispatcher): Promise<{ status: number; body: Record<string, unknown>; via: unknown }> {
-  const res = await request(url, { dispatcher })
-  const text = await res.body.text()
-  return { status: res.statusCode, body: text ? JSON.parse(text) : {}, via: res.headers['x-via-proxy'] }
+  const { origin, port, close } = await serve(server, tls ? 'https' : 'http')
+  return { origin, host: `127.0.0.1:${port}`, close }
 }
 
 describe('ProxyAgent', () => {
@@ -179,7 +150,7 @@ describe('ProxyAgent', () => {
     const target = await origin()
     const agent = new ProxyAgent(proxy.uri)
     try {
-      const { status, body, via } = await json(`${target.origin}/path?q=1`, agent)
+      const { status, json: body, headers: { 'x-via-proxy': via } } = await answer(`${target.origin}/path?q=1`, agent)
       expect(status).toBe(200)
       expect(via).toBe('yes')
       expect(body).toMatchObject({ url: '/path?q=1', host: target.host, auth: null })
@@ -196,7 +167,7 @@ describe('ProxyAgent', () => {
     const target = await origin(true)
     const agent = new ProxyAgent({ uri: proxy.uri, requestTls: { ca: pki.ca.cert } })
     try {
-      const { status, body } = await json(`${target.origin}/secure`, agent)
+      const { status, json: body } = await answer(`${target.origin}/secure`, agent)
       expect(status).toBe(200)
       expect(body).toMatchObject({ url: '/secure', tls: true })
       expect(proxy.seen.map((s) => `${s.method} ${s.url}`)).toEqual([`CONNECT ${target.host}`])
@@ -229,8 +200,8 @@ describe('ProxyAgent', () => {
     const secure = await origin(true)
     const agent = new ProxyAgent({ uri: proxy.uri, token, requestTls: { ca: pki.ca.cert } })
     try {
-      expect((await json(`${plain.origin}/`, agent)).body.auth).toBe(null)
-      expect((await json(`${secure.origin}/`, agent)).body.auth).toBe(null)
+      expect((await json(`${plain.origin}/`, agent)).auth).toBe(null)
+      expect((await json(`${secure.origin}/`, agent)).auth).toBe(null)
       expect(proxy.seen.map((s) => [s.method, s.headers['proxy-authorization']])).toEqual([
         ['GET', token],
         ['CONNECT', token]
@@ -249,7 +220,7 @@ describe('ProxyAgent', () => {
     const target = await origin()
     const agent = new ProxyAgent(`http://user:p%40ss@127.0.0.1:${proxy.port}`)
     try {
-      expect((await json(`${target.origin}/`, agent)).status).toBe(200)
+      expect((await answer(`${target.origin}/`, agent)).status).toBe(200)
       expect(proxy.seen[0].headers['proxy-authorization']).toBe(basic)
     } finally {
       await agent.close()
@@ -296,8 +267,8 @@ describe('ProxyAgent', () => {
     const secure = await origin(true)
     const agent = new ProxyAgent({ uri: proxy.uri, proxyTls: { ca: pki.ca.cert }, requestTls: { ca: pki.ca.cert } })
     try {
-      expect((await json(`${plain.origin}/a`, agent)).via).toBe('yes')
-      expect((await json(`${secure.origin}/b`, agent)).body.url).toBe('/b')
+      expect((await answer(`${plain.origin}/a`, agent)).headers['x-via-proxy']).toBe('yes')
+      expect((await json(`${secure.origin}/b`, agent)).url).toBe('/b')
       expect(proxy.seen.map((s) => s.method)).toEqual(['GET', 'CONNECT'])
     } finally {
       await agent.close()
@@ -313,8 +284,8 @@ describe('ProxyAgent', () => {
     const secure = await origin(true)
     const agent = new ProxyAgent({ uri: proxy.uri, requestTls: { ca: pki.ca.cert } })
     try {
-      expect((await json(`${plain.origin}/s`, agent)).body.url).toBe('/s')
-      expect((await json(`${secure.origin}/t`, agent)).body).toMatchObject({ url: '/t', tls: true })
+      expect((await json(`${plain.origin}/s`, agent)).url).toBe('/s')
+      expect(await json(`${secure.origin}/t`, agent)).toMatchObject({ url: '/t', tls: true })
       expect(proxy.seen.map((s) => s.url)).toEqual([plain.host, secure.host])
     } finally {
       await agent.close()
@@ -417,8 +388,8 @@ describe('EnvHttpProxyAgent', () => {
       proxy.seen.length = 0
       const agent = withEnv({ HTTP_PROXY: proxy.uri, NO_PROXY: noProxy }, () => new EnvHttpProxyAgent())
       try {
-        expect((await json(`${direct.origin}/d`, agent)).via).toBeUndefined()
-        expect((await json(`${proxied.origin}/p`, agent)).via).toBe('yes')
+        expect((await answer(`${direct.origin}/d`, agent)).headers['x-via-proxy']).toBeUndefined()
+        expect((await answer(`${proxied.origin}/p`, agent)).headers['x-via-proxy']).toBe('yes')
         expect(proxy.seen.map((s) => s.url)).toEqual([`${proxied.origin}/p`])
       } finally {
         await agent.close()
@@ -427,7 +398,7 @@ describe('EnvHttpProxyAgent', () => {
     const everything = withEnv({ HTTP_PROXY: proxy.uri, no_proxy: '*' }, () => new EnvHttpProxyAgent())
     try {
       proxy.seen.length = 0
-      expect((await json(`${proxied.origin}/p`, everything)).via).toBeUndefined()
+      expect((await answer(`${proxied.origin}/p`, everything)).headers['x-via-proxy']).toBeUndefined()
       expect(proxy.seen).toHaveLength(0)
     } finally {
       await everything.close()
@@ -458,7 +429,7 @@ describe('EnvHttpProxyAgent', () => {
     const target = await origin()
     const agent = withEnv({}, () => new EnvHttpProxyAgent())
     try {
-      expect((await json(`${target.origin}/`, agent)).via).toBeUndefined()
+      expect((await answer(`${target.origin}/`, agent)).headers['x-via-proxy']).toBeUndefined()
     } finally {
       await agent.close()
       await target.close()

@@ -5,13 +5,14 @@
  */
 import { execFile } from 'node:child_process'
 import https from 'node:https'
-import type { AddressInfo } from 'node:net'
 import { join } from 'node:path'
 import { writeFileSync } from 'node:fs'
 import type { TLSSocket } from 'node:tls'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { Agent as UndiciAgent, errors, fetch, request } from 'undici'
-import { Agent } from '../src/index'
+import { Agent as UndiciAgent, errors, fetch } from 'undici'
+import { Agent } from 'reqwest-dispatcher'
+import { answer, failure } from './helpers/requests'
+import { serve } from './helpers/servers'
 import { makePki, type Pki } from './helpers/transport-certs'
 
 let pki: Pki
@@ -45,31 +46,7 @@ async function tlsServer(options: https.ServerOptions, handler?: (req: import('n
       })
   )
   server.on('tlsClientError', () => {})
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
-  const { port } = server.address() as AddressInfo
-  return {
-    port,
-    close: () =>
-      new Promise<void>((resolve) => {
-        server.closeAllConnections()
-        server.close(() => resolve())
-      })
-  }
-}
-
-async function get(url: string, dispatcher: import('undici').Dispatcher): Promise<{ status: number; json: Record<string, unknown> }> {
-  const res = await request(url, { dispatcher })
-  return { status: res.statusCode, json: (await res.body.json()) as Record<string, unknown> }
-}
-
-async function failure(url: string, dispatcher: import('undici').Dispatcher): Promise<Error & { code?: string }> {
-  try {
-    const res = await request(url, { dispatcher })
-    await res.body.dump()
-  } catch (err) {
-    return err as Error & { code?: string }
-  }
-  throw new Error(`request to ${url} succeeded`)
+  return serve(server, 'https')
 }
 
 describe('trusted roots', () => {
@@ -77,7 +54,7 @@ describe('trusted roots', () => {
     const server = await tlsServer({ cert: pki.server.cert, key: pki.server.key })
     const agent = new Agent({ connect: { ca: pki.ca.cert } })
     try {
-      const { status, json } = await get(`https://127.0.0.1:${server.port}/`, agent)
+      const { status, json } = await answer(`https://127.0.0.1:${server.port}/`, agent)
       expect(status).toBe(200)
       expect(json.ok).toBe(true)
     } finally {
@@ -90,7 +67,7 @@ describe('trusted roots', () => {
     const server = await tlsServer({ cert: pki.server.cert, key: pki.server.key })
     const agent = new Agent({ connect: { ca: [Buffer.from(pki.otherCa.cert), Buffer.from(pki.ca.cert)] } })
     try {
-      expect((await get(`https://localhost:${server.port}/`, agent)).status).toBe(200)
+      expect((await answer(`https://localhost:${server.port}/`, agent)).status).toBe(200)
     } finally {
       await agent.close()
       await server.close()
@@ -101,7 +78,7 @@ describe('trusted roots', () => {
     const server = await tlsServer({ cert: pki.chained.cert + pki.intermediate.cert, key: pki.chained.key })
     const agent = new Agent({ connect: { ca: pki.ca.cert } })
     try {
-      expect((await get(`https://127.0.0.1:${server.port}/`, agent)).status).toBe(200)
+      expect((await answer(`https://127.0.0.1:${server.port}/`, agent)).status).toBe(200)
     } finally {
       await agent.close()
       await server.close()
@@ -112,7 +89,7 @@ describe('trusted roots', () => {
     const server = await tlsServer({ cert: pki.selfSigned.cert, key: pki.selfSigned.key })
     const agent = new Agent({ connect: { ca: pki.selfSigned.cert } })
     try {
-      expect((await get(`https://127.0.0.1:${server.port}/`, agent)).status).toBe(200)
+      expect((await answer(`https://127.0.0.1:${server.port}/`, agent)).status).toBe(200)
     } finally {
       await agent.close()
       await server.close()
@@ -220,9 +197,8 @@ describe('certificate errors carry the code Node gives them', () => {
 
   it('a TLS request to a cleartext server fails with ERR_SSL_WRONG_VERSION_NUMBER, as undici', async () => {
     const http = await import('node:http')
-    const server = http.createServer((_req, res) => res.end('plain'))
-    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
-    const { port } = server.address() as AddressInfo
+    const server = await serve(http.createServer((_req, res) => res.end('plain')))
+    const { port } = server
     const ours = new Agent()
     const theirs = new UndiciAgent()
     try {
@@ -233,8 +209,7 @@ describe('certificate errors carry the code Node gives them', () => {
     } finally {
       await ours.close()
       await theirs.close()
-      server.closeAllConnections()
-      await new Promise<void>((resolve) => server.close(() => resolve()))
+      await server.close()
     }
   })
 })
@@ -244,7 +219,7 @@ describe('servername', () => {
     const server = await tlsServer({ cert: pki.otherName.cert, key: pki.otherName.key })
     const agent = new Agent({ connect: { ca: pki.ca.cert, servername: 'example.test' } })
     try {
-      const res = await get(`https://127.0.0.1:${server.port}/`, agent)
+      const res = await answer(`https://127.0.0.1:${server.port}/`, agent)
       expect(res.status).toBe(200)
       expect(res.json.servername).toBe('example.test')
     } finally {
@@ -278,8 +253,8 @@ describe('rejectUnauthorized: false', () => {
     const first = new Agent({ connect: { rejectUnauthorized: false } })
     const second = new Agent({ connect: { rejectUnauthorized: false } })
     try {
-      expect((await get(`https://127.0.0.1:${server.port}/`, first)).status).toBe(200)
-      expect((await get(`https://localhost:${server.port}/`, second)).status).toBe(200)
+      expect((await answer(`https://127.0.0.1:${server.port}/`, first)).status).toBe(200)
+      expect((await answer(`https://localhost:${server.port}/`, second)).status).toBe(200)
       await new Promise((resolve) => setImmediate(resolve))
       expect(warnings).toHaveLength(1)
       expect(warnings[0].message).toMatch(/rejectUnauthorized/)
@@ -304,7 +279,7 @@ describe('rejectUnauthorized: false', () => {
     }
     const strict = new Agent({ connect: { rejectUnauthorized: true } })
     try {
-      expect((await get(`https://127.0.0.1:${server.port}/`, agent)).status).toBe(200)
+      expect((await answer(`https://127.0.0.1:${server.port}/`, agent)).status).toBe(200)
       expect((await failure(`https://127.0.0.1:${server.port}/`, strict)).code).toBe('DEPTH_ZERO_SELF_SIGNED_CERT')
     } finally {
       await agent.close()
@@ -322,7 +297,7 @@ describe('mutual TLS', () => {
     const server = await mtlsServer()
     const agent = new Agent({ connect: { ca: pki.ca.cert, cert: pki.client.cert, key: pki.client.key } })
     try {
-      const { status, json } = await get(`https://127.0.0.1:${server.port}/`, agent)
+      const { status, json } = await answer(`https://127.0.0.1:${server.port}/`, agent)
       expect(status).toBe(200)
       expect(json.client).toBe('reqwest-dispatcher client')
     } finally {
@@ -342,7 +317,7 @@ describe('mutual TLS', () => {
       }
     })
     try {
-      expect((await get(`https://127.0.0.1:${server.port}/`, agent)).json.client).toBe('reqwest-dispatcher client')
+      expect((await answer(`https://127.0.0.1:${server.port}/`, agent)).json.client).toBe('reqwest-dispatcher client')
     } finally {
       await agent.close()
       await server.close()

@@ -9,45 +9,48 @@ export interface Running {
   close(): Promise<void>
 }
 
-export async function httpServer(handler: http.RequestListener): Promise<Running & { server: http.Server }> {
-  const server = http.createServer(handler)
-  // Node's default: `Keep-Alive: timeout=5`, which undici (and this agent) reuse connections under. A hint of
-  // 2 s or less (the keepAliveTimeoutThreshold) means no reuse to undici.
-  server.keepAliveTimeout = 5000
+/**
+ * Starts `server` on 127.0.0.1, on a free port. `close()` destroys every connection it accepted (and every
+ * socket handed to `track`, such as a proxy's upstream connections), then closes the server.
+ */
+export async function serve<S extends net.Server>(server: S, scheme = 'http'): Promise<Running & { server: S; track(socket: net.Socket): void }> {
+  const sockets = new Set<net.Socket>()
+  const track = (socket: net.Socket): void => {
+    sockets.add(socket)
+    socket.on('close', () => sockets.delete(socket))
+  }
+  server.on('connection', track)
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
   const { port } = server.address() as AddressInfo
   return {
     server,
     port,
-    origin: `http://127.0.0.1:${port}`,
+    origin: `${scheme}://127.0.0.1:${port}`,
+    track,
     close: () =>
       new Promise<void>((resolve) => {
-        server.closeAllConnections()
+        for (const socket of sockets) socket.destroy()
         server.close(() => resolve())
       })
   }
 }
 
+export async function httpServer(handler: http.RequestListener): Promise<Running & { server: http.Server }> {
+  const server = http.createServer(handler)
+  // Node's default: `Keep-Alive: timeout=5`, which undici (and this agent) reuse connections under. A hint of
+  // 2 s or less (the keepAliveTimeoutThreshold) means no reuse to undici.
+  server.keepAliveTimeout = 5000
+  return serve(server)
+}
+
 /** A TCP server that answers each connection with `onConnection`, for raw or malformed HTTP. */
 export async function rawServer(onConnection: (socket: net.Socket) => void): Promise<Running> {
-  const sockets = new Set<net.Socket>()
-  const server = net.createServer((socket) => {
-    sockets.add(socket)
-    socket.on('close', () => sockets.delete(socket))
-    socket.on('error', () => {})
-    onConnection(socket)
-  })
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
-  const { port } = server.address() as AddressInfo
-  return {
-    port,
-    origin: `http://127.0.0.1:${port}`,
-    close: () =>
-      new Promise<void>((resolve) => {
-        for (const s of sockets) s.destroy()
-        server.close(() => resolve())
-      })
-  }
+  return serve(
+    net.createServer((socket) => {
+      socket.on('error', () => {})
+      onConnection(socket)
+    })
+  )
 }
 
 /** Reads one HTTP/1.1 request head from a raw socket. */
@@ -67,11 +70,9 @@ export function readHead(socket: net.Socket): Promise<string> {
 
 /** A port nothing listens on. */
 export async function closedPort(): Promise<number> {
-  const server = net.createServer()
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
-  const { port } = server.address() as AddressInfo
-  await new Promise<void>((resolve) => server.close(() => resolve()))
-  return port
+  const server = await serve(net.createServer())
+  await server.close()
+  return server.port
 }
 
 /** An echo route: method, url, selected request headers and the body, as JSON. */
