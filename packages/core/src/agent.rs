@@ -205,21 +205,11 @@ impl Agent {
             match outcome {
                 Ok(Ok(())) => {}
                 Ok(Err(error)) => handler.on_error(error),
-                Err(panic) => handler.on_error(CoreError::internal(format!(
-                    "internal error in reqwest-dispatcher: {}",
-                    panic_message(&panic)
-                ))),
+                Err(panic) => handler.on_error(CoreError::from_panic(
+                    "internal error in reqwest-dispatcher",
+                    &*panic,
+                )),
             }
         });
-    }
-}
-
-fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
-    if let Some(s) = panic.downcast_ref::<&str>() {
-        (*s).to_string()
-    } else if let Some(s) = panic.downcast_ref::<String>() {
-        s.clone()
-    } else {
-        "panic".to_string()
     }
 }

@@ -94,8 +94,15 @@ impl CoreError {
         CoreError::new(ErrorKind::InvalidArgument, message)
     }
 
-    pub(crate) fn internal(message: impl Into<String>) -> Self {
-        CoreError::new(ErrorKind::Internal, message)
+    /// A bug caught at a task boundary: `what` failed with `panic` (a caught panic's payload), whose message
+    /// is kept.
+    pub fn from_panic(what: &str, panic: &(dyn std::any::Any + Send)) -> Self {
+        let message = match (panic.downcast_ref::<&str>(), panic.downcast_ref::<String>()) {
+            (Some(text), _) => text,
+            (_, Some(text)) => text.as_str(),
+            _ => "panic",
+        };
+        CoreError::new(ErrorKind::Internal, format!("{what}: {message}"))
     }
 }
 

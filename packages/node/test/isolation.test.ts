@@ -35,9 +35,7 @@ describe('one exception never stalls other requests', () => {
       const agent = new lib.Agent()
       let calls = 0
       agent.on('disconnect', () => { calls++; throw new Error('disconnect listener failed') })
-      const requests = [closing, slow].map((origin) => outcome(undici.request(origin + '/', { dispatcher: agent }).then((r) => r.body.text())))
-      await nextTurn()
-      blockFor(400)
+      const requests = await inOneBatch(agent, [closing, slow])
       ${finish}
     `)
     expect(result.settled).toEqual(['a', 'b'])
@@ -55,9 +53,7 @@ describe('one exception never stalls other requests', () => {
       const agent = new lib.Agent()
       let calls = 0
       agent.on('connectionError', () => { calls++; throw new Error('connectionError listener failed') })
-      const requests = [refused, slow].map((origin) => outcome(undici.request(origin + '/', { dispatcher: agent }).then((r) => r.body.text())))
-      await nextTurn()
-      blockFor(400)
+      const requests = await inOneBatch(agent, [refused, slow])
       ${finish}
     `)
     expect(result.settled).toEqual(['rejected: ECONNREFUSED', 'b'])
@@ -73,9 +69,7 @@ describe('one exception never stalls other requests', () => {
       const agent = new lib.Agent({ circuitBreaker: { minimumRequests: 1, threshold: 0 } })
       let calls = 0
       agent.on('circuitStateChange', () => { calls++; throw new Error('circuitStateChange listener failed') })
-      const requests = [failing, slow].map((origin) => outcome(undici.request(origin + '/', { dispatcher: agent }).then((r) => r.body.text())))
-      await nextTurn()
-      blockFor(400)
+      const requests = await inOneBatch(agent, [failing, slow])
       ${finish}
     `)
     expect(result.settled).toEqual(['a', 'b'])
@@ -113,9 +107,7 @@ describe('one exception never stalls other requests', () => {
         const slow = await listen((req, res) => setTimeout(() => res.end('b'), 100))
         const agent = new lib.Agent()
         const calls = 0
-        const requests = [broken, slow].map((origin) => outcome(undici.request(origin + '/', { dispatcher: agent }).then((r) => r.body.text())))
-        await nextTurn()
-        blockFor(400)
+        const requests = await inOneBatch(agent, [broken, slow])
         ${finish}
       `,
         { REQWEST_DISPATCHER_TEST_HOOKS: '1' }

@@ -16,7 +16,7 @@ use bytes::{Bytes, BytesMut};
 use neon::prelude::*;
 use neon::types::buffer::TypedArray;
 use reqwest_dispatcher_core::{
-    AgentEvent, ConnectionEvent, CoreError, RawHeaders, RequestController, ResponseHead,
+    AgentEvent, ConnectionEvent, CoreError, ErrorKind, RawHeaders, RequestController, ResponseHead,
 };
 use std::fmt::Write;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -31,6 +31,9 @@ pub struct Batch<'a> {
     /// Requests failed because one of their events could not be encoded.
     pub failed: Vec<u64>,
 }
+
+/// What the error of a request whose event could not be encoded says first.
+const UNDELIVERABLE: &str = "reqwest-dispatcher could not hand a response event to JavaScript";
 
 /// Chunks at least this large go to JavaScript as Buffers of their own when nothing else holds their memory:
 /// copying them into the batch Buffer cost a memcpy per byte on the JS thread (~12% of its time with 1 MiB
@@ -91,13 +94,16 @@ pub fn batch<'a, C: Context<'a>>(
                 Ok(())
             })
         }));
-        let reason = match outcome {
+        let error = match outcome {
             Ok(Ok(())) => break,
-            Ok(Err(exception)) => describe(cx, exception),
+            Ok(Err(exception)) => {
+                let text = describe(cx, exception);
+                CoreError::new(ErrorKind::Internal, format!("{UNDELIVERABLE}: {text}"))
+            }
             Err(panic) => {
                 // A panic may leave an exception pending; it belongs to the failed event.
                 let _ = cx.try_catch(|_| Ok(()));
-                panic_message(&panic)
+                CoreError::from_panic(UNDELIVERABLE, &*panic)
             }
         };
         let Some((at, request)) = current else { break };
@@ -106,7 +112,7 @@ pub fn batch<'a, C: Context<'a>>(
         }
         // Writing the replacement uses only small strings and numbers; should even that fail, the slot is
         // left as it is and JavaScript skips what it cannot read.
-        let _ = cx.try_catch(|cx| writer.failure(cx, at, request, &reason));
+        let _ = cx.try_catch(|cx| writer.failure(cx, at, request, &error));
     }
     let agent = cx.number(agent as f64);
     writer.array.set(cx, 1, agent)?;
@@ -324,16 +330,12 @@ impl<'a> Writer<'a> {
         cx: &mut C,
         at: u32,
         request: Option<u64>,
-        reason: &str,
+        error: &CoreError,
     ) -> NeonResult<()> {
         let Some(id) = request else {
             return self.head(cx, at, protocol::NONE, 0.0);
         };
-        let error = CoreError::new(
-            reqwest_dispatcher_core::ErrorKind::Internal,
-            format!("reqwest-dispatcher could not hand a response event to JavaScript: {reason}"),
-        );
-        self.error(cx, at, id, &error)?;
+        self.error(cx, at, id, error)?;
         self.head(cx, at, protocol::ERROR, id as f64)
     }
 }
@@ -381,16 +383,6 @@ fn connection_fields(head: &ResponseHead) -> String {
 fn describe<'a, C: Context<'a>>(cx: &mut C, exception: Handle<'a, JsValue>) -> String {
     cx.try_catch(|cx| Ok(exception.to_string(cx)?.value(cx)))
         .unwrap_or_else(|_| "an exception".to_string())
-}
-
-fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
-    if let Some(s) = panic.downcast_ref::<&str>() {
-        (*s).to_string()
-    } else if let Some(s) = panic.downcast_ref::<String>() {
-        s.clone()
-    } else {
-        "a panic".to_string()
-    }
 }
 
 /// Test-only failures, on when the process starts with `REQWEST_DISPATCHER_TEST_HOOKS` set: encoding the head

@@ -159,26 +159,42 @@ fn table<'a, C: Context<'a>>(cx: &mut C, entries: &[(&str, f64)]) -> JsResult<'a
 mod tests {
     use super::*;
 
+    /// Each index constant is the position of its name in the layout.
+    fn assert_indices(layout: &[&str], indices: &[(&str, u32)]) {
+        for (name, index) in indices {
+            let position = layout.iter().position(|n| n == name);
+            assert_eq!(position, Some(*index as usize), "{name}");
+        }
+    }
+
     #[test]
     fn request_field_indices_follow_the_names() {
-        let index = |name: &str| REQUEST_FIELDS.iter().position(|n| *n == name).unwrap() as u32;
-        assert_eq!(request::ID, index("id"));
-        assert_eq!(request::METHOD, index("method"));
-        assert_eq!(request::URL, index("url"));
-        assert_eq!(request::HEADERS, index("headers"));
-        assert_eq!(request::BODY_MODE, index("bodyMode"));
-        assert_eq!(request::BODY, index("body"));
-        assert_eq!(request::HEADERS_TIMEOUT, index("headersTimeout"));
-        assert_eq!(request::BODY_TIMEOUT, index("bodyTimeout"));
+        assert_indices(
+            &REQUEST_FIELDS,
+            &[
+                ("id", request::ID),
+                ("method", request::METHOD),
+                ("url", request::URL),
+                ("headers", request::HEADERS),
+                ("bodyMode", request::BODY_MODE),
+                ("body", request::BODY),
+                ("headersTimeout", request::HEADERS_TIMEOUT),
+                ("bodyTimeout", request::BODY_TIMEOUT),
+            ],
+        );
     }
 
     #[test]
     fn event_slot_indices_follow_the_names() {
-        let index = |name: &str| EVENT_FIELDS.iter().position(|n| *n == name).unwrap() as u32;
-        assert_eq!(slot::KIND, index("kind"));
-        assert_eq!(slot::ID, index("id"));
-        assert_eq!(slot::A, index("a"));
-        assert_eq!(slot::B, index("b"));
+        assert_indices(
+            &EVENT_FIELDS,
+            &[
+                ("kind", slot::KIND),
+                ("id", slot::ID),
+                ("a", slot::A),
+                ("b", slot::B),
+            ],
+        );
     }
 
     #[test]

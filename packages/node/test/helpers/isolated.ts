@@ -30,6 +30,16 @@ const servers = []
 const blockFor = (ms) => { const until = Date.now() + ms; while (Date.now() < until) {} }
 /** The turn after this one: requests dispatched now have been handed to the core. */
 const nextTurn = () => new Promise((resolve) => setImmediate(resolve))
+/**
+ * GETs each origin's \`/\` through \`agent\`, then keeps the JavaScript thread busy while the core works, so that
+ * what it reports of all of them travels in one batch. Resolves to each request's outcome (its body text).
+ */
+const inOneBatch = async (agent, origins) => {
+  const requests = origins.map((origin) => outcome(undici.request(origin + '/', { dispatcher: agent }).then((r) => r.body.text())))
+  await nextTurn()
+  blockFor(400)
+  return requests
+}
 /** The promise's value, or 'rejected: <code or message>' (handled at once: no unhandled rejection). */
 const outcome = (p) => p.then((v) => v, (e) => 'rejected: ' + (e && (e.code || e.message)))
 /** Each promise's outcome, or 'stalled' for those still pending after ms. */
