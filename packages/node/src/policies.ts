@@ -169,8 +169,8 @@ export function nativePolicies(options: PolicyOptions): NativePolicies | null {
     for (const [key, value] of Object.entries(options.origins)) {
       let origin: string
       try {
-        // The same key requests are counted under (scheme://host[:port]).
-        origin = normalizeOrigin(key).origin
+        // The same key requests are counted under (scheme://host[:port]); a path in the key is ignored.
+        origin = normalizeOrigin(new URL(key).origin).origin
       } catch {
         throw new InvalidArgumentError(`invalid origins key ${JSON.stringify(key)}`)
       }

@@ -158,6 +158,8 @@ export function normalizeOrigin(origin: unknown): ParsedOrigin {
   if (url.protocol !== 'http:' && url.protocol !== 'https:') {
     throw new InvalidArgumentError('Invalid URL protocol: the URL must start with `http:` or `https:`.')
   }
+  // undici's parseOrigin: an origin names a server, nothing more.
+  if (url.pathname !== '/' || url.search !== '' || url.hash !== '') throw new InvalidArgumentError('invalid url')
   const parsed = {
     origin: url.origin,
     hostname: url.hostname,
@@ -166,6 +168,32 @@ export function normalizeOrigin(origin: unknown): ParsedOrigin {
   if (origins.size >= MAX_CACHED_ORIGINS) origins.clear()
   origins.set(text, parsed)
   return parsed
+}
+
+/**
+ * The target to send for an absolute-URL `path`. undici writes such a path as given in the request line and
+ * sends it to `origin`; hyper's client writes only origin-form targets, so a path naming `origin` itself is sent
+ * as its origin-form equivalent (RFC 9112 §3.2.2: the same request) and one naming another origin is refused.
+ * Either way the request, and any credentials in its headers, go to `origin` or nowhere: the path never routes.
+ * The rest of the path is kept as written (no dot-segment resolution, no re-encoding).
+ */
+function originFormTarget(path: string, origin: ParsedOrigin): string {
+  const authority = path.indexOf('//') + 2
+  let end = authority
+  while (end < path.length && path[end] !== '/' && path[end] !== '?' && path[end] !== '#') end++
+  let named: string | null = null
+  try {
+    named = new URL(path.slice(0, end)).origin
+  } catch {
+    // An unparsable authority names no origin.
+  }
+  if (named !== origin.origin) {
+    throw new NotSupportedError(
+      'an absolute URL as path is sent only to its own origin by reqwest-dispatcher (see COMPATIBILITY.md)'
+    )
+  }
+  const rest = path.slice(end)
+  return rest[0] === '/' ? rest : `/${rest}`
 }
 
 /**
@@ -228,8 +256,8 @@ export function normalizeRequest(opts: Dispatcher.DispatchOptions, raw: unknown[
   if (!opts.origin || (typeof opts.origin !== 'string' && !(opts.origin instanceof URL))) {
     throw new InvalidArgumentError('opts.origin must be a non-empty string or URL.')
   }
-  const origin = normalizeOrigin(absolute ? new URL(path).origin : opts.origin)
-  const target = serializeQuery(absolute ? new URL(path).pathname + new URL(path).search : path, opts.query)
+  const origin = normalizeOrigin(opts.origin)
+  const target = serializeQuery(absolute ? originFormTarget(path, origin) : path, opts.query)
 
   const state: HeaderState = { out: [], host: false, contentLength: null, contentType: false, reset: false, raw }
   collectHeaders(opts.headers, state)

@@ -1,0 +1,86 @@
+/**
+ * Security regressions (issue 10): where a request goes, what path it carries, numbers that once crashed the
+ * process, TLS kept apart between a proxy and the origin, and secrets kept out of error messages.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { errors, type Dispatcher } from 'undici'
+import { Agent } from 'reqwest-dispatcher'
+import { httpServer, type Running } from './helpers/servers'
+
+/** Runs one dispatch to its end: the response's status and body, or the error it failed with. */
+function run(agent: Dispatcher, opts: Dispatcher.DispatchOptions): Promise<{ status: number; body: string } | Error> {
+  return new Promise((resolve) => {
+    let status = 0
+    const chunks: Buffer[] = []
+    agent.dispatch(opts, {
+      onRequestStart() {},
+      onResponseStart(_controller, statusCode) {
+        status = statusCode
+      },
+      onResponseData(_controller, chunk) {
+        chunks.push(chunk)
+      },
+      onResponseEnd() {
+        resolve({ status, body: Buffer.concat(chunks).toString() })
+      },
+      onResponseError(_controller, err) {
+        resolve(err)
+      }
+    })
+  })
+}
+
+/** A server that answers with the request line's target and host header it received, and counts requests. */
+async function targetServer(): Promise<Running & { hits: string[] }> {
+  const hits: string[] = []
+  const server = await httpServer((req, res) => {
+    hits.push(req.url ?? '')
+    res.end(JSON.stringify({ url: req.url, host: req.headers.host, authorization: req.headers.authorization }))
+  })
+  return Object.assign(server, { hits })
+}
+
+describe('an absolute URL as path', () => {
+  let a: Running & { hits: string[] }
+  let b: Running & { hits: string[] }
+  const agent = new Agent()
+
+  beforeAll(async () => {
+    a = await targetServer()
+    b = await targetServer()
+  })
+
+  afterAll(async () => {
+    await agent.close()
+    await a.close()
+    await b.close()
+  })
+
+  it('never sends the request, or its credentials, to the host the path names', async () => {
+    const outcome = await run(agent, {
+      origin: a.origin,
+      path: `${b.origin}/x?token=1`,
+      method: 'GET',
+      headers: { authorization: 'Bearer secret' }
+    })
+    expect(b.hits).toEqual([])
+    expect(outcome).toBeInstanceOf(errors.NotSupportedError)
+    expect(a.hits).toEqual([])
+  })
+
+  it('naming the origin itself is sent to the origin as the same request in origin form', async () => {
+    const outcome = await run(agent, { origin: a.origin, path: `${a.origin}/y/../z?q=1`, method: 'GET' })
+    expect(outcome).toEqual({ status: 200, body: JSON.stringify({ url: '/y/../z?q=1', host: a.origin.slice(7) }) })
+    expect(b.hits).toEqual([])
+  })
+
+  it('an origin with a path is refused as undici refuses it', async () => {
+    const before = a.hits.length
+    for (const origin of [`${a.origin}/base`, `${a.origin}/?q=1`, `${a.origin}/#frag`]) {
+      const outcome = await run(agent, { origin, path: '/x', method: 'GET' })
+      expect(outcome).toBeInstanceOf(errors.InvalidArgumentError)
+      expect((outcome as Error).message).toBe('invalid url')
+    }
+    expect(a.hits.length).toBe(before)
+  })
+})
