@@ -153,25 +153,54 @@ pub(crate) fn origin_of(url: &str) -> &str {
     }
 }
 
-/// The request target as undici sends it: path and query exactly as given. A target with characters outside
-/// ASCII (undici would write them as raw latin1 bytes, which no server should have to parse) is
-/// percent-encoded through the `url` crate instead.
+/// The request target as undici sends it: path and query exactly as given — no dot segment resolved, no
+/// fragment cut off, no escape decoded or re-encoded. Only what an `http::Uri` (and so hyper's request line)
+/// cannot carry raw is percent-encoded: bytes outside ASCII (undici writes the path's characters as latin1
+/// bytes; here their UTF-8 bytes are escaped), `#`, and the few ASCII characters `http::Uri` refuses.
 fn request_uri(url: &str) -> Result<http::Uri, CoreError> {
-    let uri = if url.is_ascii() {
-        http::Uri::try_from(url)
-            .map_err(|e| CoreError::invalid_argument(format!("invalid url: {e}")))?
-    } else {
-        let parsed = url::Url::parse(url)
-            .map_err(|e| CoreError::invalid_argument(format!("invalid url: {e}")))?;
-        http::Uri::try_from(parsed.as_str())
-            .map_err(|e| CoreError::invalid_argument(format!("invalid url: {e}")))?
-    };
+    let origin = origin_of(url);
+    let uri = match escape_target(&url[origin.len()..]) {
+        None => http::Uri::try_from(url),
+        Some(escaped) => http::Uri::try_from(format!("{origin}{escaped}")),
+    }
+    .map_err(|e| CoreError::invalid_argument(format!("invalid url: {e}")))?;
     if uri.scheme().is_none() || uri.authority().is_none() {
         return Err(CoreError::invalid_argument(
             "invalid url: an absolute http(s) URL is required",
         ));
     }
     Ok(uri)
+}
+
+/// Whether `http::Uri` keeps byte `b` as it is in a request target's path (or, `in_query`, its query).
+fn kept_raw(b: u8, in_query: bool) -> bool {
+    if in_query {
+        matches!(b, 0x21 | 0x24..=0x3B | 0x3D | 0x3F..=0x7E)
+    } else {
+        matches!(b, 0x21 | b'"' | 0x24..=0x3B | 0x3D | b'?' | 0x40..=0x5F | 0x61..=0x7E)
+    }
+}
+
+/// `target` with every byte `http::Uri` refuses at its place percent-encoded, or `None` when there is none.
+fn escape_target(target: &str) -> Option<String> {
+    let mut in_query = false;
+    let mut out: Option<String> = None;
+    for (i, b) in target.bytes().enumerate() {
+        let raw = kept_raw(b, in_query);
+        in_query |= b == b'?';
+        match (&mut out, raw) {
+            (Some(out), true) => out.push(char::from(b)),
+            (Some(out), false) => out.push_str(&format!("%{b:02X}")),
+            (None, true) => {}
+            (None, false) => {
+                let mut escaped = String::with_capacity(target.len() + 16);
+                escaped.push_str(&target[..i]);
+                escaped.push_str(&format!("%{b:02X}"));
+                out = Some(escaped);
+            }
+        }
+    }
+    out
 }
 
 #[cfg(test)]
@@ -196,6 +225,26 @@ mod tests {
     fn targets_with_bytes_outside_ascii_are_percent_encoded() {
         let uri = request_uri("http://127.0.0.1:8080/caf\u{e9}").unwrap();
         assert_eq!(uri.path(), "/caf%C3%A9");
+    }
+
+    #[test]
+    fn escaping_a_target_resolves_no_dot_segment_and_keeps_escapes() {
+        let uri = request_uri("http://a.test/public/\u{e9}/%2e%2e/%2e%2e/secret").unwrap();
+        assert_eq!(uri.path(), "/public/%C3%A9/%2e%2e/%2e%2e/secret");
+        let uri = request_uri("http://a.test/\u{e9}/../x?q=\u{e9}").unwrap();
+        assert_eq!(uri.path_and_query().unwrap(), "/%C3%A9/../x?q=%C3%A9");
+    }
+
+    #[test]
+    fn a_fragment_is_sent_escaped_not_cut_off() {
+        let uri = request_uri("http://a.test/a#b?c#d").unwrap();
+        assert_eq!(uri.path_and_query().unwrap(), "/a%23b?c%23d");
+    }
+
+    #[test]
+    fn ascii_characters_a_uri_refuses_are_escaped_where_refused() {
+        let uri = request_uri("http://a.test/a<b>`c\"d?e=\"f`<>").unwrap();
+        assert_eq!(uri.path_and_query().unwrap(), "/a%3Cb%3E%60c\"d?e=%22f`%3C%3E");
     }
 
     #[test]

@@ -5,7 +5,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { errors, type Dispatcher } from 'undici'
 import { Agent } from 'reqwest-dispatcher'
-import { httpServer, type Running } from './helpers/servers'
+import { httpServer, rawServer, readHead, type Running } from './helpers/servers'
 
 /** Runs one dispatch to its end: the response's status and body, or the error it failed with. */
 function run(agent: Dispatcher, opts: Dispatcher.DispatchOptions): Promise<{ status: number; body: string } | Error> {
@@ -82,5 +82,40 @@ describe('an absolute URL as path', () => {
       expect((outcome as Error).message).toBe('invalid url')
     }
     expect(a.hits.length).toBe(before)
+  })
+})
+
+describe('the path is sent as given', () => {
+  let server: Running
+  const lines: string[] = []
+  const agent = new Agent()
+
+  beforeAll(async () => {
+    server = await rawServer((socket) => {
+      void readHead(socket).then((head) => {
+        lines.push(head.slice(0, head.indexOf('\r\n')))
+        socket.end('HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n')
+      })
+    })
+  })
+
+  afterAll(async () => {
+    await agent.close()
+    await server.close()
+  })
+
+  const cases: Array<[string, string, string]> = [
+    // WHATWG parsing would resolve the escaped dot segments and reach /secret.
+    ['escaped dot segments after a non-ASCII character', '/public/\u00e9/%2e%2e/%2e%2e/secret', '/public/%C3%A9/%2e%2e/%2e%2e/secret'],
+    ['plain dot segments', '/a/./b/../../c', '/a/./b/../../c'],
+    ['a fragment, escaped rather than cut off', '/a#b', '/a%23b'],
+    ['characters a request line cannot carry raw', '/a<b>`c?d="e"', '/a%3Cb%3E%60c?d=%22e%22'],
+    ['non-ASCII in the query', '/q?name=caf\u00e9', '/q?name=caf%C3%A9']
+  ]
+  it.each(cases)('%s', async (_name, path, sent) => {
+    lines.length = 0
+    const outcome = await run(agent, { origin: server.origin, path, method: 'GET' })
+    expect(outcome).toEqual({ status: 200, body: '' })
+    expect(lines).toEqual([`GET ${sent} HTTP/1.1`])
   })
 })
