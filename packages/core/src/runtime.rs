@@ -11,14 +11,18 @@ use tokio::runtime::{Builder, Handle, Runtime};
 static RUNTIME: OnceLock<Runtime> = OnceLock::new();
 static WORKER_THREADS: AtomicUsize = AtomicUsize::new(0);
 
-/// Sets the worker thread count of the runtime. Only effective before the first request starts it;
-/// returns whether it took effect. `0` means the default: `REQWEST_DISPATCHER_WORKER_THREADS` from the
-/// environment if set, else [`default_worker_threads`].
+/// Most worker threads the runtime starts, whatever is asked: a count beyond it cannot help and a very large
+/// one would fail to start the runtime.
+pub const MAX_WORKER_THREADS: usize = 256;
+
+/// Sets the worker thread count of the runtime (at most [`MAX_WORKER_THREADS`]). Only effective before the
+/// first request starts it; returns whether it took effect. `0` means the default:
+/// `REQWEST_DISPATCHER_WORKER_THREADS` from the environment if set, else [`default_worker_threads`].
 pub fn set_worker_threads(threads: usize) -> bool {
     if RUNTIME.get().is_some() {
         return false;
     }
-    WORKER_THREADS.store(threads, Ordering::SeqCst);
+    WORKER_THREADS.store(threads.min(MAX_WORKER_THREADS), Ordering::SeqCst);
     true
 }
 
@@ -35,7 +39,7 @@ pub(crate) fn runtime_handle() -> Handle {
                     .unwrap_or(0);
             }
             let threads = if requested > 0 {
-                requested
+                requested.min(MAX_WORKER_THREADS)
             } else {
                 default_worker_threads(std::thread::available_parallelism().map_or(1, |n| n.get()))
             };

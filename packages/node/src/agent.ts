@@ -60,7 +60,7 @@ export class Agent extends Dispatcher {
     const nativeOptions = nativeAgentOptions(options)
     const native = binding().agentNew(JSON.stringify(nativeOptions), deliverBatch, agentId)
     registerAgent(native, nativeOptions)
-    const limit = options.connections == null ? Infinity : options.connections * Math.max(1, options.pipelining ?? 1)
+    const limit = options.connections ? options.connections * Math.max(1, options.pipelining ?? 1) : Infinity
     const emit = (name: string, ...args: unknown[]): boolean => EventEmitter.prototype.emit.call(this, name, ...args)
     this.#host = new AgentHost(native, limit, {
       // undici's arguments: (origin URL, [dispatchers]) for connect; plus the error for disconnect/connectionError.
@@ -240,12 +240,17 @@ export interface MetricFamily {
   samples: Array<{ name: string; labels: Record<string, string>; value: number }>
 }
 
+/** Most worker threads {@link setWorkerThreads} accepts (the core's bound). */
+const MAX_WORKER_THREADS = 256
+
 /**
  * Sets the number of tokio worker threads that run every agent's I/O. Takes effect only before the first
  * `Agent` is created; returns whether it did. Default: `REQWEST_DISPATCHER_WORKER_THREADS`, else one per core minus
- * one (left to the JavaScript thread), at least 1, at most 2.
+ * one (left to the JavaScript thread), at least 1, at most 2. `threads` must be an integer from 1 to 256.
  */
 export function setWorkerThreads(threads: number): boolean {
-  if (!Number.isInteger(threads) || threads < 1) throw new InvalidArgumentError('invalid threads')
+  if (!Number.isInteger(threads) || threads < 1 || threads > MAX_WORKER_THREADS) {
+    throw new InvalidArgumentError('invalid threads')
+  }
   return binding().setWorkerThreads(threads)
 }

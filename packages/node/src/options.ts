@@ -3,8 +3,8 @@
  */
 import { isIP } from 'node:net'
 import { errors } from 'undici'
+import { LARGEST_COUNT, waitMs } from './limits'
 import type { NativeAgentOptions, NativeProxyOptions } from './native'
-import { nonNegative } from './checks'
 import { nativePolicies, type PolicyOptions } from './policies'
 import { nativeTlsOptions, type TlsConnectOptions } from './tls-options'
 
@@ -67,28 +67,76 @@ export interface AgentOptions extends PolicyOptions {
   pipelining?: number
 }
 
+/** Checks `value` (when given) with undici's rule `ok` and message; returns it, or `fallback` when absent. */
+function checked(value: unknown, fallback: number, ok: (n: number) => boolean, message: string): number {
+  if (value == null) return fallback
+  if (typeof value !== 'number' || !ok(value)) throw new InvalidArgumentError(message)
+  return value
+}
+
+const finiteAtLeastZero = (n: number): boolean => Number.isFinite(n) && n >= 0
+const finiteAboveZero = (n: number): boolean => Number.isFinite(n) && n > 0
+const integerAtLeastZero = (n: number): boolean => Number.isInteger(n) && n >= 0
+
+/** Options undici's Client refuses by name, with the replacement it names. */
+const RENAMED: Record<string, string> = {
+  keepAlive: 'unsupported keepAlive, use pipelining=0 instead',
+  socketTimeout: 'unsupported socketTimeout, use headersTimeout & bodyTimeout instead',
+  requestTimeout: 'unsupported requestTimeout, use headersTimeout & bodyTimeout instead',
+  idleTimeout: 'unsupported idleTimeout, use keepAliveTimeout instead',
+  maxKeepAliveTimeout: 'unsupported maxKeepAliveTimeout, use keepAliveMaxTimeout instead'
+}
+
+/** undici's checks of the options it validates but this Agent only accepts. */
+function checkAcceptedOptions(options: Record<string, unknown>): void {
+  for (const [name, message] of Object.entries(RENAMED)) {
+    if (options[name] !== undefined) throw new InvalidArgumentError(message)
+  }
+  const o = options
+  checked(o.maxRequestsPerClient, 0, integerAtLeastZero, 'maxRequestsPerClient must be a positive number')
+  checked(
+    o.autoSelectFamilyAttemptTimeout,
+    0,
+    (n) => Number.isInteger(n) && n >= -1,
+    'autoSelectFamilyAttemptTimeout must be a positive number'
+  )
+  if (o.maxConcurrentStreams != null && (typeof o.maxConcurrentStreams !== 'number' || o.maxConcurrentStreams < 1)) {
+    throw new InvalidArgumentError('maxConcurrentStreams must be a positive integer, greater than 0')
+  }
+  for (const name of ['initialWindowSize', 'connectionWindowSize']) {
+    checked(o[name], 0, (n) => Number.isInteger(n) && n >= 1, `${name} must be a positive integer, greater than 0`)
+  }
+  checked(o.pingInterval, 0, integerAtLeastZero, 'pingInterval must be a positive integer, greater or equal to 0')
+  if (o.socketPath != null && typeof o.socketPath !== 'string') throw new InvalidArgumentError('invalid socketPath')
+  if (o.factory !== undefined && typeof o.factory !== 'function') throw new InvalidArgumentError('factory must be a function.')
+  if (o.maxOrigins !== undefined && (typeof o.maxOrigins !== 'number' || Number.isNaN(o.maxOrigins) || o.maxOrigins <= 0)) {
+    throw new InvalidArgumentError('maxOrigins must be a number greater than 0')
+  }
+}
+
 /** Validates `options` as undici's Agent/Client constructors do and returns what the native side needs. */
 export function nativeAgentOptions(options: AgentOptions): NativeAgentOptions {
   if (options === null || typeof options !== 'object') throw new InvalidArgumentError('invalid options')
-  const connectTimeout = options.connectTimeout ?? options.connect?.timeout
-  if (options.maxHeaderSize != null && (!Number.isInteger(options.maxHeaderSize) || options.maxHeaderSize < 1)) {
-    throw new InvalidArgumentError('invalid maxHeaderSize')
-  }
-  if (options.maxResponseSize != null && (!Number.isInteger(options.maxResponseSize) || options.maxResponseSize < -1)) {
-    throw new InvalidArgumentError('maxResponseSize must be a positive number')
-  }
+  checkAcceptedOptions(options as Record<string, unknown>)
+  const maxHeaderSize = checked(
+    options.maxHeaderSize,
+    16384,
+    (n) => Number.isInteger(n) && n >= 1,
+    'invalid maxHeaderSize'
+  )
+  const maxResponseSize = checked(
+    options.maxResponseSize,
+    -1,
+    (n) => Number.isInteger(n) && n >= -1,
+    'maxResponseSize must be a positive number'
+  )
   if (options.allowH2 != null && typeof options.allowH2 !== 'boolean') {
     throw new InvalidArgumentError('allowH2 must be a valid boolean value')
   }
-  if (options.connections != null && (!Number.isFinite(options.connections) || options.connections <= 0)) {
-    throw new InvalidArgumentError('invalid connections')
-  }
+  // undici's Pool: 0 (or none) means no cap.
+  const connections = checked(options.connections, 0, finiteAtLeastZero, 'invalid connections')
   if (options.pipelining != null && (!Number.isInteger(options.pipelining) || options.pipelining < 0)) {
     throw new InvalidArgumentError('invalid pipelining')
-  }
-  const threshold = (options as { keepAliveTimeoutThreshold?: unknown }).keepAliveTimeoutThreshold
-  if (threshold != null && (typeof threshold !== 'number' || !Number.isFinite(threshold))) {
-    throw new InvalidArgumentError('invalid keepAliveTimeoutThreshold')
   }
   if (options.h2c != null && typeof options.h2c !== 'boolean') {
     throw new InvalidArgumentError('h2c must be a valid boolean value')
@@ -102,19 +150,32 @@ export function nativeAgentOptions(options: AgentOptions): NativeAgentOptions {
   if (localAddress != null && (typeof localAddress !== 'string' || isIP(localAddress) === 0)) {
     throw new InvalidArgumentError('localAddress must be valid string IP address')
   }
+  const timers = {
+    connectTimeout: checked(options.connectTimeout ?? connect?.timeout, 10e3, finiteAtLeastZero, 'invalid connectTimeout'),
+    headersTimeout: checked(options.headersTimeout, 300e3, integerAtLeastZero, 'headersTimeout must be a positive integer or zero'),
+    bodyTimeout: checked(options.bodyTimeout, 300e3, integerAtLeastZero, 'bodyTimeout must be a positive integer or zero'),
+    keepAliveTimeout: checked(options.keepAliveTimeout, 4e3, finiteAboveZero, 'invalid keepAliveTimeout'),
+    keepAliveMaxTimeout: checked(options.keepAliveMaxTimeout, 600e3, finiteAboveZero, 'invalid keepAliveMaxTimeout'),
+    keepAliveTimeoutThreshold: checked(
+      (options as { keepAliveTimeoutThreshold?: unknown }).keepAliveTimeoutThreshold,
+      2e3,
+      Number.isFinite,
+      'invalid keepAliveTimeoutThreshold'
+    )
+  }
   const proxy = (options as { [kProxyOptions]?: NativeProxyOptions })[kProxyOptions] ?? null
   return {
-    connectTimeout: nonNegative('connectTimeout', connectTimeout, 10e3),
-    headersTimeout: nonNegative('headersTimeout', options.headersTimeout, 300e3),
-    bodyTimeout: nonNegative('bodyTimeout', options.bodyTimeout, 300e3),
-    keepAliveTimeout: nonNegative('keepAliveTimeout', options.keepAliveTimeout, 4e3),
-    keepAliveMaxTimeout: nonNegative('keepAliveMaxTimeout', options.keepAliveMaxTimeout, 600e3),
-    keepAliveTimeoutThreshold: Math.max(0, (threshold as number | undefined) ?? 2e3),
-    maxResponseSize: options.maxResponseSize ?? -1,
-    maxHeaderSize: options.maxHeaderSize ?? 16384,
+    connectTimeout: waitMs(timers.connectTimeout),
+    headersTimeout: waitMs(timers.headersTimeout),
+    bodyTimeout: waitMs(timers.bodyTimeout),
+    keepAliveTimeout: waitMs(timers.keepAliveTimeout),
+    keepAliveMaxTimeout: waitMs(timers.keepAliveMaxTimeout),
+    keepAliveTimeoutThreshold: waitMs(Math.max(0, timers.keepAliveTimeoutThreshold)),
+    maxResponseSize: Math.min(maxResponseSize, LARGEST_COUNT),
+    maxHeaderSize: Math.min(maxHeaderSize, LARGEST_COUNT),
     allowH2: options.allowH2 ?? false,
     h2c: options.h2c ?? false,
-    connections: options.connections ?? 0,
+    connections: Math.min(connections, LARGEST_COUNT),
     localAddress: localAddress ?? null,
     tls: nativeTlsOptions(connect),
     proxy,

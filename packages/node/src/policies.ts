@@ -8,6 +8,7 @@ import { errors } from 'undici'
 import { TOKEN } from './checks'
 import type { NativePolicies } from './native'
 import { normalizeOrigin } from './request'
+import { LARGEST_COUNT, LONGEST_WAIT_MS } from './limits'
 
 const { InvalidArgumentError } = errors
 
@@ -89,56 +90,81 @@ interface Validated {
   rateLimit?: RateLimitPolicy | null
 }
 
-function number(where: string, name: string, value: unknown, min: number, max = Infinity, integer = false): void {
-  if (value === undefined) return
+/**
+ * A number option: finite, within `[min, max]`, an integer when `integer`. Returned clamped to `ceiling` (a wait
+ * to {@link LONGEST_WAIT_MS}, a count to the largest safe integer), so that no value overflows the core's
+ * arithmetic; `undefined` when absent.
+ */
+function number(
+  where: string,
+  name: string,
+  value: unknown,
+  min: number,
+  { max = Infinity, integer = false, ceiling = LARGEST_COUNT } = {}
+): number | undefined {
+  if (value === undefined) return undefined
   if (typeof value !== 'number' || !Number.isFinite(value) || value < min || value > max || (integer && !Number.isInteger(value))) {
     throw new InvalidArgumentError(`invalid ${where}.${name}`)
   }
+  return Math.min(value, ceiling)
 }
 
-function list(where: string, name: string, value: unknown, item: (v: unknown) => boolean): void {
-  if (value === undefined) return
+const WAIT = { ceiling: LONGEST_WAIT_MS }
+const COUNT = { integer: true }
+const RATIO = { max: 1 }
+
+function list<T>(where: string, name: string, value: unknown, item: (v: unknown) => boolean): T[] | undefined {
+  if (value === undefined) return undefined
   if (!Array.isArray(value) || !value.every(item)) throw new InvalidArgumentError(`invalid ${where}.${name}`)
+  return value as T[]
 }
 
-function policy<T extends object>(where: string, value: T | boolean | null | undefined, check: (p: T) => void): T | null | undefined {
+function policy<T extends object>(where: string, value: T | boolean | null | undefined, check: (p: T) => T): T | null | undefined {
   if (value === undefined) return undefined
   if (value === null || value === false) return null
   if (value === true) return {} as T
   if (typeof value !== 'object') throw new InvalidArgumentError(`invalid ${where}`)
-  check(value)
-  return value
+  return check(value)
 }
 
 function retry(where: string, value: Policies['retry']): RetryPolicy | null | undefined {
   return policy<RetryPolicy>(where, value, (r) => {
-    number(where, 'maxRetries', r.maxRetries, 0, Infinity, true)
-    number(where, 'minTimeout', r.minTimeout, 0)
-    number(where, 'maxTimeout', r.maxTimeout, 0)
-    number(where, 'timeoutFactor', r.timeoutFactor, 1)
-    number(where, 'jitter', r.jitter, 0, 1)
     if (r.retryAfter !== undefined && typeof r.retryAfter !== 'boolean') throw new InvalidArgumentError(`invalid ${where}.retryAfter`)
-    list(where, 'methods', r.methods, (m) => typeof m === 'string' && TOKEN.test(m))
-    list(where, 'statusCodes', r.statusCodes, (c) => Number.isInteger(c) && (c as number) >= 100 && (c as number) <= 999)
-    list(where, 'errorCodes', r.errorCodes, (c) => typeof c === 'string')
+    return {
+      maxRetries: number(where, 'maxRetries', r.maxRetries, 0, COUNT),
+      minTimeout: number(where, 'minTimeout', r.minTimeout, 0, WAIT),
+      maxTimeout: number(where, 'maxTimeout', r.maxTimeout, 0, WAIT),
+      timeoutFactor: number(where, 'timeoutFactor', r.timeoutFactor, 1),
+      jitter: number(where, 'jitter', r.jitter, 0, RATIO),
+      retryAfter: r.retryAfter,
+      methods: list<string>(where, 'methods', r.methods, (m) => typeof m === 'string' && TOKEN.test(m)),
+      statusCodes: list<number>(where, 'statusCodes', r.statusCodes, (c) => Number.isInteger(c) && (c as number) >= 100 && (c as number) <= 999),
+      errorCodes: list<string>(where, 'errorCodes', r.errorCodes, (c) => typeof c === 'string')
+    }
   })
 }
 
 function circuitBreaker(where: string, value: Policies['circuitBreaker']): CircuitBreakerPolicy | null | undefined {
-  return policy<CircuitBreakerPolicy>(where, value, (b) => {
-    number(where, 'threshold', b.threshold, 0, 1)
-    number(where, 'minimumRequests', b.minimumRequests, 1, Infinity, true)
-    number(where, 'window', b.window, 1)
-    number(where, 'halfOpenAfter', b.halfOpenAfter, 0)
-    number(where, 'halfOpenRequests', b.halfOpenRequests, 1, Infinity, true)
-  })
+  return policy<CircuitBreakerPolicy>(where, value, (b) => ({
+    threshold: number(where, 'threshold', b.threshold, 0, RATIO),
+    minimumRequests: number(where, 'minimumRequests', b.minimumRequests, 1, COUNT),
+    window: number(where, 'window', b.window, 1, WAIT),
+    halfOpenAfter: number(where, 'halfOpenAfter', b.halfOpenAfter, 0, WAIT),
+    halfOpenRequests: number(where, 'halfOpenRequests', b.halfOpenRequests, 1, COUNT)
+  }))
 }
+
+/** The slowest rate a limiter refills at: one token per {@link LONGEST_WAIT_MS}. */
+const SLOWEST_RATE = 1000 / LONGEST_WAIT_MS
 
 function rateLimit(where: string, value: Policies['rateLimit']): RateLimitPolicy | null | undefined {
   return policy<RateLimitPolicy>(where, value, (l) => {
-    number(where, 'requestsPerSecond', l.requestsPerSecond, Number.MIN_VALUE)
-    number(where, 'burst', l.burst, 1)
-    number(where, 'maxWait', l.maxWait, 0)
+    const rate = number(where, 'requestsPerSecond', l.requestsPerSecond, Number.MIN_VALUE)
+    return {
+      requestsPerSecond: rate === undefined ? undefined : Math.max(rate, SLOWEST_RATE),
+      burst: number(where, 'burst', l.burst, 1),
+      maxWait: number(where, 'maxWait', l.maxWait, 0, WAIT)
+    }
   })
 }
 

@@ -8,6 +8,7 @@ import type { Dispatcher } from 'undici'
 import { prepareBody, type PreparedBody } from './body'
 import { nonNegative, TOKEN } from './checks'
 import { walkHeaders } from './headers'
+import { waitMs } from './limits'
 import { FIELD_SEPARATOR } from './native'
 
 const { InvalidArgumentError, NotSupportedError } = errors
@@ -117,6 +118,11 @@ function collectHeaders(headers: unknown, state: HeaderState): void {
   if (typeof headers !== 'object') throw new InvalidArgumentError('headers must be an object or an array')
   const malformed = walkHeaders(headers, addHeader, state)
   if (malformed !== null) throw new InvalidArgumentError(malformed)
+}
+
+/** A per-request timeout: -1 when not given (the agent's), else undici's check, clamped for the core. */
+function timeoutOption(name: string, value: unknown): number {
+  return value == null ? -1 : waitMs(nonNegative(name, value))
 }
 
 /** `query` appended as undici does: `node:querystring` encoding (a space is `%20`), never onto an existing query. */
@@ -280,7 +286,7 @@ export function normalizeRequest(opts: Dispatcher.DispatchOptions, raw: unknown[
     address: origin.address,
     headers: state.out.join(FIELD_SEPARATOR),
     body,
-    headersTimeout: nonNegative('headersTimeout', opts.headersTimeout, -1),
-    bodyTimeout: nonNegative('bodyTimeout', opts.bodyTimeout, -1)
+    headersTimeout: timeoutOption('headersTimeout', opts.headersTimeout),
+    bodyTimeout: timeoutOption('bodyTimeout', opts.bodyTimeout)
   }
 }

@@ -119,3 +119,70 @@ describe('the path is sent as given', () => {
     expect(lines).toEqual([`GET ${sent} HTTP/1.1`])
   })
 })
+
+describe('numbers at and beyond their limits', () => {
+  let server: Running
+
+  beforeAll(async () => {
+    server = await httpServer((_req, res) => res.end('ok'))
+  })
+
+  afterAll(async () => {
+    await server.close()
+  })
+
+  it('a huge per-request timeout neither crashes the process nor strands the requests dispatched with it', async () => {
+    const agent = new Agent()
+    try {
+      const base = { origin: server.origin, path: '/', method: 'GET' } as const
+      // Dispatched in one tick: they cross into the addon in one batch.
+      const outcomes = await Promise.all([
+        run(agent, base),
+        run(agent, { ...base, headersTimeout: 1e23 }),
+        run(agent, { ...base, bodyTimeout: 1e300 }),
+        run(agent, { ...base, headersTimeout: Number.MAX_VALUE, bodyTimeout: 5e-324 }),
+        run(agent, base)
+      ])
+      expect(outcomes).toEqual(Array.from({ length: 5 }, () => ({ status: 200, body: 'ok' })))
+    } finally {
+      await agent.close()
+    }
+  })
+
+  it('huge agent timeouts are accepted, as undici accepts them, and requests go through', async () => {
+    const agent = new Agent({
+      headersTimeout: 1e300,
+      bodyTimeout: 1e23,
+      connectTimeout: Number.MAX_VALUE,
+      keepAliveTimeout: 1e300,
+      keepAliveMaxTimeout: 1e300,
+      maxHeaderSize: 1e300,
+      maxResponseSize: 1e300,
+      connections: 1e300
+    })
+    try {
+      expect(await run(agent, { origin: server.origin, path: '/', method: 'GET' })).toEqual({ status: 200, body: 'ok' })
+    } finally {
+      await agent.close()
+    }
+  })
+
+  it('a rate limit slower than any wait refuses the request instead of panicking', async () => {
+    const agent = new Agent({ rateLimit: { requestsPerSecond: Number.MIN_VALUE, burst: 1, maxWait: 10 } })
+    try {
+      const base = { origin: server.origin, path: '/', method: 'GET' } as const
+      const [first, second] = await Promise.all([run(agent, base), run(agent, base)])
+      expect(first).toEqual({ status: 200, body: 'ok' })
+      expect((second as errors.UndiciError).code).toBe('UND_ERR_RATE_LIMITED')
+    } finally {
+      await agent.close()
+    }
+  })
+
+  it('timeouts undici refuses are refused with its message', () => {
+    expect(() => new Agent({ headersTimeout: 1.5 })).toThrow('headersTimeout must be a positive integer or zero')
+    expect(() => new Agent({ bodyTimeout: Infinity })).toThrow('bodyTimeout must be a positive integer or zero')
+    expect(() => new Agent({ keepAliveTimeout: 0 })).toThrow('invalid keepAliveTimeout')
+    expect(() => new Agent({ connectTimeout: NaN })).toThrow('invalid connectTimeout')
+  })
+})

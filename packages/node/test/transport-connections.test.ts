@@ -136,9 +136,17 @@ describe('connections', () => {
     }
   })
 
-  it('rejects invalid values as undici does', () => {
-    expect(() => new Agent({ connections: 0 })).toThrow('invalid connections')
+  it('validates connections as undici does: a negative count is refused, 0 means no cap', async () => {
     expect(() => new Agent({ connections: -1 })).toThrow('invalid connections')
+    expect(() => new Agent({ connections: NaN })).toThrow('invalid connections')
+    const server = await countingServer(0)
+    const agent = new Agent({ connections: 0 })
+    try {
+      expect(await text(`${server.origin}/zero`, agent)).toBe('/zero')
+    } finally {
+      await agent.close()
+      await server.close()
+    }
   })
 })
 

@@ -59,6 +59,19 @@ pub fn split_fields(joined: &str) -> Vec<(String, Vec<u8>)> {
     out
 }
 
+/// Longest wait handed to the core, in ms (about 31 years; the TypeScript layer clamps to the same bound).
+const LONGEST_WAIT_MS: f64 = 1e12;
+
+/// `ms` milliseconds as a `Duration`: zero for NaN and negative values, at most [`LONGEST_WAIT_MS`], so that no
+/// number (1e300, infinity) can make the conversion, or clock arithmetic with the result, panic.
+pub fn millis(ms: f64) -> Duration {
+    if ms.is_nan() || ms <= 0.0 {
+        Duration::ZERO
+    } else {
+        Duration::from_secs_f64(ms.min(LONGEST_WAIT_MS) / 1000.0)
+    }
+}
+
 /// A timeout argument: negative = not given (use the agent's), 0 = disabled, otherwise milliseconds.
 pub fn timeout_override(ms: f64) -> Option<Option<Duration>> {
     if ms < 0.0 || ms.is_nan() {
@@ -66,13 +79,13 @@ pub fn timeout_override(ms: f64) -> Option<Option<Duration>> {
     } else if ms == 0.0 {
         Some(None)
     } else {
-        Some(Some(Duration::from_secs_f64(ms / 1000.0)))
+        Some(Some(millis(ms)))
     }
 }
 
-/// An agent-level timeout: 0 or less disables it.
+/// An agent-level timeout: 0 or less (or NaN) disables it.
 pub fn timeout_option(ms: f64) -> Option<Duration> {
-    (ms > 0.0 && ms.is_finite()).then(|| Duration::from_secs_f64(ms / 1000.0))
+    (ms > 0.0).then(|| millis(ms))
 }
 
 #[cfg(test)]
@@ -102,6 +115,28 @@ mod tests {
         assert_eq!(pairs[2], ("x-latin1".to_string(), b"caf\xe9".to_vec()));
         assert_eq!(join_fields(None, &RawHeaders::new()), "");
         assert_eq!(join_fields(Some(b""), &RawHeaders::new()), "");
+    }
+
+    #[test]
+    fn no_number_makes_a_duration_panic() {
+        for ms in [
+            f64::NAN,
+            f64::INFINITY,
+            f64::NEG_INFINITY,
+            1e300,
+            1e23,
+            -1.0,
+            0.0,
+            5e-324,
+            f64::MAX,
+        ] {
+            let _ = millis(ms);
+            let _ = timeout_override(ms);
+            let _ = timeout_option(ms);
+        }
+        assert_eq!(millis(1e300), millis(LONGEST_WAIT_MS));
+        assert_eq!(millis(f64::NAN), Duration::ZERO);
+        assert_eq!(timeout_option(f64::INFINITY), Some(millis(LONGEST_WAIT_MS)));
     }
 
     #[test]

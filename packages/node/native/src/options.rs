@@ -1,11 +1,10 @@
 //! An agent's options as they cross the bridge: one JSON document (`NativeAgentOptions` in `src/native.ts`),
 //! validated and defaulted by the TypeScript layer, read here into the core's [`AgentOptions`].
 
-use crate::marshal::timeout_option;
+use crate::marshal::{millis, timeout_option};
 use reqwest_dispatcher_core::{AgentOptions, Policies, ProxyOptions, TlsOptions};
 use serde::Deserialize;
 use std::net::IpAddr;
-use std::time::Duration;
 
 /// The document; times in milliseconds (0 disables a timeout), sizes in bytes.
 #[derive(Deserialize)]
@@ -94,11 +93,6 @@ impl From<ProxyDocument> for ProxyOptions {
     }
 }
 
-/// Milliseconds as a duration: negative or NaN is zero, too large is the longest duration (never a panic).
-fn millis(ms: f64) -> Duration {
-    Duration::try_from_secs_f64(ms.max(0.0) / 1000.0).unwrap_or(Duration::MAX)
-}
-
 /// The core's options from the document's JSON text; the error is a message for JavaScript.
 pub fn agent_options(json: &str) -> Result<AgentOptions, String> {
     let doc: AgentDocument =
@@ -116,7 +110,7 @@ pub fn agent_options(json: &str) -> Result<AgentOptions, String> {
         connect_timeout: timeout_option(doc.connect_timeout),
         headers_timeout: timeout_option(doc.headers_timeout),
         body_timeout: timeout_option(doc.body_timeout),
-        keep_alive_timeout: Duration::from_secs_f64(doc.keep_alive_timeout.max(0.0) / 1000.0),
+        keep_alive_timeout: millis(doc.keep_alive_timeout),
         keep_alive_max_timeout: doc
             .keep_alive_max_timeout
             .map_or(defaults.keep_alive_max_timeout, millis),
@@ -138,6 +132,7 @@ pub fn agent_options(json: &str) -> Result<AgentOptions, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     const MINIMAL: &str = r#"{"connectTimeout":10000,"headersTimeout":0,"bodyTimeout":300000,
         "keepAliveTimeout":4000,"maxResponseSize":-1,"maxHeaderSize":16384,"allowH2":false}"#;
