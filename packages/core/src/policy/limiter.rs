@@ -48,6 +48,7 @@ impl Limiter {
     pub(crate) fn new(options: &RateLimitOptions, now: Instant) -> Self {
         let burst = options.burst.max(1.0);
         Limiter {
+            // NaN and anything below the smallest positive rate become that rate (f64::max ignores NaN).
             rate: options.requests_per_second.max(f64::MIN_POSITIVE),
             burst,
             max_wait: millis(options.max_wait),
@@ -64,7 +65,9 @@ impl Limiter {
             self.tokens -= 1.0;
             return Turn::Now;
         }
-        let wait = Duration::from_secs_f64((1.0 - self.tokens) / self.rate);
+        // A rate so slow that the wait overflows a Duration is refused like any wait beyond max_wait.
+        let wait =
+            Duration::try_from_secs_f64((1.0 - self.tokens) / self.rate).unwrap_or(Duration::MAX);
         if wait > self.max_wait {
             return Turn::Refused;
         }
@@ -98,5 +101,38 @@ mod tests {
         assert_eq!(l.take(t0), Turn::Refused);
         // Refusals take nothing: 300 ms later the three borrowed tokens are repaid and one is free.
         assert_eq!(l.take(t0 + ms(300)), Turn::Now);
+    }
+
+    #[test]
+    fn a_rate_too_slow_for_any_wait_refuses_without_panicking() {
+        let t0 = Instant::now();
+        for rate in [
+            5e-324,
+            f64::MIN_POSITIVE,
+            0.0,
+            -1.0,
+            f64::NAN,
+            1e308,
+            f64::INFINITY,
+        ] {
+            for max_wait in [0.0, 1e300, f64::NAN, -5.0] {
+                let options = RateLimitOptions {
+                    requests_per_second: rate,
+                    burst: 1.0,
+                    max_wait,
+                };
+                let mut l = Limiter::new(&options, t0);
+                assert_eq!(l.take(t0), Turn::Now);
+                let _ = l.take(t0 + ms(1));
+            }
+        }
+        let options = RateLimitOptions {
+            requests_per_second: 5e-324,
+            burst: 1.0,
+            max_wait: 1e300,
+        };
+        let mut l = Limiter::new(&options, t0);
+        assert_eq!(l.take(t0), Turn::Now);
+        assert_eq!(l.take(t0), Turn::Refused);
     }
 }

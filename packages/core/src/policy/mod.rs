@@ -74,8 +74,12 @@ pub struct OriginPolicies {
     pub rate_limit: Option<RateLimitOptions>,
 }
 
-/// Milliseconds as the policies give them, as a `Duration` (negative = 0, at most 10⁹ s).
+/// Milliseconds as the policies give them, as a `Duration`: negative and NaN are 0, at most 10⁹ s. Never panics,
+/// whatever the number.
 fn millis(ms: f64) -> Duration {
+    if ms.is_nan() {
+        return Duration::ZERO;
+    }
     Duration::from_secs_f64((ms / 1000.0).clamp(0.0, 1e9))
 }
 
