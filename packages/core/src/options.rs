@@ -1,6 +1,7 @@
 //! Options of an [`crate::Agent`], named and defaulted as undici's `Agent` options.
 
 use crate::policy::Policies;
+use std::fmt;
 use std::net::IpAddr;
 use std::time::Duration;
 
@@ -70,8 +71,8 @@ impl Default for AgentOptions {
 }
 
 /// TLS settings as Node's `tls.connect` takes them. Certificates and keys are PEM; the caller decrypts a
-/// passphrase-protected key before handing it over.
-#[derive(Clone, Debug)]
+/// passphrase-protected key before handing it over. `Debug` shows no key material.
+#[derive(Clone)]
 pub struct TlsOptions {
     /// `ca`: the trusted roots, replacing the defaults (the system's roots plus [`Self::extra_ca`]).
     pub ca: Option<Vec<u8>>,
@@ -100,8 +101,9 @@ impl Default for TlsOptions {
     }
 }
 
-/// Where requests go through a proxy, as undici's `ProxyAgent` / `EnvHttpProxyAgent` configure it.
-#[derive(Clone, Debug, Default)]
+/// Where requests go through a proxy, as undici's `ProxyAgent` / `EnvHttpProxyAgent` configure them. `Debug`
+/// shows neither the credentials in the proxy URLs nor the values of the headers sent to the proxy.
+#[derive(Clone, Default)]
 pub struct ProxyOptions {
     /// Proxy URL for `http:` origins (`http://`, `https://`, `socks5://`, `socks5h://`); `None` = direct.
     pub http: Option<String>,
@@ -114,4 +116,120 @@ pub struct ProxyOptions {
     /// TLS settings for a `https://` proxy itself (undici `proxyTls`); when `None`, the default roots plus the
     /// agent's `extra_ca`, verification on.
     pub tls: Option<TlsOptions>,
+}
+
+/// How `Debug` shows a secret: whether it is there, never what it is.
+struct Redacted(bool);
+
+impl fmt::Debug for Redacted {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(if self.0 { "Some(<redacted>)" } else { "None" })
+    }
+}
+
+/// How many PEM bytes an option holds (certificates are public, but a debug print needs no more).
+struct PemLength<'a>(&'a Option<Vec<u8>>);
+
+impl fmt::Debug for PemLength<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            Some(pem) => write!(f, "Some(<{} bytes of PEM>)", pem.len()),
+            None => f.write_str("None"),
+        }
+    }
+}
+
+impl fmt::Debug for TlsOptions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TlsOptions")
+            .field("ca", &PemLength(&self.ca))
+            .field("extra_ca", &PemLength(&self.extra_ca))
+            .field("cert", &PemLength(&self.cert))
+            .field("key", &Redacted(self.key.is_some()))
+            .field("reject_unauthorized", &self.reject_unauthorized)
+            .field("servername", &self.servername)
+            .finish()
+    }
+}
+
+/// A proxy URL with its user information (a password, or a user name that may be a token) left out.
+struct ProxyUrl<'a>(&'a Option<String>);
+
+impl fmt::Debug for ProxyUrl<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let Some(url) = self.0 else {
+            return f.write_str("None");
+        };
+        let authority = url.find("://").map_or(0, |i| i + 3);
+        let authority_end = url[authority..]
+            .find(['/', '?', '#'])
+            .map_or(url.len(), |i| authority + i);
+        match url[authority..authority_end].rfind('@') {
+            Some(at) => {
+                let shown = format!("{}<redacted>{}", &url[..authority], &url[authority + at..]);
+                write!(f, "Some({shown:?})")
+            }
+            None => write!(f, "Some({url:?})"),
+        }
+    }
+}
+
+impl fmt::Debug for ProxyOptions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let header_names: Vec<&str> = self.headers.iter().map(|(name, _)| name.as_str()).collect();
+        f.debug_struct("ProxyOptions")
+            .field("http", &ProxyUrl(&self.http))
+            .field("https", &ProxyUrl(&self.https))
+            .field("no_proxy", &self.no_proxy)
+            .field("header_names", &header_names)
+            .field("tls", &self.tls)
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_shows_no_key_credential_or_proxy_header_value() {
+        let options = AgentOptions {
+            tls: TlsOptions {
+                key: Some(
+                    b"-----BEGIN PRIVATE KEY-----\nSECRETKEY\n-----END PRIVATE KEY-----\n".to_vec(),
+                ),
+                cert: Some(
+                    b"-----BEGIN CERTIFICATE-----\nCERTBYTES\n-----END CERTIFICATE-----\n".to_vec(),
+                ),
+                ..TlsOptions::default()
+            },
+            proxy: Some(ProxyOptions {
+                http: Some("http://user:hunter2@proxy.test:3128".into()),
+                https: Some("https://tokenonly@proxy.test/".into()),
+                headers: vec![("proxy-authorization".into(), "Bearer s3cret".into())],
+                tls: Some(TlsOptions {
+                    key: Some(b"PROXYKEY".to_vec()),
+                    ..TlsOptions::default()
+                }),
+                ..ProxyOptions::default()
+            }),
+            ..AgentOptions::default()
+        };
+        let text = format!("{options:?}");
+        // Derived Debug prints bytes as numbers: look for those too.
+        let key_as_numbers = format!("{:?}", options.tls.key.as_ref().unwrap());
+        assert!(!text.contains(key_as_numbers.trim_matches(['[', ']'])));
+        for secret in [
+            "SECRETKEY",
+            "hunter2",
+            "tokenonly",
+            "s3cret",
+            "PROXYKEY",
+            "CERTBYTES",
+        ] {
+            assert!(!text.contains(secret), "{secret} in {text}");
+        }
+        assert!(text.contains("proxy.test:3128"));
+        assert!(text.contains("proxy-authorization"));
+    }
 }
