@@ -1,14 +1,15 @@
 //! The HTTP core of reqwest-dispatcher.
 //!
-//! This crate knows nothing of JavaScript. It turns a [`DispatchRequest`] into a request sent with
-//! reqwest/hyper/tokio and reports what happens to a [`DispatchHandler`], with undici's semantics: no automatic
+//! This crate knows nothing of JavaScript. It turns a [`DispatchRequest`] into a request sent with its own
+//! HTTP/1.1 engine or hyper, on tokio, and reports what happens to a [`DispatchHandler`], with undici's semantics: no automatic
 //! decompression, no redirect following, status message and trailers kept, errors carrying undici's codes.
 //! The Node bridge (`packages/node/native`) only marshals these types to and from JavaScript.
 //!
 //! Layout: [`Agent`] (`agent.rs`) spawns one task per request, the attempt loop (`attempts.rs`), which takes
 //! the request ([`DispatchRequest`], `request.rs`) through its origin's policies (`policy/`: retry, circuit
 //! breaker, rate limit) and over the network (`transport/`: the HTTP/1.1 engine in `transport/h1/`,
-//! hyper-util for HTTP/2, reqwest for proxies, connections, TLS, the classification of their failures), then streams the response (`response.rs`) to the [`DispatchHandler`] (`handler.rs`) under
+//! hyper-util for HTTP/2 and proxies, connections, TLS, the classification of their failures), then streams
+//! the response (`response.rs`) to the [`DispatchHandler`] (`handler.rs`) under
 //! the request's [`RequestController`] (`controller.rs`). Request bodies pulled from the caller are in
 //! `body.rs`, counters in `metrics.rs`, the error catalogue in `error.rs`, the shared tokio runtime in
 //! `runtime.rs`.

@@ -244,7 +244,10 @@ mod tests {
     #[test]
     fn ascii_characters_a_uri_refuses_are_escaped_where_refused() {
         let uri = request_uri("http://a.test/a<b>`c\"d?e=\"f`<>").unwrap();
-        assert_eq!(uri.path_and_query().unwrap(), "/a%3Cb%3E%60c\"d?e=%22f`%3C%3E");
+        assert_eq!(
+            uri.path_and_query().unwrap(),
+            "/a%3Cb%3E%60c\"d?e=%22f`%3C%3E"
+        );
     }
 
     #[test]

@@ -2,10 +2,14 @@
  * Security regressions (issue 10): where a request goes, what path it carries, numbers that once crashed the
  * process, TLS kept apart between a proxy and the origin, and secrets kept out of error messages.
  */
+import https from 'node:https'
+import net from 'node:net'
+import type { TLSSocket } from 'node:tls'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { errors, type Dispatcher } from 'undici'
-import { Agent } from 'reqwest-dispatcher'
+import { errors, ProxyAgent as UndiciProxyAgent, type Dispatcher } from 'undici'
+import { Agent, ProxyAgent } from 'reqwest-dispatcher'
 import { httpServer, rawServer, readHead, type Running } from './helpers/servers'
+import { makePki, type KeyPair, type Pki } from './helpers/transport-certs'
 
 /** Runs one dispatch to its end: the response's status and body, or the error it failed with. */
 function run(agent: Dispatcher, opts: Dispatcher.DispatchOptions): Promise<{ status: number; body: string } | Error> {
@@ -186,3 +190,143 @@ describe('numbers at and beyond their limits', () => {
     expect(() => new Agent({ connectTimeout: NaN })).toThrow('invalid connectTimeout')
   })
 })
+
+/** An `https://` CONNECT proxy serving `cert`, recording whether each client showed a certificate. */
+async function tlsProxy(cert: KeyPair): Promise<Running & { clientCerts: boolean[]; tunnels: string[] }> {
+  const clientCerts: boolean[] = []
+  const tunnels: string[] = []
+  const sockets = new Set<net.Socket>()
+  const server = https.createServer({ cert: cert.cert, key: cert.key, requestCert: true, rejectUnauthorized: false })
+  server.on('secureConnection', (socket: TLSSocket) => {
+    sockets.add(socket)
+    clientCerts.push(Object.keys(socket.getPeerCertificate()).length > 0)
+  })
+  server.on('request', (req, res) => {
+    tunnels.push(`${req.method} ${req.url}`)
+    res.end('forwarded')
+  })
+  server.on('connect', (req, client: net.Socket, head: Buffer) => {
+    tunnels.push(`CONNECT ${req.url}`)
+    client.on('error', () => {})
+    const [host, port] = (req.url ?? '').split(':')
+    const upstream = net.connect(Number(port), host, () => {
+      client.write('HTTP/1.1 200 Connection Established\r\n\r\n')
+      upstream.write(head)
+      upstream.pipe(client)
+      client.pipe(upstream)
+    })
+    sockets.add(upstream)
+    upstream.on('error', () => client.destroy())
+  })
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+  const { port } = server.address() as net.AddressInfo
+  return {
+    port,
+    origin: `https://127.0.0.1:${port}`,
+    clientCerts,
+    tunnels,
+    close: () =>
+      new Promise<void>((resolve) => {
+        for (const socket of sockets) socket.destroy()
+        server.closeAllConnections()
+        server.close(() => resolve())
+      })
+  }
+}
+
+/** An https origin serving `cert` that answers with the CN of the client certificate it got (or `none`). */
+async function tlsOrigin(cert: KeyPair, clientCa?: string): Promise<Running> {
+  const server = https.createServer(
+    { cert: cert.cert, key: cert.key, requestCert: clientCa !== undefined, rejectUnauthorized: clientCa !== undefined, ca: clientCa },
+    (req, res) => {
+      const peer = (req.socket as TLSSocket).getPeerCertificate()
+      res.end(peer?.subject?.CN ?? 'none')
+    }
+  )
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+  const { port } = server.address() as net.AddressInfo
+  return {
+    port,
+    origin: `https://127.0.0.1:${port}`,
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.closeAllConnections()
+        server.close(() => resolve())
+      })
+  }
+}
+
+describe('an https:// proxy and the origin behind it are two TLS peers', () => {
+  let pki: Pki
+
+  beforeAll(() => {
+    pki = makePki()
+  })
+
+  afterAll(() => pki?.cleanup())
+
+  const code = (outcome: unknown): string | undefined => (outcome as { code?: string }).code
+
+  it("a lax origin setting never makes the proxy's certificate trusted (as undici: DEPTH_ZERO_SELF_SIGNED_CERT)", async () => {
+    const proxy = await tlsProxy(pki.selfSigned)
+    const target = await tlsOrigin(pki.server)
+    const plain = await httpServer((_req, res) => res.end('plain'))
+    const options = { uri: proxy.origin, requestTls: { rejectUnauthorized: false } }
+    const ours = new ProxyAgent(options)
+    const theirs = new UndiciProxyAgent(options)
+    try {
+      for (const origin of [target.origin, plain.origin]) {
+        const base = { origin, path: '/', method: 'GET' } as const
+        const [mine, undici] = [await run(ours, base), await run(theirs, base)]
+        expect(code(undici)).toBe('DEPTH_ZERO_SELF_SIGNED_CERT')
+        expect(code(mine)).toBe('DEPTH_ZERO_SELF_SIGNED_CERT')
+      }
+      // Nothing (no CONNECT, no forwarded request, no credentials) reached the unverified proxy.
+      expect(proxy.tunnels).toEqual([])
+    } finally {
+      await Promise.all([ours.close(), theirs.close()])
+      await Promise.all([proxy.close(), target.close(), plain.close()])
+    }
+  })
+
+  it("a lax proxy setting never makes the origin's certificate trusted", async () => {
+    const proxy = await tlsProxy(pki.selfSigned)
+    const target = await tlsOrigin(pki.selfSigned)
+    const agent = new ProxyAgent({ uri: proxy.origin, proxyTls: { rejectUnauthorized: false } })
+    try {
+      const outcome = await run(agent, { origin: target.origin, path: '/', method: 'GET' })
+      expect(code(outcome)).toBe('DEPTH_ZERO_SELF_SIGNED_CERT')
+      expect(proxy.tunnels).toEqual([`CONNECT 127.0.0.1:${target.port}`])
+    } finally {
+      await agent.close()
+      await Promise.all([proxy.close(), target.close()])
+    }
+  })
+
+  it("the origin's client certificate is shown to the origin only, the proxy's to the proxy only", async () => {
+    const proxy = await tlsProxy(pki.server)
+    const target = await tlsOrigin(pki.server, pki.ca.cert)
+    const base = { origin: target.origin, path: '/', method: 'GET' } as const
+    const originCert = new ProxyAgent({
+      uri: proxy.origin,
+      proxyTls: { ca: pki.ca.cert },
+      requestTls: { ca: pki.ca.cert, cert: pki.client.cert, key: pki.client.key }
+    })
+    const proxyCert = new ProxyAgent({
+      uri: proxy.origin,
+      proxyTls: { ca: pki.ca.cert, cert: pki.client.cert, key: pki.client.key },
+      requestTls: { ca: pki.ca.cert }
+    })
+    try {
+      expect(await run(originCert, base)).toEqual({ status: 200, body: 'reqwest-dispatcher client' })
+      expect(proxy.clientCerts).toEqual([false])
+      const refused = await run(proxyCert, base)
+      expect(refused).toBeInstanceOf(Error)
+      expect(proxy.clientCerts).toEqual([false, true])
+    } finally {
+      await Promise.all([originCert.close(), proxyCert.close()])
+      await Promise.all([proxy.close(), target.close()])
+    }
+  })
+})
+

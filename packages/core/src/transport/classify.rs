@@ -1,4 +1,4 @@
-//! Classification of transport failures: what hyper, hyper-util, reqwest, rustls and the operating system
+//! Classification of transport failures: what hyper, hyper-util, rustls and the operating system
 //! report, turned into the [`CoreError`] undici would give for the same failure.
 //!
 //! Errors arrive as chains of sources; each function here walks the chain for the layer that knows what
@@ -10,12 +10,7 @@ use crate::transport::tls::CertificateRejected;
 use std::error::Error as StdError;
 use std::io;
 
-/// A failure of the proxied path (reqwest) while sending the request and waiting for the response head.
-pub(crate) fn proxied_send(err: &reqwest::Error) -> CoreError {
-    send(err, err.is_connect(), err.is_timeout() && err.is_connect())
-}
-
-/// A failure of the direct path (hyper-util's client) while sending the request and waiting for the head.
+/// A failure of hyper-util's client (either path) while sending the request and waiting for the head.
 /// hyper-util reports its connect timeout as an I/O `TimedOut` caused by tokio's `Elapsed`, which tells it
 /// apart from an operating-system `ETIMEDOUT`.
 pub(crate) fn direct_send(err: &hyper_util::client::legacy::Error) -> CoreError {
@@ -41,7 +36,7 @@ pub(crate) fn connect(err: &(dyn StdError + 'static)) -> CoreError {
     send(err, true, timed_out)
 }
 
-/// A failure while reading the response body (hyper's on the direct path, reqwest's on the proxied one).
+/// A failure while reading the response body.
 pub(crate) fn body(err: &(dyn StdError + 'static)) -> CoreError {
     after_connect(err, chain_text(err))
 }

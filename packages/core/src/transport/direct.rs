@@ -26,7 +26,7 @@ pub(super) fn client(
     if let Some(address) = options.local_address {
         http.set_local_address(Some(address));
     }
-    let tls = tls::client_config(&options.tls, None, &[])?;
+    let tls = tls::client_config(&options.tls, &[])?;
     let mut schemes = hyper_rustls::HttpsConnectorBuilder::new()
         .with_tls_config(tls)
         .https_or_http();

@@ -6,7 +6,8 @@
 //! no task or channel sits between a request and its socket (hyper-util's per-request hand-offs between tasks
 //! cost more CPU than the exchange itself in profiles). HTTP/2 (`allowH2` on `https:` origins, `h2c`) takes
 //! the direct path (`direct.rs`: hyper-util's pooled client over our rustls connector). Agents with a proxy
-//! take reqwest (`proxied.rs`), for its proxy support (forward proxying, CONNECT tunnels, socks5).
+//! take the proxied path (`proxied.rs`: the same client over a connector that reaches origins through the
+//! proxy — CONNECT tunnels, forwarded requests, SOCKS5 — with the proxy's TLS kept apart from the origin's).
 //!
 //! Beside them: TLS as Node configures it (`tls.rs`), proxies as undici configures them (`proxy.rs`), the
 //! connection events undici reports (`connections.rs`), the per-origin request slots that stand in for
@@ -53,8 +54,9 @@ enum Other {
     /// hyper-util's pooled client over our connector (HTTP/2). Behind an `Arc` so that the per-request
     /// clone is one reference count, not the client's own several.
     Direct(Arc<direct::DirectClient>),
-    /// reqwest, for its proxy support.
-    Proxied(reqwest::Client),
+    /// hyper-util's pooled client over the proxy connector, and the routes that say which requests are
+    /// forwarded to the proxy (they carry its headers).
+    Proxied(Arc<proxied::ProxiedClient>, Arc<proxy::Routes>),
 }
 
 /// One attempt of a request.
@@ -81,17 +83,19 @@ pub(crate) struct Response {
 }
 
 impl Transport {
-    /// `observer` hears of every connection the engine and the direct path open and close (reqwest's
-    /// proxied pool does not tell).
+    /// `observer` hears of every connection the engine and the direct path open and close (the proxied path
+    /// does not report its connections).
     pub(crate) fn build(
         options: &AgentOptions,
         observer: ConnectionObserver,
     ) -> Result<Transport, CoreError> {
-        if options.proxy.is_some() {
+        if let Some(proxy) = &options.proxy {
+            let routes = Arc::new(proxy::Routes::new(proxy)?);
+            let client = proxied::client(options, Arc::clone(&routes))?;
             return Ok(Transport {
                 h1: None,
                 h1_https: false,
-                other: Other::Proxied(proxied::client(options)?),
+                other: Other::Proxied(Arc::new(client), routes),
             });
         }
         let h1 = if options.h2c {
@@ -141,16 +145,24 @@ impl Transport {
                 let (parts, body) = response.into_parts();
                 (parts, IncomingBody::Direct(body))
             }
-            Other::Proxied(client) => {
-                let request = reqwest::Request::try_from(built.map(reqwest::Body::wrap))
-                    .map_err(|e| CoreError::invalid_argument(format!("invalid request: {e}")))?;
+            Other::Proxied(client, routes) => {
+                if built.uri().scheme() == Some(&http::uri::Scheme::HTTP) {
+                    let forwarded = routes
+                        .proxy_for(built.uri())
+                        .filter(|proxy| proxy.kind == proxy::Kind::Http);
+                    if let Some(proxy) = forwarded {
+                        // A forwarded request is the proxy's to read: its credentials and headers go with it.
+                        for (name, value) in &proxy.headers {
+                            built.headers_mut().append(name, value.clone());
+                        }
+                    }
+                }
                 let response = client
-                    .execute(request)
+                    .request(built)
                     .await
-                    .map_err(|e| classify::proxied_send(&e))?;
-                let response: http::Response<reqwest::Body> = response.into();
+                    .map_err(|e| classify::direct_send(&e))?;
                 let (parts, body) = response.into_parts();
-                (parts, IncomingBody::Proxied(body))
+                (parts, IncomingBody::Direct(body))
             }
         };
         let reason = parts
@@ -204,6 +216,17 @@ async fn send_h1(h1: &h1::Http1, request: Outgoing<'_>) -> Result<Response, Core
     })
 }
 
+/// The ALPN protocols an agent's client offers to origins, most preferred first.
+fn alpn(options: &AgentOptions) -> &'static [&'static [u8]] {
+    if options.h2c {
+        &[b"h2"]
+    } else if options.allow_h2 {
+        &[b"h2", b"http/1.1"]
+    } else {
+        &[b"http/1.1"]
+    }
+}
+
 /// A request body as hyper sends it: nothing, bytes known up front, or chunks pulled from the caller.
 pub(crate) enum OutgoingBody {
     Empty,
@@ -246,8 +269,8 @@ impl Body for OutgoingBody {
 /// A response body from any path, with its errors already classified.
 pub(crate) enum IncomingBody {
     H1(h1::ResponseBody),
+    /// hyper's, on the direct and proxied paths.
     Direct(hyper::body::Incoming),
-    Proxied(reqwest::Body),
 }
 
 impl IncomingBody {
@@ -264,10 +287,6 @@ impl IncomingBody {
                         .unwrap_or(Ok(BodyPiece::End(RawHeaders::new())))
                 }
                 IncomingBody::Direct(body) => body
-                    .frame()
-                    .await
-                    .map(|frame| frame.map_err(|e| classify::body(&e))),
-                IncomingBody::Proxied(body) => body
                     .frame()
                     .await
                     .map(|frame| frame.map_err(|e| classify::body(&e))),

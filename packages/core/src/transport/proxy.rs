@@ -1,10 +1,11 @@
-//! Proxies as undici's `ProxyAgent` and `EnvHttpProxyAgent` configure them, on `reqwest::Proxy`: a forward
-//! proxy for `http:` origins (absolute-form requests), a `CONNECT` tunnel for `https:` ones, SOCKS5 for both.
-//! Which origins bypass the proxy follows undici's reading of `NO_PROXY`, not reqwest's.
+//! Proxies as undici's `ProxyAgent` and `EnvHttpProxyAgent` configure them: which proxy, if any, a request's
+//! origin goes through (undici's reading of `NO_PROXY`), and how the connector reaches it (its address, the
+//! headers and credentials it is sent). The connector itself is in `proxied.rs`.
 
 use crate::error::CoreError;
 use crate::options::ProxyOptions;
-use http::{HeaderMap, HeaderName, HeaderValue};
+use base64::Engine as _;
+use http::{HeaderMap, HeaderName, HeaderValue, Uri};
 
 /// One `NO_PROXY` entry: a host (or domain suffix), optionally limited to one port.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -75,66 +76,138 @@ impl NoProxy {
     }
 }
 
-/// undici accepts `socks:` for SOCKS5; reqwest spells it `socks5:`.
-fn normalize(uri: &str) -> Result<reqwest::Url, CoreError> {
-    let url = reqwest::Url::parse(uri)
-        .map_err(|e| CoreError::invalid_argument(format!("invalid proxy uri: {e}")))?;
-    match url.scheme() {
-        "http" | "https" | "socks5" | "socks5h" => Ok(url),
-        "socks" => reqwest::Url::parse(&format!("socks5{}", &uri["socks".len()..]))
-            .map_err(|e| CoreError::invalid_argument(format!("invalid proxy uri: {e}"))),
-        other => Err(CoreError::invalid_argument(format!(
-            "unsupported proxy protocol: {other}:"
-        ))),
-    }
+/// What kind of proxy a URL names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Kind {
+    /// `http://` or `https://`: `CONNECT` tunnels for `https:` origins, forwarded requests for `http:` ones.
+    Http,
+    /// `socks5://` (and undici's `socks://`): the client resolves the origin's name.
+    Socks5,
+    /// `socks5h://`: the proxy resolves the origin's name.
+    Socks5h,
 }
 
-/// Host name of the proxy that `https:` origins would go through when it is itself `https://`, for the TLS
-/// verifier to check the proxy's certificate with the proxy's settings.
-pub(crate) fn tls_proxy_host(options: &ProxyOptions) -> Option<String> {
-    [&options.http, &options.https]
-        .into_iter()
-        .flatten()
-        .filter_map(|uri| normalize(uri).ok())
-        .find(|url| url.scheme() == "https")
-        .and_then(|url| {
-            url.host_str()
-                .map(|h| h.trim_matches(['[', ']']).to_string())
-        })
+/// One proxy, as the connector reaches it.
+#[derive(Clone, Debug)]
+pub(crate) struct Proxy {
+    pub(crate) kind: Kind,
+    /// `scheme://host:port`, without the credentials the URL may carry: where the connector connects.
+    pub(crate) uri: Uri,
+    /// Sent with `CONNECT` and with forwarded requests: the `headers` option and `Proxy-Authorization` (from the
+    /// token or the URL's credentials).
+    pub(crate) headers: HeaderMap,
+    /// User and password for SOCKS5, from the URL.
+    pub(crate) socks_auth: Option<(String, String)>,
 }
 
-/// The reqwest proxy for `options`.
-pub(crate) fn build(options: &ProxyOptions) -> Result<reqwest::Proxy, CoreError> {
-    let http = options.http.as_deref().map(normalize).transpose()?;
-    let https = options.https.as_deref().map(normalize).transpose()?;
-    let no_proxy = NoProxy::parse(options.no_proxy.as_deref().unwrap_or(""));
-    let mut proxy = reqwest::Proxy::custom(move |url| {
-        let target = match url.scheme() {
-            "http" => http.as_ref(),
-            "https" => https.as_ref(),
-            _ => None,
-        }?;
-        // `host_str` keeps IPv6 brackets, as undici's comparison does.
-        let host = url.host_str()?;
-        let port = url.port_or_known_default().unwrap_or(0);
-        (!no_proxy.bypasses(host, port)).then(|| target.clone())
-    });
-    let mut headers = HeaderMap::new();
-    for (name, value) in &options.headers {
-        let name = HeaderName::from_bytes(name.as_bytes())
-            .map_err(|e| CoreError::invalid_argument(format!("invalid proxy header name: {e}")))?;
-        let value = HeaderValue::from_str(value)
-            .map_err(|e| CoreError::invalid_argument(format!("invalid proxy header value: {e}")))?;
-        if name == http::header::PROXY_AUTHORIZATION {
-            proxy = proxy.custom_http_auth(value);
-        } else {
+/// Which proxy requests take: one for `http:` origins, one for `https:` ones, none for `NO_PROXY` matches.
+#[derive(Clone, Debug)]
+pub(crate) struct Routes {
+    http: Option<Proxy>,
+    https: Option<Proxy>,
+    no_proxy: NoProxy,
+}
+
+impl Routes {
+    pub(crate) fn new(options: &ProxyOptions) -> Result<Routes, CoreError> {
+        let mut headers = HeaderMap::new();
+        for (name, value) in &options.headers {
+            let name = HeaderName::from_bytes(name.as_bytes()).map_err(|e| {
+                CoreError::invalid_argument(format!("invalid proxy header name: {e}"))
+            })?;
+            let mut value = HeaderValue::from_str(value).map_err(|_| {
+                CoreError::invalid_argument(format!("invalid value of proxy header {name}"))
+            })?;
+            value.set_sensitive(name == http::header::PROXY_AUTHORIZATION);
             headers.append(name, value);
         }
+        let proxy = |url: &Option<String>| {
+            url.as_deref()
+                .map(|url| Proxy::parse(url, &headers))
+                .transpose()
+        };
+        Ok(Routes {
+            http: proxy(&options.http)?,
+            https: proxy(&options.https)?,
+            no_proxy: NoProxy::parse(options.no_proxy.as_deref().unwrap_or("")),
+        })
     }
-    if !headers.is_empty() {
-        proxy = proxy.headers(headers);
+
+    /// The proxy a request to `uri` goes through, or `None` when it goes direct.
+    pub(crate) fn proxy_for(&self, uri: &Uri) -> Option<&Proxy> {
+        let https = uri.scheme() == Some(&http::uri::Scheme::HTTPS);
+        let proxy = if https { &self.https } else { &self.http };
+        let proxy = proxy.as_ref()?;
+        // `host()` keeps IPv6 brackets, as undici's comparison does.
+        let host = uri.host()?;
+        let port = uri.port_u16().unwrap_or(if https { 443 } else { 80 });
+        (!self.no_proxy.bypasses(host, port)).then_some(proxy)
     }
-    Ok(proxy)
+}
+
+impl Proxy {
+    /// A proxy URL (`http`, `https`, `socks5`, `socks5h`, or undici's `socks`), with optional `user:password@`.
+    fn parse(url: &str, headers: &HeaderMap) -> Result<Proxy, CoreError> {
+        let invalid = |detail: &dyn std::fmt::Display| {
+            CoreError::invalid_argument(format!("invalid proxy uri: {detail}"))
+        };
+        let uri: Uri = url.parse().map_err(|e| invalid(&e))?;
+        let (kind, scheme, default_port) = match uri.scheme_str() {
+            Some("http") => (Kind::Http, "http", 80),
+            Some("https") => (Kind::Http, "https", 443),
+            Some("socks5" | "socks") => (Kind::Socks5, "socks5", 1080),
+            Some("socks5h") => (Kind::Socks5h, "socks5h", 1080),
+            Some(other) => {
+                return Err(CoreError::invalid_argument(format!(
+                    "unsupported proxy protocol: {other}:"
+                )))
+            }
+            None => return Err(invalid(&"a scheme is required")),
+        };
+        let authority = uri
+            .authority()
+            .ok_or_else(|| invalid(&"a host is required"))?;
+        let port = authority.port_u16().unwrap_or(default_port);
+        let address: Uri = format!("{scheme}://{}:{port}", authority.host())
+            .parse()
+            .map_err(|e| invalid(&e))?;
+        let credentials = authority.as_str().rsplit_once('@').map(|(userinfo, _)| {
+            match userinfo.split_once(':') {
+                Some((user, password)) => (percent_decode(user), percent_decode(password)),
+                None => (percent_decode(userinfo), String::new()),
+            }
+        });
+        let mut headers = headers.clone();
+        let mut socks_auth = None;
+        if let Some((user, password)) = credentials {
+            if kind == Kind::Http {
+                // As undici: credentials in the URL are Basic auth, unless a token was given.
+                if !headers.contains_key(http::header::PROXY_AUTHORIZATION) {
+                    let encoded = base64::engine::general_purpose::STANDARD
+                        .encode(format!("{user}:{password}"));
+                    let mut value = HeaderValue::from_str(&format!("Basic {encoded}"))
+                        .map_err(|e| invalid(&e))?;
+                    value.set_sensitive(true);
+                    headers.insert(http::header::PROXY_AUTHORIZATION, value);
+                }
+            } else {
+                socks_auth = Some((user, password));
+            }
+        }
+        Ok(Proxy {
+            kind,
+            uri: address,
+            headers,
+            socks_auth,
+        })
+    }
+}
+
+/// `%XX` escapes decoded (as the credentials of a URL are written); invalid UTF-8 is replaced.
+fn percent_decode(text: &str) -> String {
+    percent_encoding::percent_decode_str(text)
+        .decode_utf8_lossy()
+        .into_owned()
 }
 
 #[cfg(test)]
@@ -164,10 +237,58 @@ mod tests {
 
     #[test]
     fn socks_means_socks5() {
+        let proxy = Proxy::parse("socks://127.0.0.1:1080", &HeaderMap::new()).unwrap();
+        assert_eq!(proxy.kind, Kind::Socks5);
+        assert!(Proxy::parse("ftp://x", &HeaderMap::new()).is_err());
+    }
+
+    #[test]
+    fn url_credentials_become_basic_auth_and_leave_the_address() {
+        let proxy =
+            Proxy::parse("http://us%40er:p%3Ass@proxy.test:3128", &HeaderMap::new()).unwrap();
+        assert_eq!(proxy.uri, "http://proxy.test:3128/");
+        let expected = base64::engine::general_purpose::STANDARD.encode("us@er:p:ss");
         assert_eq!(
-            normalize("socks://127.0.0.1:1080").unwrap().scheme(),
-            "socks5"
+            proxy.headers[http::header::PROXY_AUTHORIZATION],
+            format!("Basic {expected}").as_str()
         );
-        assert!(normalize("ftp://x").is_err());
+        let socks = Proxy::parse("socks5h://u:p@[::1]", &HeaderMap::new()).unwrap();
+        assert_eq!(socks.uri, "socks5h://[::1]:1080/");
+        assert_eq!(socks.socks_auth, Some(("u".to_string(), "p".to_string())));
+        assert!(socks.headers.is_empty());
+    }
+
+    #[test]
+    fn a_token_wins_over_url_credentials() {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            http::header::PROXY_AUTHORIZATION,
+            HeaderValue::from_static("Bearer t"),
+        );
+        let proxy = Proxy::parse("http://u:p@proxy.test", &headers).unwrap();
+        assert_eq!(proxy.headers[http::header::PROXY_AUTHORIZATION], "Bearer t");
+    }
+
+    #[test]
+    fn routes_pick_the_proxy_by_scheme_and_honour_no_proxy() {
+        let routes = Routes::new(&ProxyOptions {
+            http: Some("http://p1.test:1".into()),
+            https: Some("http://p2.test:2".into()),
+            no_proxy: Some("skip.test".into()),
+            ..ProxyOptions::default()
+        })
+        .unwrap();
+        let via = |url: &str| {
+            routes
+                .proxy_for(&url.parse().unwrap())
+                .map(|p| p.uri.to_string())
+        };
+        assert_eq!(via("http://a.test/x").as_deref(), Some("http://p1.test:1/"));
+        assert_eq!(
+            via("https://a.test/x").as_deref(),
+            Some("http://p2.test:2/")
+        );
+        assert_eq!(via("https://skip.test/"), None);
+        assert_eq!(via("http://api.skip.test:8080/"), None);
     }
 }

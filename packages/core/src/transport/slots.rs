@@ -2,7 +2,7 @@
 //! They enforce undici's `connections` cap and the first-connection gate that keeps a burst of requests to a
 //! new HTTP/2 origin on one connection, and they give the counts behind `agent.stats`.
 //!
-//! reqwest's pool neither caps connections per host nor tells when it opens or closes one, so the cap is
+//! hyper-util's pool neither caps connections per host nor tells when it opens or closes one, so the cap is
 //! enforced one level up, on requests: an HTTP/1.1 request occupies its connection until its response body
 //! ends, so at most `connections` requests in flight means at most `connections` busy sockets. Once an origin
 //! answers over HTTP/2 the cap becomes `connections` × [`H2_STREAMS_PER_CONNECTION`] streams.

@@ -81,7 +81,7 @@ fn root_store(
     Ok((roots, explicit))
 }
 
-/// How one peer (the origin, or a proxy) is verified.
+/// How one peer (the origins, or a proxy) is verified.
 #[derive(Debug)]
 struct Trust {
     roots: RootCertStore,
@@ -213,13 +213,11 @@ fn rejected(reason: CertificateRejected) -> rustls::Error {
     ))))
 }
 
-/// Verifies server certificates as Node does with `rejectUnauthorized` and `servername`. When the agent goes
-/// through a `https://` proxy, the proxy's own certificate is checked with the proxy's settings (told apart by
-/// host name; a proxy on the same host as the origin is accepted under either).
+/// Verifies server certificates as Node does with `rejectUnauthorized` and `servername`. One verifier serves
+/// one peer's settings: a proxy and the origins behind it have configurations of their own (`proxied.rs`).
 #[derive(Debug)]
 struct NodeVerifier {
-    origin: Trust,
-    proxy: Option<(String, Trust)>,
+    trust: Trust,
     algorithms: WebPkiSupportedAlgorithms,
 }
 
@@ -232,33 +230,7 @@ impl ServerCertVerifier for NodeVerifier {
         _ocsp_response: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        if let Some((host, trust)) = &self.proxy {
-            if server_name.to_str().eq_ignore_ascii_case(host) {
-                let as_proxy = trust.verify(
-                    end_entity,
-                    intermediates,
-                    server_name,
-                    now,
-                    &self.algorithms,
-                );
-                if as_proxy.is_ok()
-                    || self
-                        .origin
-                        .verify(
-                            end_entity,
-                            intermediates,
-                            server_name,
-                            now,
-                            &self.algorithms,
-                        )
-                        .is_ok()
-                {
-                    return Ok(ServerCertVerified::assertion());
-                }
-                return as_proxy.map(|_| ServerCertVerified::assertion());
-            }
-        }
-        self.origin
+        self.trust
             .verify(
                 end_entity,
                 intermediates,
@@ -292,21 +264,16 @@ impl ServerCertVerifier for NodeVerifier {
     }
 }
 
-/// The rustls client configuration of an agent. `alpn` lists the protocols offered, most preferred first;
-/// `proxy` is the host name and TLS settings of a `https://` proxy, if any.
+/// The rustls client configuration for one peer's settings (the origins' `connect` / `requestTls`, or a
+/// proxy's `proxyTls`). `alpn` lists the protocols offered, most preferred first.
 pub(crate) fn client_config(
     options: &TlsOptions,
-    proxy: Option<(&str, &TlsOptions)>,
     alpn: &[&[u8]],
 ) -> Result<rustls::ClientConfig, CoreError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let algorithms = provider.signature_verification_algorithms;
     let verifier = NodeVerifier {
-        origin: Trust::new(options)?,
-        proxy: match proxy {
-            Some((host, tls)) => Some((host.to_string(), Trust::new(tls)?)),
-            None => None,
-        },
+        trust: Trust::new(options)?,
         algorithms,
     };
     let builder = rustls::ClientConfig::builder_with_provider(provider)
@@ -486,7 +453,7 @@ mod tests {
             cert: Some(b"-----BEGIN CERTIFICATE-----\n-----END CERTIFICATE-----\n".to_vec()),
             ..TlsOptions::default()
         };
-        let err = client_config(&options, None, &[]).unwrap_err();
+        let err = client_config(&options, &[]).unwrap_err();
         assert_eq!(err.kind, ErrorKind::InvalidArgument);
     }
 

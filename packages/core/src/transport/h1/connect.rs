@@ -59,7 +59,7 @@ pub(crate) struct Opened {
 
 impl Connector {
     pub(crate) fn new(options: &AgentOptions) -> Result<Connector, CoreError> {
-        let tls = crate::transport::tls::client_config(&options.tls, None, &[b"http/1.1"])?;
+        let tls = crate::transport::tls::client_config(&options.tls, &[b"http/1.1"])?;
         let servername = match &options.tls.servername {
             Some(name) if !name.is_empty() => {
                 Some(ServerName::try_from(name.clone()).map_err(|e| {
