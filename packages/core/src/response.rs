@@ -55,6 +55,12 @@ async fn stream_response<H: DispatchHandler>(
             "Headers Overflow Error",
         ));
     }
+    // A response is final only with a status of 200 or more, or 101 to a request that asked for an upgrade —
+    // which none does here (upgrades are not supported yet): undici fails an unsolicited 101 so. (The
+    // HTTP/1.1 engine refuses it while parsing; hyper hands it over as a response.)
+    if status == 101 {
+        return Err(CoreError::new(ErrorKind::Socket, "bad upgrade"));
+    }
     // HTTP/2 has no reason phrase on the wire: undici reports '' there, and the server's own phrase on HTTP/1.1.
     let status_text = if version >= http::Version::HTTP_2 {
         Bytes::new()

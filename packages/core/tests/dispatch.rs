@@ -319,6 +319,48 @@ async fn agent_body_timeout_applies_when_the_request_sets_none() {
 }
 
 #[tokio::test]
+async fn an_unsolicited_101_fails_the_request_as_undici_does() {
+    let addr = raw_response(
+        b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: x\r\nConnection: upgrade\r\n\r\n",
+    )
+    .await;
+
+    let outcome = dispatch(&agent(), DispatchRequest::new("GET", url(addr, "/")))
+        .finish()
+        .await;
+
+    assert!(
+        outcome.head.is_none(),
+        "a 101 is no response to a plain GET"
+    );
+    assert_eq!(outcome.err().kind, ErrorKind::Socket);
+    assert_eq!(outcome.err().message, "bad upgrade");
+}
+
+#[tokio::test]
+async fn a_reset_mid_body_fails_with_econnreset_as_undici_does() {
+    let addr = raw_server(|mut stream| async move {
+        if read_request_head(&mut stream).await.is_ok() {
+            let _ = stream
+                .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nhalf")
+                .await;
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            // A zero linger time makes the close a reset (RST), not a FIN.
+            let _ = stream.set_zero_linger();
+        }
+    })
+    .await;
+
+    let outcome = dispatch(&agent(), DispatchRequest::new("GET", url(addr, "/")))
+        .finish()
+        .await;
+
+    assert_eq!(outcome.head.as_ref().map(|h| h.status), Some(200));
+    assert_eq!(outcome.err().code(), "ECONNRESET");
+    assert_eq!(outcome.err().message, "read ECONNRESET");
+}
+
+#[tokio::test]
 async fn server_closing_mid_body_fails_with_socket_error() {
     let addr = raw_server(|mut stream| async move {
         if read_request_head(&mut stream).await.is_ok() {

@@ -252,11 +252,6 @@ Object.assign(KNOWN_DIFFERENCES, {
     ours: '200 "hi"',
     reason: "hyper skips interim responses without telling; undici 7 fails a request that gets a 100 it did not ask for"
   },
-  'an unsolicited 101 Switching Protocols': {
-    undici: 'error SocketError UND_ERR_SOCKET',
-    ours: '101 ""',
-    reason: 'hyper hands a 101 over as the final response'
-  },
   'a 204 response with a body': {
     undici: 'error ResponseContentLengthMismatchError UND_ERR_RES_CONTENT_LENGTH_MISMATCH',
     ours: '204 ""',
@@ -268,13 +263,6 @@ Object.assign(KNOWN_DIFFERENCES, {
     reason: 'hyper ends a 304 at its head (it has no body by definition) and does not reuse the connection; undici refuses the declared length'
   }
 })
-for (const name of ['a reset before any response', 'a reset after the head', 'a reset mid-body', 'a reset mid-chunked-body']) {
-  KNOWN_DIFFERENCES[name] = {
-    undici: 'error Error ECONNRESET',
-    ours: 'error SocketError UND_ERR_SOCKET',
-    reason: 'a reset by the peer is reported as a SocketError; undici passes on the socket error ECONNRESET'
-  }
-}
 
 /** A raw server answering each connection with `serve` once the request head has arrived. */
 async function hostileServer(serve: Serve): Promise<{ origin: string; close(): Promise<void> }> {

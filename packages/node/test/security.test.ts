@@ -330,3 +330,45 @@ describe('an https:// proxy and the origin behind it are two TLS peers', () => {
   })
 })
 
+describe('secrets stay out of errors', () => {
+  /** A proxy (or origin) that resets every connection once the request head arrived. */
+  async function resetting(): Promise<Running> {
+    return rawServer((socket) => {
+      void readHead(socket).then(() => socket.resetAndDestroy())
+    })
+  }
+
+  it('a proxy resetting the connection fails with ECONNRESET as undici, the URL and its query nowhere', async () => {
+    const proxy = await resetting()
+    const ours = new ProxyAgent({ uri: proxy.origin, token: 'Bearer PROXYTOKEN' })
+    const theirs = new UndiciProxyAgent({ uri: proxy.origin, token: 'Bearer PROXYTOKEN' })
+    try {
+      const opts = { origin: 'http://origin.test', path: '/path?token=SECRET', method: 'GET' } as const
+      const [mine, undici] = [await run(ours, opts), await run(theirs, opts)]
+      for (const err of [mine, undici]) {
+        expect(err).toBeInstanceOf(Error)
+        expect((err as { code?: string }).code).toBe('ECONNRESET')
+      }
+      expect((mine as Error).message).toBe('read ECONNRESET')
+      expect(JSON.stringify({ ...(mine as object), message: (mine as Error).message, stack: (mine as Error).stack })).not.toMatch(
+        /SECRET|PROXYTOKEN|origin\.test/
+      )
+    } finally {
+      await Promise.all([ours.close(), theirs.close()])
+      await proxy.close()
+    }
+  })
+
+  it('an origin resetting the connection fails with ECONNRESET, the query nowhere', async () => {
+    const server = await resetting()
+    const agent = new Agent()
+    try {
+      const err = (await run(agent, { origin: server.origin, path: '/p?token=SECRET', method: 'GET' })) as Error
+      expect((err as { code?: string }).code).toBe('ECONNRESET')
+      expect(`${err.message} ${err.stack}`).not.toContain('SECRET')
+    } finally {
+      await agent.close()
+      await server.close()
+    }
+  })
+})

@@ -87,8 +87,15 @@ fn after_connect(err: &(dyn StdError + 'static), chain: String) -> CoreError {
         }
     }
     if let Some(io) = find_source::<io::Error>(err) {
-        if io.kind() == io::ErrorKind::UnexpectedEof {
-            return CoreError::new(ErrorKind::Socket, "other side closed");
+        match io.kind() {
+            io::ErrorKind::UnexpectedEof => {
+                return CoreError::new(ErrorKind::Socket, "other side closed")
+            }
+            // undici passes the socket's own error on: `read ECONNRESET`.
+            io::ErrorKind::ConnectionReset => {
+                return CoreError::new(ErrorKind::Os("ECONNRESET"), "read ECONNRESET")
+            }
+            _ => {}
         }
     }
     CoreError::new(ErrorKind::Socket, chain)
