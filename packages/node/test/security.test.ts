@@ -8,7 +8,7 @@ import type { TLSSocket } from 'node:tls'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { errors, ProxyAgent as UndiciProxyAgent, type Dispatcher } from 'undici'
 import { Agent, ProxyAgent } from 'reqwest-dispatcher'
-import { httpServer, rawServer, readHead, type Running } from './helpers/servers'
+import { httpServer, rawServer, readHead, tunnel, type Running } from './helpers/servers'
 import { makePki, type KeyPair, type Pki } from './helpers/transport-certs'
 
 /** Runs one dispatch to its end: the response's status and body, or the error it failed with. */
@@ -208,15 +208,7 @@ async function tlsProxy(cert: KeyPair): Promise<Running & { clientCerts: boolean
   server.on('connect', (req, client: net.Socket, head: Buffer) => {
     tunnels.push(`CONNECT ${req.url}`)
     client.on('error', () => {})
-    const [host, port] = (req.url ?? '').split(':')
-    const upstream = net.connect(Number(port), host, () => {
-      client.write('HTTP/1.1 200 Connection Established\r\n\r\n')
-      upstream.write(head)
-      upstream.pipe(client)
-      client.pipe(upstream)
-    })
-    sockets.add(upstream)
-    upstream.on('error', () => client.destroy())
+    tunnel(req.url ?? '', client, head, sockets)
   })
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
   const { port } = server.address() as net.AddressInfo

@@ -9,7 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { errors, fetch, request } from 'undici'
 import { EnvHttpProxyAgent, ProxyAgent } from 'reqwest-dispatcher'
 import { answer, json } from './helpers/requests'
-import { serve } from './helpers/servers'
+import { serve, tunnel } from './helpers/servers'
 import { makePki, type Pki } from './helpers/transport-certs'
 
 let pki: Pki
@@ -76,15 +76,7 @@ async function httpProxy(options: { credentials?: string; tls?: boolean } = {}):
       client.end('HTTP/1.1 407 Proxy Authentication Required\r\nProxy-Authenticate: Basic realm="test"\r\n\r\n')
       return
     }
-    const [host, port] = (req.url ?? '').split(':')
-    const upstream = net.connect(Number(port), host, () => {
-      client.write('HTTP/1.1 200 Connection Established\r\n\r\n')
-      upstream.write(head)
-      upstream.pipe(client)
-      client.pipe(upstream)
-    })
-    upstreams.add(upstream)
-    upstream.on('error', () => client.destroy())
+    tunnel(req.url ?? '', client, head, upstreams)
   })
   const { origin, port, close } = await serve(server, options.tls ? 'https' : 'http')
   return { uri: origin, port, seen, close: () => closeWith(upstreams, close) }

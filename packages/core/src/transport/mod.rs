@@ -33,6 +33,10 @@ pub(crate) use h1::BodyPiece;
 use http::{HeaderMap, HeaderName, HeaderValue, Method};
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::BodyExt;
+use hyper_rustls::HttpsConnector;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+use rustls::pki_types::ServerName;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -225,6 +229,76 @@ fn alpn(options: &AgentOptions) -> &'static [&'static [u8]] {
     } else {
         &[b"http/1.1"]
     }
+}
+
+/// TCP connections as undici makes them: no Nagle, the agent's connect timeout and local address; any scheme
+/// (TLS is layered on top).
+fn tcp_connector(options: &AgentOptions) -> HttpConnector {
+    let mut tcp = HttpConnector::new();
+    tcp.enforce_http(false);
+    tcp.set_nodelay(true);
+    tcp.set_connect_timeout(options.connect_timeout);
+    if let Some(address) = options.local_address {
+        tcp.set_local_address(Some(address));
+    }
+    tcp
+}
+
+/// `connect.servername`: the SNI sent to origins and the name their certificates are checked against.
+fn servername(options: &AgentOptions) -> Result<Option<ServerName<'static>>, CoreError> {
+    options
+        .tls
+        .servername
+        .as_ref()
+        .map(|name| {
+            ServerName::try_from(name.clone())
+                .map_err(|e| CoreError::invalid_argument(format!("invalid servername: {e}")))
+        })
+        .transpose()
+}
+
+/// The connector to origins over `tcp`: TLS with `config` for `https:` (offering the protocols the agent
+/// speaks through ALPN, which hyper-rustls sets), cleartext for `http:`.
+fn origin_connector(
+    options: &AgentOptions,
+    config: rustls::ClientConfig,
+    servername: Option<ServerName<'static>>,
+    tcp: HttpConnector,
+) -> HttpsConnector<HttpConnector> {
+    let mut schemes = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(config)
+        .https_or_http();
+    if let Some(name) = servername {
+        schemes =
+            schemes.with_server_name_resolver(hyper_rustls::FixedServerNameResolver::new(name));
+    }
+    if options.h2c {
+        schemes.enable_http2().wrap_connector(tcp)
+    } else if options.allow_h2 {
+        schemes.enable_all_versions().wrap_connector(tcp)
+    } else {
+        schemes.enable_http1().wrap_connector(tcp)
+    }
+}
+
+/// hyper-util's pooled client builder with undici's defaults and the agent's pool and HTTP/2 settings.
+fn client_builder(options: &AgentOptions) -> hyper_util::client::legacy::Builder {
+    let mut builder = hyper_util::client::legacy::Client::builder(TokioExecutor::new());
+    builder
+        .pool_idle_timeout(options.keep_alive_timeout)
+        .pool_timer(TokioTimer::new())
+        .timer(TokioTimer::new());
+    if let Some(limit) = options.connections {
+        builder.pool_max_idle_per_host(limit);
+    }
+    if options.h2c {
+        builder.http2_only(true);
+    }
+    if options.h2c || options.allow_h2 {
+        builder
+            .http2_max_header_list_size(u32::try_from(options.max_header_size).unwrap_or(u32::MAX));
+    }
+    builder
 }
 
 /// A request body as hyper sends it: nothing, bytes known up front, or chunks pulled from the caller.

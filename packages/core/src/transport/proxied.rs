@@ -9,7 +9,7 @@
 //! verified with the origin's settings and presenting the origin's client certificate.
 
 use super::proxy::{Kind, Proxy, Routes};
-use super::{tls, OutgoingBody};
+use super::{client_builder, origin_connector, servername, tcp_connector, tls, OutgoingBody};
 use crate::error::CoreError;
 use crate::options::{AgentOptions, TlsOptions};
 use hyper::rt::{Read, ReadBufCursor, Write};
@@ -17,7 +17,7 @@ use hyper_rustls::{HttpsConnector, MaybeHttpsStream};
 use hyper_util::client::legacy::connect::proxy::{SocksV5, Tunnel};
 use hyper_util::client::legacy::connect::{Connected, Connection, HttpConnector, HttpInfo};
 use hyper_util::client::legacy::Client;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::rt::TokioIo;
 use rustls::pki_types::ServerName;
 use std::future::Future;
 use std::io;
@@ -36,46 +36,22 @@ pub(super) fn client(
     options: &AgentOptions,
     routes: Arc<Routes>,
 ) -> Result<ProxiedClient, CoreError> {
-    let proxy_options = options.proxy.as_ref();
-    let proxy_tls = proxy_options
+    let proxy_tls = options
+        .proxy
+        .as_ref()
         .and_then(|p| p.tls.clone())
         .unwrap_or_else(|| TlsOptions {
             extra_ca: options.tls.extra_ca.clone(),
             ..TlsOptions::default()
         });
-    let mut tcp = HttpConnector::new();
-    tcp.enforce_http(false);
-    tcp.set_nodelay(true);
-    tcp.set_connect_timeout(options.connect_timeout);
-    if let Some(address) = options.local_address {
-        tcp.set_local_address(Some(address));
-    }
-    // To an origin reached directly, or inside a tunnel: the origin's TLS. hyper-rustls sets the ALPN of the
-    // direct connector itself; the tunnel's session offers what the client speaks.
+    let tcp = tcp_connector(options);
+    // To an origin reached directly, or inside a tunnel: the origin's TLS. The tunnel's session offers the
+    // protocols the client speaks itself (hyper-rustls does that for the direct connector).
     let origin_config = tls::client_config(&options.tls, &[])?;
     let mut tunnel_config = origin_config.clone();
     tunnel_config.alpn_protocols = super::alpn(options).iter().map(|p| p.to_vec()).collect();
-    let servername = match &options.tls.servername {
-        Some(name) => Some(
-            ServerName::try_from(name.clone())
-                .map_err(|e| CoreError::invalid_argument(format!("invalid servername: {e}")))?,
-        ),
-        None => None,
-    };
-    let mut direct = hyper_rustls::HttpsConnectorBuilder::new()
-        .with_tls_config(origin_config)
-        .https_or_http();
-    if let Some(name) = &servername {
-        direct = direct
-            .with_server_name_resolver(hyper_rustls::FixedServerNameResolver::new(name.clone()));
-    }
-    let direct = if options.h2c {
-        direct.enable_http2().wrap_connector(tcp.clone())
-    } else if options.allow_h2 {
-        direct.enable_all_versions().wrap_connector(tcp.clone())
-    } else {
-        direct.enable_http1().wrap_connector(tcp.clone())
-    };
+    let servername = servername(options)?;
+    let direct = origin_connector(options, origin_config, servername.clone(), tcp.clone());
     // To the proxy itself: the proxy's TLS, HTTP/1.1 (CONNECT and forwarded requests).
     let to_proxy = hyper_rustls::HttpsConnectorBuilder::new()
         .with_tls_config(tls::client_config(&proxy_tls, &[])?)
@@ -90,23 +66,7 @@ pub(super) fn client(
         origin_tls: tokio_rustls::TlsConnector::from(Arc::new(tunnel_config)),
         servername,
     };
-
-    let mut builder = Client::builder(TokioExecutor::new());
-    builder
-        .pool_idle_timeout(options.keep_alive_timeout)
-        .pool_timer(TokioTimer::new())
-        .timer(TokioTimer::new());
-    if let Some(limit) = options.connections {
-        builder.pool_max_idle_per_host(limit);
-    }
-    if options.h2c {
-        builder.http2_only(true);
-    }
-    if options.h2c || options.allow_h2 {
-        builder
-            .http2_max_header_list_size(u32::try_from(options.max_header_size).unwrap_or(u32::MAX));
-    }
-    Ok(builder.build(connector))
+    Ok(client_builder(options).build(connector))
 }
 
 /// Reaches an origin through the proxy its scheme and host call for (see the module documentation).

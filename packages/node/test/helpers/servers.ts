@@ -91,3 +91,19 @@ export const echo: http.RequestListener = (req, res) => {
     )
   })
 }
+
+/**
+ * Answers a proxy's `CONNECT` request: connects to the `host:port` it names, says 200, and pipes both ways.
+ * The upstream socket joins `sockets` so that the caller can destroy it on close.
+ */
+export function tunnel(target: string, client: net.Socket, head: Buffer, sockets: Set<net.Socket>): void {
+  const [host, port] = target.split(':')
+  const upstream = net.connect(Number(port), host, () => {
+    client.write('HTTP/1.1 200 Connection Established\r\n\r\n')
+    upstream.write(head)
+    upstream.pipe(client)
+    client.pipe(upstream)
+  })
+  sockets.add(upstream)
+  upstream.on('error', () => client.destroy())
+}
