@@ -7,7 +7,7 @@ use crate::error::{CoreError, ErrorKind};
 use crate::handler::DispatchHandler;
 use crate::options::AgentOptions;
 use crate::policy::upstream::{upstream_failed, Turn, Upstream};
-use crate::request::{DispatchRequest, Template};
+use crate::request::{DispatchRequest, PanicPoint, Template};
 use crate::response::deliver;
 use crate::runtime::within;
 use crate::transport::slots::Slots;
@@ -41,6 +41,8 @@ impl Attempts<'_> {
             .headers_timeout
             .unwrap_or(self.options.headers_timeout);
         let body_timeout = request.body_timeout.unwrap_or(self.options.body_timeout);
+        let panic_at = request.panic_at;
+        PanicPoint::check(panic_at, PanicPoint::BeforeSend);
         let mut template = Template::new(request, &upstream.metrics)?;
         // Only a request whose body can be sent again is retried.
         let retry = upstream
@@ -107,7 +109,7 @@ impl Attempts<'_> {
             }
             return deliver(
                 self.options,
-                body_timeout,
+                (body_timeout, panic_at),
                 response,
                 (slot, permit),
                 controller,

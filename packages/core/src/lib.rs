@@ -37,7 +37,7 @@ pub use options::{AgentOptions, ProxyOptions, TlsOptions};
 pub use policy::{
     BreakerOptions, CircuitState, OriginPolicies, Policies, RateLimitOptions, RetryOptions,
 };
-pub use request::{DispatchRequest, RequestBody};
+pub use request::{DispatchRequest, PanicPoint, RequestBody};
 pub use runtime::set_worker_threads;
 pub use transport::connections::ConnectionEvent;
 

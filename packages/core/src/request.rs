@@ -30,6 +30,32 @@ pub struct DispatchRequest {
     pub headers_timeout: Option<Option<Duration>>,
     /// Overrides the agent's `bodyTimeout` when set; `Some(None)` disables it.
     pub body_timeout: Option<Option<Duration>>,
+    /// Test hook: where this request makes the core panic, to show that a panic fails the request alone.
+    /// Never derived from request data; the Node bridge sets it only in a process that enabled its test hook
+    /// when the addon loaded.
+    #[doc(hidden)]
+    pub panic_at: Option<PanicPoint>,
+}
+
+/// Where a request armed by the panic-containment test hook panics.
+#[doc(hidden)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PanicPoint {
+    /// In the request's task, before the first attempt is sent.
+    BeforeSend,
+    /// Once the response head was handed on.
+    AtHead,
+    /// Once the first body chunk was handed on.
+    InBody,
+}
+
+impl PanicPoint {
+    /// Panics if `point` is `here`.
+    pub(crate) fn check(point: Option<PanicPoint>, here: PanicPoint) {
+        if point == Some(here) {
+            panic!("test panic ({here:?}) armed by the panic-containment hook");
+        }
+    }
 }
 
 impl DispatchRequest {
@@ -42,6 +68,7 @@ impl DispatchRequest {
             body: RequestBody::Empty,
             headers_timeout: None,
             body_timeout: None,
+            panic_at: None,
         }
     }
 

@@ -7,6 +7,7 @@ use crate::error::{CoreError, ErrorKind};
 use crate::handler::{DispatchHandler, ResponseHead};
 use crate::options::AgentOptions;
 use crate::policy::upstream::{upstream_failed, Permit};
+use crate::request::PanicPoint;
 use crate::runtime::within;
 use crate::transport::slots::Slot;
 use crate::transport::{BodyPiece, IncomingBody, Response};
@@ -17,7 +18,7 @@ use std::time::Duration;
 /// in its origin's request slots and circuit breaker) lasts until the body ended.
 pub(crate) async fn deliver<H: DispatchHandler>(
     options: &AgentOptions,
-    body_timeout: Option<Duration>,
+    (body_timeout, panic_at): (Option<Duration>, Option<PanicPoint>),
     response: Response,
     held: (Slot, Permit),
     controller: &RequestController,
@@ -25,7 +26,14 @@ pub(crate) async fn deliver<H: DispatchHandler>(
 ) -> Result<(), CoreError> {
     let (slot, permit) = held;
     let failed_status = (500..600).contains(&response.status);
-    let result = stream_response(options, body_timeout, response, controller, handler).await;
+    let result = stream_response(
+        options,
+        (body_timeout, panic_at),
+        response,
+        controller,
+        handler,
+    )
+    .await;
     permit.record(failed_status || result.as_ref().is_err_and(upstream_failed));
     drop(slot);
     result
@@ -33,7 +41,7 @@ pub(crate) async fn deliver<H: DispatchHandler>(
 
 async fn stream_response<H: DispatchHandler>(
     options: &AgentOptions,
-    body_timeout: Option<Duration>,
+    (body_timeout, panic_at): (Option<Duration>, Option<PanicPoint>),
     response: Response,
     controller: &RequestController,
     handler: &mut H,
@@ -83,6 +91,7 @@ async fn stream_response<H: DispatchHandler>(
         local_addr: local,
         headers,
     });
+    PanicPoint::check(panic_at, PanicPoint::AtHead);
 
     let mut received: u64 = 0;
     loop {
@@ -102,6 +111,7 @@ async fn stream_response<H: DispatchHandler>(
                 }
                 controller.charge(data.len());
                 handler.on_response_data(data);
+                PanicPoint::check(panic_at, PanicPoint::InBody);
             }
             BodyPiece::End(trailers) => {
                 handler.on_response_end(trailers);

@@ -5,12 +5,15 @@ use crate::agent::BoxedAgent;
 use crate::marshal::{split_fields, timeout_override};
 use crate::protocol::{request as field, BODY_BYTES, BODY_NONE, REQUEST_FIELDS};
 use crate::queue::{Event, QueueHandler, RequestHandle};
+use crate::test_hook::{self, Armed};
 use bytes::Bytes;
 use neon::prelude::*;
 use neon::types::buffer::TypedArray;
 use reqwest_dispatcher_core::{
-    BodyChunk, BodyPull, CoreError, DispatchRequest, ErrorKind, RequestBody, RequestController,
+    Agent, BodyChunk, BodyPull, CoreError, DispatchRequest, ErrorKind, RequestBody,
+    RequestController,
 };
+use std::panic::{catch_unwind, AssertUnwindSafe};
 
 /// Response bytes of one request that may wait for the JS thread before the core stops reading: enough to
 /// keep a fast consumer busy between two drains, small enough that 100 large responses queue at most 25 MiB.
@@ -39,64 +42,96 @@ pub fn dispatch_batch(mut cx: FunctionContext) -> JsResult<JsUndefined> {
         let id = list
             .get::<JsNumber, _, _>(&mut cx, at + field::ID)?
             .value(&mut cx) as u64;
-        let method = list
-            .get::<JsString, _, _>(&mut cx, at + field::METHOD)?
-            .value(&mut cx);
-        let url = list
-            .get::<JsString, _, _>(&mut cx, at + field::URL)?
-            .value(&mut cx);
-        let headers = list
-            .get::<JsString, _, _>(&mut cx, at + field::HEADERS)?
-            .value(&mut cx);
-        let body_mode = list
-            .get::<JsNumber, _, _>(&mut cx, at + field::BODY_MODE)?
-            .value(&mut cx);
-        let headers_timeout = list
-            .get::<JsNumber, _, _>(&mut cx, at + field::HEADERS_TIMEOUT)?
-            .value(&mut cx);
-        let body_timeout = list
-            .get::<JsNumber, _, _>(&mut cx, at + field::BODY_TIMEOUT)?
-            .value(&mut cx);
-
-        let controller = RequestController::with_credit(RESPONSE_CREDIT);
-        let mut sender = None;
-        let body = if body_mode == BODY_NONE {
-            RequestBody::Empty
-        } else if body_mode == BODY_BYTES {
-            let bytes = list.get::<JsTypedArray<u8>, _, _>(&mut cx, at + field::BODY)?;
-            RequestBody::Bytes(Bytes::copy_from_slice(bytes.as_slice(&cx)))
-        } else {
-            let length = (body_mode >= 0.0).then_some(body_mode as u64);
-            let queue = agent.queue.clone();
-            let (tx, pull) = BodyPull::channel(length, move || queue.push(Event::Pull(id)));
-            sender = Some(tx);
-            RequestBody::Pull(pull)
-        };
-
-        let mut request = DispatchRequest::new(method, url).body(body);
-        request.headers = split_fields(&headers)
-            .into_iter()
-            .map(|(name, value)| (name, Bytes::from(value)))
-            .collect();
-        request.headers_timeout = timeout_override(headers_timeout);
-        request.body_timeout = timeout_override(body_timeout);
-
-        let handler = QueueHandler {
-            id,
-            queue: agent.queue.clone(),
-            controller: controller.clone(),
-        };
-        agent.queue.register(
-            id,
-            RequestHandle {
-                controller: controller.clone(),
-                body: sender,
-            },
-        );
-        core.dispatch(request, controller, handler);
+        // A panic while starting one request fails that request alone: the others of the batch still start,
+        // and no exception escapes into the microtask that sent the batch.
+        let started = catch_unwind(AssertUnwindSafe(|| {
+            start_request(&mut cx, &agent, core, list, at, id)
+        }));
+        match started {
+            Ok(result) => result?,
+            Err(panic) => {
+                agent.queue.remove(id);
+                agent.queue.push(Event::Error(
+                    id,
+                    CoreError::from_panic("internal error in reqwest-dispatcher", &*panic),
+                ));
+            }
+        }
         at += FIELDS_PER_REQUEST;
     }
     Ok(cx.undefined())
+}
+
+/// Reads the request at `at` in `list` and hands it to the core.
+fn start_request(
+    cx: &mut FunctionContext,
+    agent: &Handle<BoxedAgent>,
+    core: &Agent,
+    list: Handle<JsArray>,
+    at: u32,
+    id: u64,
+) -> NeonResult<()> {
+    let armed = test_hook::take();
+    if armed == Some(Armed::Dispatch) {
+        panic!("test panic (Dispatch) armed by the panic-containment hook");
+    }
+    let method = list
+        .get::<JsString, _, _>(cx, at + field::METHOD)?
+        .value(cx);
+    let url = list.get::<JsString, _, _>(cx, at + field::URL)?.value(cx);
+    let headers = list
+        .get::<JsString, _, _>(cx, at + field::HEADERS)?
+        .value(cx);
+    let body_mode = list
+        .get::<JsNumber, _, _>(cx, at + field::BODY_MODE)?
+        .value(cx);
+    let headers_timeout = list
+        .get::<JsNumber, _, _>(cx, at + field::HEADERS_TIMEOUT)?
+        .value(cx);
+    let body_timeout = list
+        .get::<JsNumber, _, _>(cx, at + field::BODY_TIMEOUT)?
+        .value(cx);
+
+    let controller = RequestController::with_credit(RESPONSE_CREDIT);
+    let mut sender = None;
+    let body = if body_mode == BODY_NONE {
+        RequestBody::Empty
+    } else if body_mode == BODY_BYTES {
+        let bytes = list.get::<JsTypedArray<u8>, _, _>(cx, at + field::BODY)?;
+        RequestBody::Bytes(Bytes::copy_from_slice(bytes.as_slice(cx)))
+    } else {
+        let length = (body_mode >= 0.0).then_some(body_mode as u64);
+        let queue = agent.queue.clone();
+        let (tx, pull) = BodyPull::channel(length, move || queue.push(Event::Pull(id)));
+        sender = Some(tx);
+        RequestBody::Pull(pull)
+    };
+
+    let mut request = DispatchRequest::new(method, url).body(body);
+    request.headers = split_fields(&headers)
+        .into_iter()
+        .map(|(name, value)| (name, Bytes::from(value)))
+        .collect();
+    request.headers_timeout = timeout_override(headers_timeout);
+    request.body_timeout = timeout_override(body_timeout);
+    if let Some(Armed::Core(point)) = armed {
+        request.panic_at = Some(point);
+    }
+
+    let handler = QueueHandler {
+        id,
+        queue: agent.queue.clone(),
+        controller: controller.clone(),
+    };
+    agent.queue.register(
+        id,
+        RequestHandle {
+            controller: controller.clone(),
+            body: sender,
+        },
+    );
+    core.dispatch(request, controller, handler);
+    Ok(())
 }
 
 /// `requestAbort(agent, id)`: the core drops the request; JS already told the handler.

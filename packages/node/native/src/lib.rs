@@ -13,6 +13,7 @@ mod marshal;
 mod options;
 mod protocol;
 mod queue;
+mod test_hook;
 
 use neon::prelude::*;
 
@@ -39,5 +40,8 @@ fn main(mut cx: ModuleContext) -> NeonResult<()> {
     cx.export_function("requestPause", dispatch::request_pause)?;
     cx.export_function("requestResume", dispatch::request_resume)?;
     cx.export_function("requestPushBody", dispatch::request_push_body)?;
+    if test_hook::enabled() {
+        cx.export_function("testArmPanic", test_hook::arm)?;
+    }
     Ok(())
 }
