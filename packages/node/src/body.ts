@@ -4,7 +4,7 @@
  */
 import { errors } from 'undici'
 
-const { InvalidArgumentError, RequestContentLengthMismatchError } = errors
+const { InvalidArgumentError, RequestAbortedError, RequestContentLengthMismatchError } = errors
 
 /** Where a request's body comes from. */
 export type PreparedBody =
@@ -23,14 +23,17 @@ function isBlob(value: object): value is Blob {
 }
 
 /**
- * Prepares `body`. `contentLength` is the user's content-length header, if any; undici rejects a known-size
- * body that disagrees with it. Bodyless methods that expect a payload send `content-length: 0`, as undici does.
+ * Prepares `body`. `contentLength` is the user's content-length header, if any; as undici, a body of bytes that
+ * disagrees with it is refused when `checkLength` (the method is one that sends a content-length), and no body
+ * at all never is. Bodyless methods that expect a payload send `content-length: 0`, as undici does.
  */
-export function prepareBody(body: unknown, contentLength: number | null, expectsPayload: boolean): PreparedBody {
+export function prepareBody(
+  body: unknown,
+  contentLength: number | null,
+  expectsPayload: boolean,
+  checkLength = true
+): PreparedBody {
   if (body == null) {
-    if (contentLength !== null && contentLength !== 0) {
-      throw new RequestContentLengthMismatchError()
-    }
     return expectsPayload || contentLength === 0 ? { kind: 'bytes', bytes: EMPTY } : { kind: 'none' }
   }
   if (typeof FormData !== 'undefined' && body instanceof FormData) {
@@ -48,7 +51,7 @@ export function prepareBody(body: unknown, contentLength: number | null, expects
   if (bytes !== undefined) {
     // As undici: an empty body is no body.
     if (bytes.byteLength === 0) return prepareBody(null, contentLength, expectsPayload)
-    if (contentLength !== null && contentLength !== bytes.byteLength) {
+    if (checkLength && contentLength !== null && contentLength !== bytes.byteLength) {
       throw new RequestContentLengthMismatchError()
     }
     return { kind: 'bytes', bytes }
@@ -70,8 +73,19 @@ export function prepareBody(body: unknown, contentLength: number | null, expects
   throw new InvalidArgumentError('body must be a string, a Buffer, a Readable stream, an iterable, or an async iterable')
 }
 
+/**
+ * The chunks of `iterable`. A stream that closes before its end (destroyed, even before the request) fails the
+ * request with `RequestAbortedError`, as undici reports it.
+ */
 function iterate(iterable: AsyncIterable<unknown>): AsyncIterator<unknown> {
-  return iterable[Symbol.asyncIterator]()
+  const chunks = iterable[Symbol.asyncIterator]()
+  const aborted = (err: unknown): never => {
+    throw (err as { code?: unknown } | null)?.code === 'ERR_STREAM_PREMATURE_CLOSE' ? new RequestAbortedError() : err
+  }
+  return {
+    next: () => chunks.next().catch(aborted),
+    return: chunks.return?.bind(chunks)
+  }
 }
 
 async function* toAsync(iterable: Iterable<unknown>): AsyncGenerator<unknown> {

@@ -94,12 +94,6 @@ function checkAcceptedOptions(options: Record<string, unknown>): void {
   }
   const o = options
   checked(o.maxRequestsPerClient, 0, integerAtLeastZero, 'maxRequestsPerClient must be a positive number')
-  checked(
-    o.autoSelectFamilyAttemptTimeout,
-    0,
-    (n) => Number.isInteger(n) && n >= -1,
-    'autoSelectFamilyAttemptTimeout must be a positive number'
-  )
   if (o.maxConcurrentStreams != null && (typeof o.maxConcurrentStreams !== 'number' || o.maxConcurrentStreams < 1)) {
     throw new InvalidArgumentError('maxConcurrentStreams must be a positive integer, greater than 0')
   }
@@ -114,9 +108,26 @@ function checkAcceptedOptions(options: Record<string, unknown>): void {
   }
 }
 
+/**
+ * `options` as undici's pools see them: undici hands its options to each origin's pool through a JSON clone,
+ * which turns NaN and ±Infinity into `null`, so such a value means the default there (`maxOrigins` is read
+ * before the clone).
+ */
+function asCloned(options: AgentOptions): AgentOptions {
+  let copy: Record<string, unknown> | null = null
+  for (const [key, value] of Object.entries(options)) {
+    if (typeof value === 'number' && !Number.isFinite(value) && key !== 'maxOrigins') {
+      copy ??= { ...options }
+      delete copy[key]
+    }
+  }
+  return (copy ?? options) as AgentOptions
+}
+
 /** Validates `options` as undici's Agent/Client constructors do and returns what the native side needs. */
-export function nativeAgentOptions(options: AgentOptions): NativeAgentOptions {
-  if (options === null || typeof options !== 'object') throw new InvalidArgumentError('invalid options')
+export function nativeAgentOptions(given: AgentOptions): NativeAgentOptions {
+  if (given === null || typeof given !== 'object') throw new InvalidArgumentError('invalid options')
+  const options = asCloned(given)
   checkAcceptedOptions(options as Record<string, unknown>)
   const maxHeaderSize = checked(
     options.maxHeaderSize,
@@ -151,7 +162,12 @@ export function nativeAgentOptions(options: AgentOptions): NativeAgentOptions {
     throw new InvalidArgumentError('localAddress must be valid string IP address')
   }
   const timers = {
-    connectTimeout: checked(options.connectTimeout ?? connect?.timeout, 10e3, finiteAtLeastZero, 'invalid connectTimeout'),
+    connectTimeout: checked(
+      options.connectTimeout ?? (Number.isFinite(connect?.timeout) ? connect?.timeout : undefined),
+      10e3,
+      finiteAtLeastZero,
+      'invalid connectTimeout'
+    ),
     headersTimeout: checked(options.headersTimeout, 300e3, integerAtLeastZero, 'headersTimeout must be a positive integer or zero'),
     bodyTimeout: checked(options.bodyTimeout, 300e3, integerAtLeastZero, 'bodyTimeout must be a positive integer or zero'),
     keepAliveTimeout: checked(options.keepAliveTimeout, 4e3, finiteAboveZero, 'invalid keepAliveTimeout'),

@@ -43,24 +43,26 @@ interface DispatchOptionsSeen {
 // A header value may hold tab, visible ASCII and obs-text only: no NUL, CR, LF or other controls (as undici).
 const INVALID_VALUE = /[^\t\x20-\x7e\x80-\xff]/
 const INVALID_PATH = /[^\u0021-\u00ff]/
-const METHODS_WITH_PAYLOAD = new Set(['POST', 'PUT', 'PATCH', 'QUERY'])
+const METHODS_WITH_PAYLOAD = new Set(['POST', 'PUT', 'PATCH', 'QUERY', 'PROPFIND', 'PROPPATCH'])
+/** Methods whose bodies undici does not hold to a declared content-length. */
+const METHODS_WITHOUT_LENGTH_CHECK = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE', 'CONNECT'])
 
-function headerValues(name: string, value: unknown): string[] | undefined {
-  if (value === undefined) return undefined
-  if (value === null) return ['']
-  if (Array.isArray(value)) {
-    return value.map((item: unknown) => {
-      if (item === null) return ''
-      if (typeof item === 'object' && !Buffer.isBuffer(item)) throw new InvalidArgumentError(`invalid ${name} header`)
-      return scalarValue(name, item)
-    })
-  }
-  if (typeof value === 'object' && !Buffer.isBuffer(value)) throw new InvalidArgumentError(`invalid ${name} header`)
-  return [scalarValue(name, value)]
+/**
+ * One header's values as undici's `processHeader` coerces them: strings are checked, `null` is empty, other
+ * primitives are written as a template literal writes them (a Symbol throws a TypeError, as with undici), and
+ * objects (Buffers included) are refused — in an array too.
+ */
+function headerValues(name: string, value: unknown): string[] {
+  if (!Array.isArray(value)) return [value === null ? '' : checkedValue(name, value)]
+  return value.map((item: unknown) => {
+    if (item === null) return ''
+    if (typeof item === 'object') throw new InvalidArgumentError(`invalid ${name} header`)
+    return checkedValue(name, item)
+  })
 }
 
-function scalarValue(name: string, value: unknown): string {
-  const text = Buffer.isBuffer(value) ? value.toString('latin1') : String(value)
+function checkedValue(name: string, value: unknown): string {
+  const text = typeof value === 'string' ? value : `${value as string}`
   if (INVALID_VALUE.test(text)) throw new InvalidArgumentError(`invalid ${name} header`)
   return text
 }
@@ -76,29 +78,33 @@ export interface HeaderState {
   raw: unknown[] | null
 }
 
+/** Adds one header, with undici's checks in undici's order (value shape, name, values, then the name's rules). */
 function addHeader(state: HeaderState, key: string, value: unknown): void {
-  const values = headerValues(key, value)
-  if (values === undefined) return
-  if (state.raw !== null) state.raw.push(key, Array.isArray(value) ? values : values[0])
+  if (value !== null && typeof value === 'object' && !Array.isArray(value)) {
+    throw new InvalidArgumentError(`invalid ${key} header`)
+  }
+  if (value === undefined) return
   const lower = key.toLowerCase()
   if (!TOKEN.test(lower)) throw new InvalidArgumentError('invalid header key')
+  const values = headerValues(key, value)
+  if (state.raw !== null) state.raw.push(key, Array.isArray(value) ? values : values[0])
+  // Only these take one value; an array is refused even when it holds one.
+  const single = !Array.isArray(value)
   if (lower === 'host') {
     if (state.host) throw new InvalidArgumentError('duplicate host header')
-    if (values.length !== 1) throw new InvalidArgumentError('invalid host header')
+    if (!single) throw new InvalidArgumentError('invalid host header')
     state.host = true
   } else if (lower === 'content-type') {
     state.contentType = true
   } else if (lower === 'content-length') {
-    if (state.contentLength !== null || values.length !== 1) {
-      throw new InvalidArgumentError('duplicate content-length header')
-    }
-    if (!/^[0-9]+$/.test(values[0])) throw new InvalidArgumentError('invalid content-length header')
+    if (state.contentLength !== null) throw new InvalidArgumentError('duplicate content-length header')
+    if (!single || !/^[0-9]+$/.test(values[0])) throw new InvalidArgumentError('invalid content-length header')
     state.contentLength = parseInt(values[0], 10)
     return
   } else if (lower === 'transfer-encoding' || lower === 'keep-alive' || lower === 'upgrade') {
     throw new InvalidArgumentError(`invalid ${lower} header`)
   } else if (lower === 'connection') {
-    if (values.length !== 1) throw new InvalidArgumentError('invalid connection header')
+    if (!single) throw new InvalidArgumentError('invalid connection header')
     const tokens = values[0].toLowerCase().split(',').map((t) => t.trim())
     for (const token of tokens) {
       if (!TOKEN.test(token)) throw new InvalidArgumentError('invalid connection header')
@@ -125,10 +131,12 @@ function timeoutOption(name: string, value: unknown): number {
   return value == null ? -1 : waitMs(nonNegative(name, value))
 }
 
-/** `query` appended as undici does: `node:querystring` encoding (a space is `%20`), never onto an existing query. */
+/**
+ * `query` appended as undici does: `node:querystring` encoding (a space is `%20`; what is not an object encodes
+ * to nothing), never onto an existing query.
+ */
 function serializeQuery(path: string, query: unknown): string {
-  if (query == null) return path
-  if (typeof query !== 'object') throw new InvalidArgumentError('Query params must be an object')
+  if (!query) return path
   if (path.includes('?') || path.includes('#')) {
     throw new Error('Query params cannot be passed when url already contains "?" or "#".')
   }
@@ -155,12 +163,8 @@ export function normalizeOrigin(origin: unknown): ParsedOrigin {
   const text = String(origin)
   const cached = origins.get(text)
   if (cached !== undefined) return cached
-  let url: URL
-  try {
-    url = new URL(text)
-  } catch {
-    throw new InvalidArgumentError('invalid origin')
-  }
+  // A string that is no URL throws the URL parser's own TypeError (ERR_INVALID_URL), as with undici.
+  const url = new URL(text)
   if (url.protocol !== 'http:' && url.protocol !== 'https:') {
     throw new InvalidArgumentError('Invalid URL protocol: the URL must start with `http:` or `https:`.')
   }
@@ -270,7 +274,7 @@ export function normalizeRequest(opts: Dispatcher.DispatchOptions, raw: unknown[
   if (extra.reset === true) state.reset = true
   if (state.reset) state.out.push('connection', 'close')
 
-  const body = prepareBody(opts.body, state.contentLength, METHODS_WITH_PAYLOAD.has(method))
+  const body = prepareBody(opts.body, state.contentLength, METHODS_WITH_PAYLOAD.has(method), !METHODS_WITHOUT_LENGTH_CHECK.has(method))
   if (body.kind === 'pull' && body.length !== null) state.out.push('content-length', String(body.length))
   if (body.kind === 'pull' && body.contentType !== undefined && !state.contentType) {
     state.out.push('content-type', body.contentType)

@@ -96,7 +96,6 @@ describe('invalid input is rejected with InvalidArgumentError, never a crash', (
     ['an invalid header name', { headers: { 'bad name': 'x' } }],
     ['an invalid method', { method: 'GE T' }],
     ['a path without a leading slash', { path: 'nope' }],
-    ['a bad origin', { origin: 'not a url' }],
     ['a non-http origin', { origin: 'ftp://127.0.0.1' }],
     ['a negative headersTimeout', { headersTimeout: -1 }],
     ['a transfer-encoding header', { headers: { 'transfer-encoding': 'chunked' } }]
@@ -108,6 +107,15 @@ describe('invalid input is rejected with InvalidArgumentError, never a crash', (
     expect(result).toBe(false)
     expect(rec.events).toEqual(['error'])
     expect(rec.error).toBeInstanceOf(errors.InvalidArgumentError)
+  })
+
+  it('an origin that is no URL fails with the URL parser\'s TypeError, as with undici', async () => {
+    const { handler, done } = legacyHandler()
+    const result = agent.dispatch({ origin: 'not a url', path: '/', method: 'GET' } as never, handler)
+    const rec = await done
+    expect(result).toBe(false)
+    expect(rec.error).toBeInstanceOf(TypeError)
+    expect((rec.error as { code?: string }).code).toBe('ERR_INVALID_URL')
   })
 
   it('a content-length that disagrees with the body gives RequestContentLengthMismatchError', async () => {

@@ -138,7 +138,7 @@ describe('connections', () => {
 
   it('validates connections as undici does: a negative count is refused, 0 means no cap', async () => {
     expect(() => new Agent({ connections: -1 })).toThrow('invalid connections')
-    expect(() => new Agent({ connections: NaN })).toThrow('invalid connections')
+    expect(() => new Agent({ connections: '2' as never })).toThrow('invalid connections')
     const server = await countingServer(0)
     const agent = new Agent({ connections: 0 })
     try {
