@@ -40,14 +40,13 @@ impl Stream {
     /// gets its room only once it is readable, so a connection waiting for a slow response holds no buffer.
     async fn read_into(&mut self, buf: &mut BytesMut, want: usize) -> io::Result<usize> {
         match self {
-            Stream::Tcp(tcp) => loop {
+            Stream::Tcp(tcp) => {
                 tcp.readable().await?;
                 buf.reserve(want);
-                match tcp.try_read_buf(buf) {
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-                    result => return result,
-                }
-            },
+                // The read itself goes through `poll_read`, which clears the socket's readiness when it
+                // returns less than asked for: the next look (the pool's idle watch) costs no syscall.
+                tcp.read_buf(buf).await
+            }
             Stream::Tls(tls) => {
                 buf.reserve(want);
                 tls.read_buf(buf).await
