@@ -295,3 +295,17 @@ async fn a_truncated_body_is_an_error_never_a_short_success() {
     assert_eq!(outcome.err().kind, ErrorKind::Socket);
     assert_eq!(outcome.err().message, "other side closed");
 }
+
+#[tokio::test]
+async fn a_flood_of_informational_responses_is_skipped_as_undici_skips_it() {
+    let mut text = String::new();
+    for _ in 0..1000 {
+        text.push_str("HTTP/1.1 102 Processing\r\n\r\n");
+    }
+    text.push_str("HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok");
+    let response: &'static [u8] = Box::leak(text.into_bytes().into_boxed_slice());
+    let addr = raw_response(response).await;
+    let (head, body, _) = get(&agent(), addr).await.ok();
+    assert_eq!(head.status, 200);
+    assert_eq!(body, b"ok");
+}

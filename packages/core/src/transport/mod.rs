@@ -125,9 +125,16 @@ impl Transport {
 
     /// Sends a request and waits for the response head.
     pub(crate) async fn send(&self, request: Outgoing<'_>) -> Result<Response, CoreError> {
-        if let Some(h1) = self.engine_for(request.uri) {
-            return send_h1(h1, request).await;
+        match self.engine_for(request.uri) {
+            Some(h1) => send_h1(h1, request).await,
+            // Boxed: the other paths' futures are large, and would otherwise make every request's future
+            // (moved several times per request) as large.
+            None => Box::pin(self.send_other(request)).await,
         }
+    }
+
+    /// Sends a request through hyper-util (HTTP/2) or reqwest (proxies).
+    async fn send_other(&self, request: Outgoing<'_>) -> Result<Response, CoreError> {
         let mut headers = HeaderMap::with_capacity(request.headers.len());
         for (name, value) in request.headers {
             let name = HeaderName::from_bytes(name)

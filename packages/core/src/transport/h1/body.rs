@@ -280,7 +280,7 @@ fn after_data() -> CoreError {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
 
     /// Decodes `input` fed in pieces of `step` bytes; returns the body and trailers, or the error.

@@ -9,7 +9,7 @@ use super::errors::{closed_early, io_error};
 use super::head::{Head, HeadReader, Parsed};
 use super::write::{chunk_size_line, LAST_CHUNK};
 use crate::body::PullBody;
-use crate::error::{CoreError, ErrorKind};
+use crate::error::CoreError;
 use crate::handler::RawHeaders;
 use crate::transport::connections::{ConnectionEvent, ConnectionObserver};
 use bytes::{Bytes, BytesMut};
@@ -34,22 +34,19 @@ const READ_SIZE: usize = 8 * 1024;
 const MAX_READ_SIZE: usize = 64 * 1024;
 /// A request body up to this size is copied behind its head and written with it in one write.
 const COALESCE_BODY: usize = 16 * 1024;
-/// Most informational (1xx) responses accepted before the final one.
-const MAX_INFORMATIONAL: u32 = 64;
 
 impl Stream {
     /// Reads what is available into `buf`, asking for at least `want` bytes of room. A plain TCP socket
     /// gets its room only once it is readable, so a connection waiting for a slow response holds no buffer.
     async fn read_into(&mut self, buf: &mut BytesMut, want: usize) -> io::Result<usize> {
         match self {
-            Stream::Tcp(tcp) => loop {
+            Stream::Tcp(tcp) => {
                 tcp.readable().await?;
                 buf.reserve(want);
-                match tcp.try_read_buf(buf) {
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-                    result => return result,
-                }
-            },
+                // The read itself goes through `poll_read`, which clears the socket's readiness when it
+                // returns less than asked for: the next look (the pool's idle watch) costs no syscall.
+                tcp.read_buf(buf).await
+            }
             Stream::Tls(tls) => {
                 buf.reserve(want);
                 tls.read_buf(buf).await
@@ -256,31 +253,22 @@ impl Connection {
     /// Reads the final response head, skipping informational ones. `Err` carries whether anything at all
     /// was received for this request (a reused connection closed before any byte came back did not
     /// process the request).
+    ///
+    /// Informational heads are not counted (undici takes any number): a flood of them is bounded by
+    /// `headersTimeout`, which they do not extend here (undici's parser refreshes it on each), and each
+    /// by `maxHeaderSize`; they are consumed as they come, so memory stays flat.
     pub(crate) async fn read_head(
         &mut self,
         is_head_request: bool,
         max_header_size: usize,
     ) -> Result<Head, (CoreError, bool)> {
         let mut reader = HeadReader::default();
-        let mut informational = 0;
         let start = self.bytes_read;
         loop {
             if !self.buf.is_empty() {
                 match reader.read(&mut self.buf, is_head_request, max_header_size) {
                     Ok(Parsed::Head(head)) => return Ok(head),
-                    Ok(Parsed::Informational) => {
-                        informational += 1;
-                        if informational > MAX_INFORMATIONAL {
-                            return Err((
-                                CoreError::new(
-                                    ErrorKind::Socket,
-                                    "too many informational responses",
-                                ),
-                                true,
-                            ));
-                        }
-                        continue;
-                    }
+                    Ok(Parsed::Informational) => continue,
                     Ok(Parsed::Partial) => {}
                     Err(error) => return Err((error, true)),
                 }

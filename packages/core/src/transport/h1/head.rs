@@ -73,7 +73,7 @@ impl HeadReader {
         is_head_request: bool,
         max_header_size: usize,
     ) -> Result<Parsed, CoreError> {
-        let end = match find_head_end(buf, self.scanned) {
+        let end = match find_head_end(buf, self.scanned)? {
             Some(end) => end,
             None => {
                 self.track(buf, max_header_size)?;
@@ -81,10 +81,8 @@ impl HeadReader {
             }
         };
         *self = HeadReader::default();
-        check_line_ends(&buf[..end])?;
         let head = buf.split_to(end).freeze();
-        let parsed = parse_head(&head, is_head_request, max_header_size)?;
-        Ok(parsed)
+        parse_head(&head, is_head_request, max_header_size)
     }
 
     /// Updates the size estimate over newly arrived bytes: each complete header line counts its length
@@ -112,58 +110,62 @@ impl HeadReader {
 }
 
 /// The end of the head (just past its empty line) if it is in `buf`; `from` is where earlier looks stopped.
-/// A bare LF counts as a line end here (so such a head is found, then refused with llhttp's message).
-fn find_head_end(buf: &[u8], from: usize) -> Option<usize> {
-    let start = from.saturating_sub(3);
-    let mut at = start;
+/// Line ends are checked on the way, as llhttp checks them where httparse would accept: a bare LF, a folded
+/// line. (A CR without LF is an httparse error, told apart in [`classify_line_ends`].)
+fn find_head_end(buf: &[u8], from: usize) -> Result<Option<usize>, CoreError> {
+    let mut at = from.saturating_sub(3);
     while let Some(nl) = memchr::memchr(b'\n', &buf[at..]) {
         let pos = at + nl;
-        let rest = &buf[pos + 1..];
-        if rest.first() == Some(&b'\n') {
-            return Some(pos + 2);
+        if pos == 0 || buf[pos - 1] != b'\r' {
+            let in_status_line = !buf[..pos].contains(&b'\n');
+            return Err(bare_lf(in_status_line));
         }
-        if rest.len() >= 2 && rest[0] == b'\r' && rest[1] == b'\n' {
-            return Some(pos + 3);
-        }
-        if rest.first() == Some(&b'\r') && rest.len() < 2 {
-            return None;
+        match buf.get(pos + 1) {
+            // The next line has not arrived: look again from this line end.
+            None => return Ok(None),
+            Some(b'\r') => {
+                return match buf.get(pos + 2) {
+                    None => Ok(None),
+                    Some(b'\n') => Ok(Some(pos + 3)),
+                    Some(_) => Err(parser_error(
+                        "HPE_LF_EXPECTED",
+                        "Missing expected LF after header value",
+                    )),
+                }
+            }
+            Some(b' ' | b'\t') if memchr::memchr(b'\n', &buf[..pos]).is_some() => {
+                return Err(parser_error(
+                    "HPE_INVALID_HEADER_TOKEN",
+                    "Unexpected whitespace after header value",
+                ))
+            }
+            Some(_) => {}
         }
         at = pos + 1;
     }
-    None
+    Ok(None)
 }
 
-/// llhttp's verdicts on line ends httparse would accept: a bare LF, a CR without LF, a folded line.
-fn check_line_ends(head: &[u8]) -> Result<(), CoreError> {
+fn bare_lf(in_status_line: bool) -> CoreError {
+    parser_error(
+        "HPE_CR_EXPECTED",
+        if in_status_line {
+            "Missing expected CR after response line"
+        } else {
+            "Missing expected CR after header value"
+        },
+    )
+}
+
+/// llhttp's verdict on a CR without LF (httparse refuses it too, with a less precise error).
+fn classify_line_ends(head: &[u8]) -> Option<CoreError> {
     let status_end = memchr::memchr(b'\n', head).unwrap_or(head.len());
-    for nl in memchr::memchr_iter(b'\n', head) {
-        if nl == 0 || head[nl - 1] != b'\r' {
-            return Err(parser_error(
-                "HPE_CR_EXPECTED",
-                if nl == status_end {
-                    "Missing expected CR after response line"
-                } else {
-                    "Missing expected CR after header value"
-                },
-            ));
-        }
-        if matches!(head.get(nl + 1), Some(b' ' | b'\t')) {
-            return Err(parser_error(
-                "HPE_INVALID_HEADER_TOKEN",
-                "Unexpected whitespace after header value",
-            ));
-        }
-    }
-    for cr in memchr::memchr_iter(b'\r', head) {
-        if head.get(cr + 1) != Some(&b'\n') {
-            return Err(if cr < status_end {
-                parser_error("HPE_STRICT", "Expected LF after CR")
-            } else {
-                parser_error("HPE_LF_EXPECTED", "Missing expected LF after header value")
-            });
-        }
-    }
-    Ok(())
+    let cr = memchr::memchr_iter(b'\r', head).find(|&cr| head.get(cr + 1) != Some(&b'\n'))?;
+    Some(if cr < status_end {
+        parser_error("HPE_STRICT", "Expected LF after CR")
+    } else {
+        parser_error("HPE_LF_EXPECTED", "Missing expected LF after header value")
+    })
 }
 
 fn map_httparse(error: httparse::Error, head: &[u8]) -> CoreError {
@@ -208,7 +210,9 @@ fn parse_head(
         Ok(httparse::Status::Partial) => {
             return Err(parser_error("HPE_INVALID_CONSTANT", "Invalid response"))
         }
-        Err(error) => return Err(map_httparse(error, head)),
+        Err(error) => {
+            return Err(classify_line_ends(head).unwrap_or_else(|| map_httparse(error, head)))
+        }
     }
     let status = response.code.unwrap_or(0);
     let version = if response.version == Some(0) {
@@ -279,10 +283,10 @@ fn reason_phrase(head: &Bytes) -> Bytes {
 
 /// What the header fields say about framing and the connection.
 #[derive(Default)]
-struct Fields {
+struct Fields<'a> {
     /// How many `content-length` fields came, and the first one's value.
     content_lengths: u32,
-    first_content_length: Vec<u8>,
+    first_content_length: &'a [u8],
     transfer_encoding: bool,
     /// The last `transfer-encoding` coding seen is `chunked`.
     chunked_last: bool,
@@ -291,12 +295,12 @@ struct Fields {
     keep_alive_hint: Option<Duration>,
 }
 
-impl Fields {
-    fn see(&mut self, name: &[u8], value: &[u8]) {
+impl<'a> Fields<'a> {
+    fn see(&mut self, name: &[u8], value: &'a [u8]) {
         if name.eq_ignore_ascii_case(b"content-length") {
             self.content_lengths += 1;
             if self.content_lengths == 1 {
-                self.first_content_length = value.to_vec();
+                self.first_content_length = value;
             }
         } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
             self.transfer_encoding = true;
@@ -323,7 +327,7 @@ impl Fields {
     /// compares the bytes read with the header's text whenever llhttp fails after seeing it.
     fn framing(&self, status: u16, is_head_request: bool) -> Result<Framing, CoreError> {
         let length = if self.content_lengths > 0 {
-            let first = trim(&self.first_content_length);
+            let first = trim(self.first_content_length);
             match first.first() {
                 None => {
                     return Err(parser_error(
@@ -385,13 +389,14 @@ pub(crate) fn parse_length(digits: &[u8]) -> Option<u64> {
 
 /// `timeout=N` in a `Keep-Alive` value, as undici's `parseKeepAliveTimeout` reads it (seconds).
 fn keep_alive_timeout(value: &[u8]) -> Option<Duration> {
-    let text = std::str::from_utf8(value).ok()?;
-    let at = text.find("timeout=")? + "timeout=".len();
-    let digits: String = text[at..]
-        .chars()
-        .take_while(char::is_ascii_digit)
-        .collect();
-    digits.parse::<u64>().ok().map(Duration::from_secs)
+    const KEY: &[u8] = b"timeout=";
+    let at = value.windows(KEY.len()).position(|w| w == KEY)? + KEY.len();
+    let digits = &value[at..];
+    let end = digits
+        .iter()
+        .position(|b| !b.is_ascii_digit())
+        .unwrap_or(digits.len());
+    parse_length(&digits[..end]).map(Duration::from_secs)
 }
 
 pub(crate) fn trim(value: &[u8]) -> &[u8] {

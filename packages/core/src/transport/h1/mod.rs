@@ -94,7 +94,9 @@ impl Http1 {
     ) -> Result<Response, CoreError> {
         let mut connection = match self.pool.checkout(origin) {
             Some(connection) => connection,
-            None => self.open(origin, target).await?,
+            // Boxed: opening a connection (resolution, TCP, TLS) is most of this future's size, and is
+            // rare; inline, every request's future would carry (and move) its 1.5 KiB.
+            None => Box::pin(self.open(origin, target)).await?,
         };
         let reused = connection.served > 0;
         let body_framing = match &request.body {
