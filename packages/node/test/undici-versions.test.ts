@@ -1,0 +1,207 @@
+// The undici majors and Node lines the package supports: which undici copy a run tests against (one copy shared by
+// the tests and the package), fetch's resource-timing entries, and Node's global fetch after setGlobalDispatcher
+// with either undici major the application may import it from.
+import { execFile, spawnSync } from 'node:child_process'
+import { promisify } from 'node:util'
+import { createRequire } from 'node:module'
+import { join } from 'node:path'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { Dispatcher, errors, fetch as undiciFetch, Agent as UndiciAgent } from 'undici'
+import { Agent } from 'reqwest-dispatcher'
+import { httpServer, type Running } from './helpers/servers'
+
+const pkgDir = join(__dirname, '..')
+const requested = process.env.REQWEST_DISPATCHER_TEST_UNDICI
+/** The undici the tests resolve (in this run: the aliased major, see vitest.config.mts). */
+const undiciPackage = createRequire(__filename)('undici/package.json') as { version: string }
+const [nodeMajor, nodeMinor] = process.versions.node.split('.').map(Number)
+/** undici 8 needs Node >= 22.19. */
+const undici8Runs = nodeMajor > 22 || (nodeMajor === 22 && nodeMinor >= 19)
+const undiciMajors = undici8Runs ? [7, 8] : [7]
+
+let server: Running
+beforeAll(async () => {
+  server = await httpServer((req, res) => {
+    if (req.url === '/redirect') {
+      res.writeHead(302, { location: '/final' }).end()
+      return
+    }
+    res.writeHead(200, { 'content-type': 'text/plain' }).end(`hello ${req.url}`)
+  })
+})
+afterAll(() => server.close())
+
+describe('the undici copy under test', () => {
+  it('is the major this run asked for (REQWEST_DISPATCHER_TEST_UNDICI)', () => {
+    if (requested) expect(undiciPackage.version.split('.')[0]).toBe(requested)
+    expect(undiciPackage.version).toMatch(/^[78]\./)
+  })
+
+  it("is the package's own: its Agent extends the tests' Dispatcher and throws the tests' error classes", async () => {
+    const packageUndici = createRequire(join(pkgDir, 'dist', 'index.js'))('undici/package.json') as { version: string }
+    expect(packageUndici.version).toBe(undiciPackage.version)
+    const agent = new Agent()
+    try {
+      expect(agent).toBeInstanceOf(Dispatcher)
+      const failure = await new Promise<Error>((resolve) =>
+        agent.dispatch({ origin: server.origin, path: 'no-slash', method: 'GET' }, {
+          onRequestStart: () => {},
+          onResponseError: (_c: unknown, err: Error) => resolve(err)
+        } as Dispatcher.DispatchHandler)
+      )
+      expect(failure).toBeInstanceOf(errors.InvalidArgumentError)
+      expect(failure).toBeInstanceOf(errors.UndiciError)
+    } finally {
+      await agent.close()
+    }
+  })
+
+  it('is what the processes a test starts resolve too', () => {
+    const run = spawnSync(process.execPath, ['-p', "require('undici/package.json').version"], { cwd: pkgDir, encoding: 'utf8' })
+    expect(run.stdout.trim()).toBe(undiciPackage.version)
+  })
+})
+
+/** What a PerformanceObserver sees of one fetch: the entry's timestamps and sizes. */
+type TimingEntry = Record<string, number | string>
+const TIMESTAMPS = [
+  'startTime',
+  'redirectStart',
+  'redirectEnd',
+  'fetchStart',
+  'domainLookupStart',
+  'domainLookupEnd',
+  'connectStart',
+  'connectEnd',
+  'secureConnectionStart',
+  'requestStart',
+  'responseStart',
+  'responseEnd'
+] as const
+
+async function timedFetch(url: string, dispatcher: Dispatcher, fetchImpl: typeof undiciFetch = undiciFetch): Promise<TimingEntry> {
+  const { PerformanceObserver } = await import('node:perf_hooks')
+  const seen = new Promise<TimingEntry>((resolve) => {
+    const observer = new PerformanceObserver((list) => {
+      const entry = list.getEntries().find((e) => e.name === url)
+      if (entry) {
+        observer.disconnect()
+        resolve((entry as PerformanceEntry & { toJSON(): TimingEntry }).toJSON())
+      }
+    })
+    observer.observe({ type: 'resource' })
+  })
+  const res = await fetchImpl(url, { dispatcher } as never)
+  await res.text()
+  return seen
+}
+
+/** The order of the entry's timestamps (zero ones, which undici leaves unset, named apart). */
+function shape(entry: TimingEntry) {
+  const stamps = TIMESTAMPS.map((name) => [name, entry[name] as number] as const)
+  const set = stamps.filter(([, t]) => t > 0)
+  return {
+    unset: stamps.filter(([, t]) => t === 0).map(([name]) => name),
+    order: [...set].sort((a, b) => a[1] - b[1]).map(([name]) => name),
+    sizes: [entry.transferSize, entry.encodedBodySize, entry.decodedBodySize, entry.responseStatus],
+    initiatorType: entry.initiatorType
+  }
+}
+
+describe("fetch's resource-timing entries through this Agent", () => {
+  it.each(['/plain', '/redirect'])('%s: requestStart ≤ responseStart ≤ responseEnd, and the same entry undici.Agent gives', async (path) => {
+    const ours = new Agent()
+    const theirs = new UndiciAgent()
+    try {
+      const mine = await timedFetch(`${server.origin}${path}`, ours)
+      const reference = await timedFetch(`${server.origin}${path}`, theirs)
+      expect(mine.requestStart as number).toBeGreaterThan(0)
+      expect(mine.responseStart as number).toBeGreaterThanOrEqual(mine.requestStart as number)
+      expect(mine.responseEnd as number).toBeGreaterThanOrEqual(mine.responseStart as number)
+      expect(mine.fetchStart as number).toBeLessThanOrEqual(mine.requestStart as number)
+      const expected = shape(reference)
+      const actual = shape(mine)
+      expect(actual.unset).toEqual(expected.unset)
+      expect(actual.sizes).toEqual(expected.sizes)
+      expect(actual.initiatorType).toBe(expected.initiatorType)
+      // Timestamps that tie in one run may not in the other: compare each one's position, ties allowed.
+      for (const [i, name] of actual.order.entries()) {
+        for (const later of actual.order.slice(i + 1)) {
+          if (expected.order.indexOf(later) < expected.order.indexOf(name)) {
+            expect(mine[later]).toBe(mine[name])
+          }
+        }
+      }
+    } finally {
+      await ours.close()
+      await theirs.close()
+    }
+  })
+
+  it('controller-style handlers get onResponseStarted before onResponseStart, as from undici.Agent', async () => {
+    const record = async (dispatcher: Dispatcher) => {
+      const calls: string[] = []
+      await new Promise<void>((resolve, reject) =>
+        dispatcher.dispatch({ origin: server.origin, path: '/order', method: 'GET' }, {
+          onRequestStart: () => calls.push('onRequestStart'),
+          onResponseStarted: () => calls.push('onResponseStarted'),
+          onResponseStart: () => calls.push('onResponseStart'),
+          onResponseData: () => calls.push('onResponseData'),
+          onResponseEnd: () => {
+            calls.push('onResponseEnd')
+            resolve()
+          },
+          onResponseError: (_c: unknown, err: Error) => reject(err)
+        } as Dispatcher.DispatchHandler)
+      )
+      return calls
+    }
+    const ours = new Agent()
+    const theirs = new UndiciAgent()
+    try {
+      expect(await record(ours)).toEqual(await record(theirs))
+    } finally {
+      await ours.close()
+      await theirs.close()
+    }
+  })
+})
+
+describe(`Node ${nodeMajor}'s global fetch after setGlobalDispatcher(new Agent())`, () => {
+  // A process of its own per case: the global dispatcher is process-wide, and the application's undici is the only
+  // undici in it (the package under test resolves the same one, as with a real install).
+  it.each(undiciMajors)('with setGlobalDispatcher from undici %i', async (major) => {
+    const script = `
+      const { setGlobalDispatcher } = require('undici')
+      const { Agent } = require('reqwest-dispatcher')
+      const { PerformanceObserver } = require('node:perf_hooks')
+      const agent = new Agent()
+      let dispatched = 0
+      const dispatch = agent.dispatch.bind(agent)
+      agent.dispatch = (opts, handler) => (dispatched++, dispatch(opts, handler))
+      setGlobalDispatcher(agent)
+      const entries = []
+      new PerformanceObserver((list) => entries.push(...list.getEntries().map((e) => e.toJSON()))).observe({ type: 'resource' })
+      ;(async () => {
+        const res = await fetch(${JSON.stringify(`${server.origin}/global`)})
+        const body = await res.text()
+        await new Promise((r) => setTimeout(r, 50))
+        console.log(JSON.stringify({ status: res.status, body, dispatched, undici: require('undici/package.json').version, entries }))
+        await agent.close()
+      })().catch((err) => { console.error(err); process.exit(1) })`
+    const env = {
+      ...process.env,
+      REQWEST_DISPATCHER_TEST_UNDICI: String(major),
+      NODE_OPTIONS: `--require ${JSON.stringify(join(pkgDir, 'vitest.undici.cjs'))}`
+    }
+    // Asynchronously: the child fetches from this process's server.
+    const run = await promisify(execFile)(process.execPath, ['-e', script], { cwd: pkgDir, env, encoding: 'utf8' })
+    expect(run.stderr).toBe('')
+    const result = JSON.parse(run.stdout)
+    expect(result).toMatchObject({ status: 200, body: 'hello /global', dispatched: 1 })
+    expect(result.undici.split('.')[0]).toBe(String(major))
+    const [entry] = result.entries
+    expect(entry.responseStart).toBeGreaterThanOrEqual(entry.requestStart)
+    expect(entry.responseEnd).toBeGreaterThanOrEqual(entry.responseStart)
+  })
+})
