@@ -56,6 +56,34 @@ describe('the undici copy under test', () => {
     }
   })
 
+  it.each([
+    ['a request that cannot be built (invalid method)', false, true],
+    // Closed and idle: both majors have destroyed it by then (ClientDestroyedError); only the answer differs.
+    ['a closed agent', true, undiciPackage.version.startsWith('7.') ? false : true]
+  ] as const)('answers dispatch() for %s as this major\'s Agent does', async (_name, closeFirst, answer) => {
+    const run = async (dispatcher: Dispatcher): Promise<[boolean, string]> => {
+      if (closeFirst) await dispatcher.close()
+      let seen = ''
+      const returned = dispatcher.dispatch({ origin: server.origin, path: '/', method: closeFirst ? 'GET' : 'BAD METHOD' }, {
+        onRequestStart: () => {},
+        onResponseError: (_c: unknown, err: Error) => void (seen = err.constructor.name)
+      } as Dispatcher.DispatchHandler)
+      await new Promise((resolve) => setImmediate(resolve))
+      return [returned, seen]
+    }
+    const ours = new Agent()
+    const theirs = new UndiciAgent()
+    try {
+      const expected = await run(theirs)
+      expect(expected[0]).toBe(answer)
+      expect(expected[1]).toBe(closeFirst ? 'ClientDestroyedError' : 'InvalidArgumentError')
+      expect(await run(ours)).toEqual(expected)
+    } finally {
+      await ours.destroy()
+      await theirs.destroy()
+    }
+  })
+
   it('is what the processes a test starts resolve too', () => {
     const run = spawnSync(process.execPath, ['-p', "require('undici/package.json').version"], { cwd: pkgDir, encoding: 'utf8' })
     expect(run.stdout.trim()).toBe(undiciPackage.version)
