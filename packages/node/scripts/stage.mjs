@@ -1,8 +1,8 @@
 // Lays the library out as it is published, in a folder of its own, ready for `npm pack` / `npm publish`:
 //
 //   node scripts/stage.mjs --out DIR            the npm release: what package.json's "files" select (dist without
-//                                               source maps, COMPATIBILITY.md, README.md), the repository's
-//                                               LICENSE and CHANGELOG.md; package.json without scripts and devDependencies, with the
+//                                               source maps, COMPATIBILITY.md, CHANGELOG.md, README.md) and the
+//                                               repository's LICENSE; package.json without scripts and devDependencies, with the
 //                                               prebuilt platform packages as optionalDependencies at the library's
 //                                               version (written by @neon-rs/cli's `neon update`)
 //   node scripts/stage.mjs --out DIR --source   the same with the local build (index.node) inside and no
@@ -41,8 +41,8 @@ for (const { path } of listing.files) {
   mkdirSync(dirname(join(out, path)), { recursive: true })
   copyFileSync(join(pkg, path), join(out, path))
 }
-// The licence and the changelog live at the repository's root.
-for (const file of ['LICENSE', 'CHANGELOG.md']) copyFileSync(join(pkg, '..', '..', file), join(out, file))
+// The licence lives at the repository's root.
+copyFileSync(join(pkg, '..', '..', 'LICENSE'), join(out, 'LICENSE'))
 
 const manifest = JSON.parse(readFileSync(join(pkg, 'package.json'), 'utf8'))
 delete manifest.scripts
