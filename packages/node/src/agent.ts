@@ -21,6 +21,12 @@ export type { CircuitState } from './host'
 
 const { ClientClosedError, ClientDestroyedError, InvalidArgumentError } = errors
 
+/** What `compose()` returns. */
+type ComposedDispatcher = ReturnType<Dispatcher['compose']>
+
+/** The agent each dispatcher composed from one was made from. */
+const composedAgents = new WeakMap<object, Agent>()
+
 /**
  * What `dispatch()` answers when the agent itself refuses a request (opts not an object, agent closed or destroyed;
  * the error callback has run): `false` from undici 7's Agent, `true` from undici 8's, which stopped answering
@@ -160,6 +166,28 @@ export class Agent extends Dispatcher {
    * Refuses new requests and resolves once those in flight have finished. With `{ timeout }`, waits at most
    * that long, then destroys the agent (what is left in flight fails with `ClientDestroyedError`).
    */
+  /**
+   * undici's `compose()`: a dispatcher whose `dispatch` runs through `interceptors` first. undici hands out the
+   * other members of a Proxy over this agent unbound, so `composed.close()` would run with the Proxy as `this`,
+   * which holds none of the agent's private state; here every method runs on the agent itself.
+   */
+  override compose(interceptors: Dispatcher.DispatcherComposeInterceptor[]): ComposedDispatcher
+  override compose(...interceptors: Dispatcher.DispatcherComposeInterceptor[]): ComposedDispatcher
+  override compose(...args: unknown[]): ComposedDispatcher {
+    // `this` is the agent, or a dispatcher composed from it when compositions are chained (their `compose` runs
+    // with the composition as `this`, so that its interceptors stay in the chain).
+    const agent = composedAgents.get(this) ?? this
+    const composed = (super.compose as (...a: unknown[]) => ComposedDispatcher)(...args)
+    const bound = new Proxy(composed, {
+      get: (target, key) => {
+        const value: unknown = Reflect.get(target, key)
+        return typeof value === 'function' && key !== 'dispatch' && key !== 'compose' ? value.bind(agent) : value
+      }
+    })
+    composedAgents.set(bound, agent)
+    return bound
+  }
+
   override close(): Promise<void>
   override close(options: CloseOptions): Promise<void>
   override close(callback: () => void): void

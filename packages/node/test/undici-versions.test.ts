@@ -3,11 +3,14 @@
 // with either undici major the application may import it from.
 import { execFile, spawnSync } from 'node:child_process'
 import { promisify } from 'node:util'
+import http from 'node:http'
+import { Readable, Writable } from 'node:stream'
+import { pipeline as streamPipeline } from 'node:stream/promises'
 import { createRequire } from 'node:module'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { Dispatcher, errors, fetch as undiciFetch, Agent as UndiciAgent } from 'undici'
-import { Agent } from 'reqwest-dispatcher'
+import { Dispatcher, errors, fetch as undiciFetch, Agent as UndiciAgent, interceptors, pipeline, request } from 'undici'
+import { Agent, ProxyAgent } from 'reqwest-dispatcher'
 import { httpServer, type Running } from './helpers/servers'
 
 const pkgDir = join(__dirname, '..')
@@ -24,6 +27,10 @@ beforeAll(async () => {
   server = await httpServer((req, res) => {
     if (req.url === '/redirect') {
       res.writeHead(302, { location: '/final' }).end()
+      return
+    }
+    if (req.url === '/missing') {
+      res.writeHead(404).end('missing')
       return
     }
     res.writeHead(200, { 'content-type': 'text/plain' }).end(`hello ${req.url}`)
@@ -231,5 +238,56 @@ describe(`Node ${nodeMajor}'s global fetch after setGlobalDispatcher(new Agent()
     const [entry] = result.entries
     expect(entry.responseStart).toBeGreaterThanOrEqual(entry.requestStart)
     expect(entry.responseEnd).toBeGreaterThanOrEqual(entry.responseStart)
+  })
+})
+
+describe('undici APIs of the major under test, composed with this package', () => {
+  it('pipeline() streams a request body through the Agent and the response back', async () => {
+    const echoServer = await httpServer((req, res) => req.pipe(res))
+    const agent = new Agent()
+    try {
+      const out: Buffer[] = []
+      await streamPipeline(
+        Readable.from(['to ', 'and ', 'fro']),
+        pipeline(`${echoServer.origin}/p`, { dispatcher: agent, method: 'POST' }, ({ body }) => body),
+        new Writable({
+          write(chunk: Buffer, _e, cb) {
+            out.push(chunk)
+            cb()
+          }
+        })
+      )
+      expect(Buffer.concat(out).toString()).toBe('to and fro')
+    } finally {
+      await agent.close()
+      await echoServer.close()
+    }
+  })
+
+  it("ProxyAgent composed with undici's interceptors follows a redirect through a real proxy", async () => {
+    const seen: string[] = []
+    // An HTTP proxy taking absolute-form requests, as proxies do.
+    const proxy = await httpServer((req, res) => {
+      seen.push(`${req.method} ${req.url}`)
+      const upstream = http.request(req.url as string, { method: req.method, headers: req.headers }, (r) => {
+        res.writeHead(r.statusCode as number, r.headers)
+        r.pipe(res)
+      })
+      req.pipe(upstream)
+    })
+    const proxyAgent = new ProxyAgent(proxy.origin)
+    // Composed twice: both interceptors stay in the chain, and the agent's own methods work through it.
+    const agent = proxyAgent.compose(interceptors.redirect({ maxRedirections: 2 })).compose(interceptors.responseError())
+    try {
+      const res = await request(`${server.origin}/redirect`, { dispatcher: agent })
+      expect(res.statusCode).toBe(200)
+      expect(await res.body.text()).toBe('hello /final')
+      expect(seen).toEqual([`GET ${server.origin}/redirect`, `GET ${server.origin}/final`])
+      await expect(request(`${server.origin}/missing`, { dispatcher: agent })).rejects.toMatchObject({ name: 'ResponseError', statusCode: 404 })
+      expect((agent as unknown as ProxyAgent).metrics()).toContain('reqwest_dispatcher_requests_total')
+    } finally {
+      await agent.close()
+      await proxy.close()
+    }
   })
 })
