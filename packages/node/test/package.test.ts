@@ -10,7 +10,7 @@ import { currentPlatform, PREBUILT_PLATFORMS } from '../src/load'
 const pkgDir = join(__dirname, '..')
 const manifest = JSON.parse(readFileSync(join(pkgDir, 'package.json'), 'utf8'))
 const readJson = (file: string) => JSON.parse(readFileSync(file, 'utf8'))
-const npmEnv = async () => ((await import('../scripts/npm.mjs')) as { npmEnv: () => NodeJS.ProcessEnv }).npmEnv()
+const npmEnv = async () => (await import('../scripts/npm.mjs')).npmEnv()
 
 describe('the library tarball', () => {
   let work: string
