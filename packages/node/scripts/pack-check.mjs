@@ -59,7 +59,8 @@ function userEnvironment() {
     })
   )
   const env = {}
-  for (const [key, value] of Object.entries(npmEnv())) if (!/^(CARGO|RUSTUP)/.test(key)) env[key] = value
+  // (PATH is `Path` on Windows, where the environment's names ignore case: drop every spelling, set one.)
+  for (const [key, value] of Object.entries(npmEnv())) if (!/^(CARGO|RUSTUP)|^path$/i.test(key)) env[key] = value
   env.PATH = (process.env.PATH ?? '').split(delimiter).filter((dir) => dir !== '' && !hasRust(dir)).join(delimiter)
   env.CARGO_HOME = empty
   env.RUSTUP_HOME = empty
