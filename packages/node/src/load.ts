@@ -58,10 +58,10 @@ function isGlibc(): boolean {
   }
 }
 
-/** Why one way of loading did not work: "not installed" or the loader's own error. */
-function reason(error: unknown, missingModule: string): string {
+/** Why one way of loading did not work: `missing` when the module is not there, else the loader's own error. */
+function reason(error: unknown, module: string, missing: string): string {
   const e = error as NodeJS.ErrnoException
-  if (e?.code === 'MODULE_NOT_FOUND' && String(e.message).includes(missingModule)) return 'not installed'
+  if (e?.code === 'MODULE_NOT_FOUND' && String(e.message).includes(module)) return missing
   return `failed to load: ${e?.message ?? String(error)}`
 }
 
@@ -78,7 +78,7 @@ export function loadAddon<T>(packageDir: string = join(__dirname, '..')): T {
     try {
       return prebuilt() as T
     } catch (error) {
-      tried.push(`- prebuilt package ${prebuiltName}: ${reason(error, prebuiltName)}`)
+      tried.push(`- prebuilt package ${prebuiltName}: ${reason(error, prebuiltName, 'not installed')}`)
     }
   } else {
     tried.push(`- prebuilt package: none is published for ${platform} (there are: ${PREBUILT_PLATFORMS.join(', ')})`)
@@ -87,7 +87,7 @@ export function loadAddon<T>(packageDir: string = join(__dirname, '..')): T {
   try {
     return require(local) as T
   } catch (error) {
-    tried.push(`- local build ${local}: ${reason(error, local)}`)
+    tried.push(`- local build ${local}: ${reason(error, local, 'not found')}`)
   }
   throw new Error(
     `reqwest-dispatcher: no native addon could be loaded for ${platform} (Node ${process.version}).\n` +
@@ -96,7 +96,7 @@ export function loadAddon<T>(packageDir: string = join(__dirname, '..')): T {
         ? `npm installs ${prebuiltName} as an optional dependency of reqwest-dispatcher: install again without ` +
           '--omit=optional / --no-optional, on the machine (or in the image) that runs the code. '
         : '') +
-      'Or build from source: install Rust (https://rustup.rs), clone the repository and run `npm ci` there ' +
-      '(README: "Building from source").'
+      'Or build from source: with Rust (https://rustup.rs), run `npm ci && npm run pack:source` in a clone of the ' +
+      'repository and install the tarball it writes (README: "Building from source").'
   )
 }

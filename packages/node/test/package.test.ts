@@ -154,9 +154,10 @@ describe('loading the addon', () => {
     const message = rest.join('\n')
     expect(message).toContain(`no native addon could be loaded for ${currentPlatform()} (Node ${process.version})`)
     expect(message).toContain(`prebuilt package @reqwest-dispatcher/${currentPlatform()}: not installed`)
-    expect(message).toContain(`local build ${join(work, 'none', 'node_modules', 'reqwest-dispatcher', 'index.node')}: not installed`)
+    expect(message).toContain(`local build ${join(work, 'none', 'node_modules', 'reqwest-dispatcher', 'index.node')}: not found`)
     expect(message).toContain('--omit=optional')
     expect(message).toContain('https://rustup.rs')
+    expect(message).toContain('npm run pack:source')
   })
 
   it('names the loader error of a platform package that is installed but cannot load, then uses the local build', () => {
