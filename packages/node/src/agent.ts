@@ -28,12 +28,22 @@ type ComposedDispatcher = ReturnType<Dispatcher['compose']>
 const composedAgents = new WeakMap<object, Agent>()
 
 /**
- * What `dispatch()` answers when the agent itself refuses a request (opts not an object, agent closed or destroyed;
- * the error callback has run): `false` from undici 7's Agent, `true` from undici 8's, which stopped answering
+ * What `dispatch()` answers when the agent itself refuses a request (opts not an object, agent closed or destroyed,
+ * invalid origin; the error callback has run): `false` from undici 7's Agent, `true` from undici 8's, which stopped answering
  * `false` where no `drain` will follow. (A request that cannot be built is answered `true` by both.) undici 8 is the
  * one that exports `Dispatcher1Wrapper`.
  */
 const REFUSED_DISPATCH_ANSWER = 'Dispatcher1Wrapper' in undici
+
+/** Whether undici's Agent accepts `origin`: it checks the origin itself, before any client sees the request. */
+function acceptsOrigin(origin: unknown): boolean {
+  try {
+    normalizeOrigin(origin)
+    return true
+  } catch {
+    return false
+  }
+}
 
 /**
  * Largest streamed body of known length read up front so that the retry policy can send it again (larger ones,
@@ -158,7 +168,7 @@ export class Agent extends Dispatcher {
       return controller.start(request)
     } catch (err) {
       controller.failBeforeStart(err as Error)
-      return refusedByAgent ? REFUSED_DISPATCH_ANSWER : true
+      return refusedByAgent || !acceptsOrigin(opts.origin) ? REFUSED_DISPATCH_ANSWER : true
     }
   }
 
