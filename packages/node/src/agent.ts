@@ -173,10 +173,6 @@ export class Agent extends Dispatcher {
   }
 
   /**
-   * Refuses new requests and resolves once those in flight have finished. With `{ timeout }`, waits at most
-   * that long, then destroys the agent (what is left in flight fails with `ClientDestroyedError`).
-   */
-  /**
    * undici's `compose()`: a dispatcher whose `dispatch` runs through `interceptors` first. undici hands out the
    * other members of a Proxy over this agent unbound, so `composed.close()` would run with the Proxy as `this`,
    * which holds none of the agent's private state; here every method runs on the agent itself.
@@ -198,6 +194,10 @@ export class Agent extends Dispatcher {
     return bound
   }
 
+  /**
+   * Refuses new requests and resolves once those in flight have finished. With `{ timeout }`, waits at most
+   * that long, then destroys the agent (what is left in flight fails with `ClientDestroyedError`).
+   */
   override close(): Promise<void>
   override close(options: CloseOptions): Promise<void>
   override close(callback: () => void): void
