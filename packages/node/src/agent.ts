@@ -13,7 +13,7 @@ import { channels, publishCreate, registerAgent } from './diagnostics'
 import { AgentHost, type CircuitState } from './host'
 import { binding, EVENT_CONNECT, EVENT_DISCONNECT } from './native'
 import { nativeAgentOptions, type AgentOptions } from './options'
-import { normalizeRequest, type NormalizedRequest } from './request'
+import { normalizeOrigin, normalizeRequest, type NormalizedRequest } from './request'
 import { agentStats, type OriginStats } from './stats'
 import { nonNegative } from './checks'
 

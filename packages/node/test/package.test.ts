@@ -2,12 +2,14 @@
 // found. `npm run pack:check` installs real tarballs without Rust; these tests check the contents and the loader.
 import { execFileSync, spawnSync } from 'node:child_process'
 import { cpSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs'
+import { createRequire } from 'node:module'
 import { tmpdir } from 'node:os'
 import { delimiter, join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { currentPlatform, PREBUILT_PLATFORMS } from '../src/load'
 
 const pkgDir = join(__dirname, '..')
+/** The built package's loader (an internal module, so by path). */
+const { currentPlatform, PREBUILT_PLATFORMS } = createRequire(__filename)(join(pkgDir, 'dist', 'load.js')) as typeof import('../src/load')
 const manifest = JSON.parse(readFileSync(join(pkgDir, 'package.json'), 'utf8'))
 const readJson = (file: string) => JSON.parse(readFileSync(file, 'utf8'))
 const npmEnv = async () => (await import('../scripts/npm.mjs')).npmEnv()
