@@ -7,16 +7,16 @@
 import { join } from 'node:path'
 
 /**
- * Prebuilt packages by Node platform name. Kept in step with `neon.platforms` in package.json (a test checks); each
- * `require` names its package literally so that bundlers and `npm ls` see it.
+ * Where each platform's prebuilt package is installed, by Node platform name. Kept in step with `neon.platforms` in
+ * package.json (a test checks); each names its package literally so that bundlers and `npm ls` see it.
  */
-const PREBUILT: Readonly<Record<string, () => unknown>> = {
-  'linux-x64-gnu': () => require('@reqwest-dispatcher/linux-x64-gnu'),
-  'linux-arm64-gnu': () => require('@reqwest-dispatcher/linux-arm64-gnu'),
-  'linux-x64-musl': () => require('@reqwest-dispatcher/linux-x64-musl'),
-  'darwin-x64': () => require('@reqwest-dispatcher/darwin-x64'),
-  'darwin-arm64': () => require('@reqwest-dispatcher/darwin-arm64'),
-  'win32-x64-msvc': () => require('@reqwest-dispatcher/win32-x64-msvc')
+const PREBUILT: Readonly<Record<string, () => string>> = {
+  'linux-x64-gnu': () => require.resolve('@reqwest-dispatcher/linux-x64-gnu'),
+  'linux-arm64-gnu': () => require.resolve('@reqwest-dispatcher/linux-arm64-gnu'),
+  'linux-x64-musl': () => require.resolve('@reqwest-dispatcher/linux-x64-musl'),
+  'darwin-x64': () => require.resolve('@reqwest-dispatcher/darwin-x64'),
+  'darwin-arm64': () => require.resolve('@reqwest-dispatcher/darwin-arm64'),
+  'win32-x64-msvc': () => require.resolve('@reqwest-dispatcher/win32-x64-msvc')
 }
 
 /** The platforms a prebuilt package exists for. */
@@ -66,17 +66,18 @@ function reason(error: unknown, module: string, missing: string): string {
 }
 
 /**
- * Loads the addon: the platform package, else the local build. `packageDir` is this package's folder (the local
- * build's home); tests point it elsewhere.
+ * Loads the addon: the platform package, else the local build; returns it with the file it came from. `packageDir`
+ * is this package's folder (the local build's home).
  */
-export function loadAddon<T>(packageDir: string = join(__dirname, '..')): T {
+export function loadAddon<T>(packageDir: string = join(__dirname, '..')): { addon: T; file: string } {
   const platform = currentPlatform()
   const tried: string[] = []
   const prebuilt = PREBUILT[platform]
   const prebuiltName = `${PLATFORM_SCOPE}/${platform}`
   if (prebuilt !== undefined) {
     try {
-      return prebuilt() as T
+      const file = prebuilt()
+      return { addon: require(file) as T, file }
     } catch (error) {
       tried.push(`- prebuilt package ${prebuiltName}: ${reason(error, prebuiltName, 'not installed')}`)
     }
@@ -85,7 +86,7 @@ export function loadAddon<T>(packageDir: string = join(__dirname, '..')): T {
   }
   const local = join(packageDir, 'index.node')
   try {
-    return require(local) as T
+    return { addon: require(local) as T, file: local }
   } catch (error) {
     tried.push(`- local build ${local}: ${reason(error, local, 'not found')}`)
   }

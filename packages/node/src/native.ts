@@ -188,8 +188,8 @@ let loaded: NativeBinding | undefined
  */
 export function binding(): NativeBinding {
   if (loaded === undefined) {
-    const addon = loadAddon<NativeBinding>()
-    readProtocol(addon.protocol, 'reqwest-dispatcher')
+    const { addon, file } = loadAddon<NativeBinding>()
+    readProtocol(addon.protocol, file)
     loaded = addon
   }
   return loaded
