@@ -116,7 +116,8 @@ describe('invalid input is rejected with InvalidArgumentError, never a crash', (
     const { handler, done } = legacyHandler()
     const result = agent.dispatch({ origin: 'not a url', path: '/', method: 'GET' } as never, handler)
     const rec = await done
-    expect(result).toBe(false)
+    // The agent refuses it itself: false on undici 7, true on undici 8 (undici-versions.test.ts).
+    expect(result).toBe(undiciMajor >= 8)
     expect(rec.error).toBeInstanceOf(TypeError)
     expect((rec.error as { code?: string }).code).toBe('ERR_INVALID_URL')
   })

@@ -86,7 +86,6 @@ describe('the undici copy under test', () => {
       const expected = await run(theirs)
       expect(expected[0]).toBe(answer)
       expect(expected[1]).toBe(closeFirst ? 'ClientDestroyedError' : 'InvalidArgumentError')
-      // (For a URL undici cannot parse, undici gives a TypeError and we an InvalidArgumentError: COMPATIBILITY.md.)
       expect(await run(ours)).toEqual(expected)
     } finally {
       await ours.destroy()
