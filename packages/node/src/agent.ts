@@ -5,6 +5,7 @@
  * demultiplexer (batch.ts); each request is a {@link DispatchController} (controller.ts).
  */
 import { EventEmitter } from 'node:events'
+import * as undici from 'undici'
 import { Dispatcher, errors } from 'undici'
 import { deliverBatch, newAgentId, routeAgent } from './batch'
 import { DispatchController } from './controller'
@@ -12,13 +13,37 @@ import { channels, publishCreate, registerAgent } from './diagnostics'
 import { AgentHost, type CircuitState } from './host'
 import { binding, EVENT_CONNECT, EVENT_DISCONNECT } from './native'
 import { nativeAgentOptions, type AgentOptions } from './options'
-import { normalizeRequest, type NormalizedRequest } from './request'
+import { normalizeOrigin, normalizeRequest, type NormalizedRequest } from './request'
 import { agentStats, type OriginStats } from './stats'
 import { nonNegative } from './checks'
 
 export type { CircuitState } from './host'
 
 const { ClientClosedError, ClientDestroyedError, InvalidArgumentError } = errors
+
+/** What `compose()` returns. */
+type ComposedDispatcher = ReturnType<Dispatcher['compose']>
+
+/** The agent each dispatcher composed from one was made from. */
+const composedAgents = new WeakMap<object, Agent>()
+
+/**
+ * What `dispatch()` answers when the agent itself refuses a request (opts not an object, agent closed or destroyed,
+ * invalid origin; the error callback has run): `false` from undici 7's Agent, `true` from undici 8's, which stopped answering
+ * `false` where no `drain` will follow. (A request that cannot be built is answered `true` by both.) undici 8 is the
+ * one that exports `Dispatcher1Wrapper`.
+ */
+const REFUSED_DISPATCH_ANSWER = 'Dispatcher1Wrapper' in undici
+
+/** Whether undici's Agent accepts `origin`: it checks the origin itself, before any client sees the request. */
+function acceptsOrigin(origin: unknown): boolean {
+  try {
+    normalizeOrigin(origin)
+    return true
+  } catch {
+    return false
+  }
+}
 
 /**
  * Largest streamed body of known length read up front so that the retry policy can send it again (larger ones,
@@ -116,10 +141,12 @@ export class Agent extends Dispatcher {
   override dispatch(opts: Dispatcher.DispatchOptions, handler: Dispatcher.DispatchHandler): boolean {
     if (!handler || typeof handler !== 'object') throw new InvalidArgumentError('handler must be an object')
     const controller = new DispatchController(this.#host, nextId++, handler)
+    let refusedByAgent = true
     try {
       if (!opts || typeof opts !== 'object') throw new InvalidArgumentError('opts must be an object.')
       if (this.#destroyed) throw new ClientDestroyedError()
       if (this.#closed) throw new ClientClosedError()
+      refusedByAgent = false
       let request: NormalizedRequest
       if (!channels.create.hasSubscribers) {
         request = normalizeRequest(opts)
@@ -141,8 +168,30 @@ export class Agent extends Dispatcher {
       return controller.start(request)
     } catch (err) {
       controller.failBeforeStart(err as Error)
-      return false
+      return refusedByAgent || !acceptsOrigin(opts.origin) ? REFUSED_DISPATCH_ANSWER : true
     }
+  }
+
+  /**
+   * undici's `compose()`: a dispatcher whose `dispatch` runs through `interceptors` first. undici hands out the
+   * other members of a Proxy over this agent unbound, so `composed.close()` would run with the Proxy as `this`,
+   * which holds none of the agent's private state; here every method runs on the agent itself.
+   */
+  override compose(interceptors: Dispatcher.DispatcherComposeInterceptor[]): ComposedDispatcher
+  override compose(...interceptors: Dispatcher.DispatcherComposeInterceptor[]): ComposedDispatcher
+  override compose(...args: unknown[]): ComposedDispatcher {
+    // `this` is the agent, or a dispatcher composed from it when compositions are chained (their `compose` runs
+    // with the composition as `this`, so that its interceptors stay in the chain).
+    const agent = composedAgents.get(this) ?? this
+    const composed = (super.compose as (...a: unknown[]) => ComposedDispatcher)(...args)
+    const bound = new Proxy(composed, {
+      get: (target, key) => {
+        const value: unknown = Reflect.get(target, key)
+        return typeof value === 'function' && key !== 'dispatch' && key !== 'compose' ? value.bind(agent) : value
+      }
+    })
+    composedAgents.set(bound, agent)
+    return bound
   }
 
   /**
@@ -217,27 +266,47 @@ export type CircuitStateListener = (origin: URL, state: CircuitState, targets: D
 
 /** The agent's events: undici's Dispatcher events plus `circuitStateChange`. */
 export interface AgentEvents {
+  /** A connection to `origin` was established (one per connection; `targets` is `[agent]`). */
   connect: (origin: URL, targets: readonly Dispatcher[]) => void
+  /** A connection to `origin` closed; `error` says why (`SocketError`, or `ClientDestroyedError` on `destroy()`). */
   disconnect: (origin: URL, targets: readonly Dispatcher[], error: errors.UndiciError) => void
+  /** A connection to `origin` could not be established (refused, DNS, TLS, connect timeout). */
   connectionError: (origin: URL, targets: readonly Dispatcher[], error: errors.UndiciError) => void
+  /** `origin` can take requests again after `dispatch()` returned `false` for it. */
   drain: (origin: URL) => void
+  /** An origin's circuit breaker changed state (see the `circuitBreaker` option). */
   circuitStateChange: CircuitStateListener
 }
 
 // Declaration merging: the listener methods know the agent's own event as well as undici's.
 export interface Agent {
+  /** Adds `callback` for `eventName` (EventEmitter's `on`, typed for {@link AgentEvents}). */
   on<E extends keyof AgentEvents>(eventName: E, callback: AgentEvents[E]): this
+  /** Adds `callback` for the next `eventName` only. */
   once<E extends keyof AgentEvents>(eventName: E, callback: AgentEvents[E]): this
+  /** Removes `callback` from `eventName`. */
   off<E extends keyof AgentEvents>(eventName: E, callback: AgentEvents[E]): this
+  /** Same as {@link Agent.on}. */
   addListener<E extends keyof AgentEvents>(eventName: E, callback: AgentEvents[E]): this
+  /** Same as {@link Agent.off}. */
   removeListener<E extends keyof AgentEvents>(eventName: E, callback: AgentEvents[E]): this
 }
 
 /** One metric family of {@link Agent.metricsJSON}. */
 export interface MetricFamily {
+  /** The Prometheus metric type. */
   type: 'counter' | 'gauge' | 'histogram'
+  /** The family's `# HELP` text. */
   help: string
-  samples: Array<{ name: string; labels: Record<string, string>; value: number }>
+  /** One entry per label set (histograms: one per bucket, plus `_sum` and `_count`). */
+  samples: Array<{
+    /** The sample's metric name (a histogram's carry `_bucket`, `_sum` or `_count`). */
+    name: string
+    /** `origin`, `method`, `status_class`, `le`, … as in the text exposition. */
+    labels: Record<string, string>
+    /** The sample's value. */
+    value: number
+  }>
 }
 
 /** Most worker threads {@link setWorkerThreads} accepts (the core's bound). */

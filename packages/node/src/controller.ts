@@ -331,8 +331,10 @@ export class DispatchController implements Dispatcher.DispatchController {
       if (channels.sendHeaders.hasSubscribers) publishSendHeaders(this, request, this.#host.native, this.#connection)
       if (request.body.kind !== 'pull') this.#announceSent()
       if (channels.headers.hasSubscribers) publishHeaders(this, request, status, rawHeaders(fields, HEAD_FIELDS), statusText)
+      // undici calls onResponseStarted on both handler styles, before the head: undici 8's fetch takes the
+      // resource-timing entry's responseStart from it.
+      handler.onResponseStarted?.()
       if (this.#legacy) {
-        handler.onResponseStarted?.()
         const resume = (): void => this.resume()
         if (handler.onHeaders?.(status, rawHeaders(fields, HEAD_FIELDS), resume, statusText) === false) this.pause()
       } else {

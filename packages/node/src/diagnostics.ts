@@ -64,7 +64,9 @@ const NO_TRAITS: AgentTraits = { proxied: false, allowH2: false, h2c: false, ser
 export class DiagnosticsSocket {
   /** The peer's IP address. */
   readonly remoteAddress: string | undefined
+  /** The peer's port. */
   readonly remotePort: number | undefined
+  /** `IPv4` or `IPv6`, as `net.Socket#remoteFamily`. */
   readonly remoteFamily: 'IPv4' | 'IPv6' | undefined
   /** As on a `tls.TLSSocket`: `h2` or `http/1.1`; `undefined` on cleartext HTTP/1.1 (a `net.Socket` has none). */
   readonly alpnProtocol: string | undefined
@@ -124,26 +126,39 @@ const kHeadersSent = Symbol('sendHeaders published')
 export class DiagnosticsRequest {
   /** `scheme://host[:port]` the request goes to. */
   readonly origin: string
+  /** `http:` or `https:`. */
   readonly protocol: string
+  /** The request method, upper-case as sent. */
   readonly method: string
   /** The request target, query included. */
   readonly path: string
   /** `name, value, …` as the caller gave them (a value may be an array), without host, content-length, connection. */
   readonly headers: Array<string | string[]>
+  /** The body as given (bytes, or the stream / iterable the core pulls from); `null` when there is none. */
   readonly body: unknown
   /** The host header, if the caller set one. */
   host: string | null = null
+  /** The content-length header's value, if the caller set one. */
   contentLength: number | null = null
+  /** The content-type header's value, if the caller set one. */
   contentType: string | null = null
   /** `true` when the connection is not reused after this request (`reset` option or `connection: close`). */
   reset: boolean | null
+  /** The `idempotent` option (default: GET and HEAD are). */
   readonly idempotent: boolean
+  /** The `blocking` option (default: all but HEAD). */
   readonly blocking: boolean
+  /** Always `null`: upgrades are not supported (COMPATIBILITY.md). */
   readonly upgrade: null = null
+  /** The `expectContinue` option. */
   readonly expectContinue: boolean
+  /** The TLS server name: the `servername` option, else the host header's name when it is not an IP address. */
   readonly servername: string | null
+  /** The `headersTimeout` option of this request, if given. */
   readonly headersTimeout: number | undefined
+  /** The `bodyTimeout` option of this request, if given. */
   readonly bodyTimeout: number | undefined
+  /** The `typeOfService` option of this request, if given. */
   readonly typeOfService: number | undefined
   /** undici's abort function; not offered here (abort through the dispatch controller). */
   readonly abort: null = null
@@ -152,6 +167,7 @@ export class DiagnosticsRequest {
   /** The request failed (`error` was published). */
   aborted = false
   readonly #wire: NormalizedRequest;
+  /** @internal whether `sendHeaders` was published. */
   [kHeadersSent] = false
 
   constructor(request: NormalizedRequest, opts: Dispatcher.DispatchOptions | null, raw: unknown[] | null) {
@@ -210,7 +226,7 @@ export class DiagnosticsRequest {
     this.headers.push(name, value)
   }
 
-  /** The request head, as undici formats it for `undici:client:sendHeaders`. */
+  /** @internal The request head, as undici formats it for `undici:client:sendHeaders`. */
   head(traits: AgentTraits): string {
     const host = this.host ?? new URL(this.origin).host
     const fields = fieldsOf(this.#wire.headers)

@@ -99,8 +99,17 @@ export interface TlsError extends Error {
   host?: string
 }
 
+/**
+ * Node 24 and later end the message of the two failures an unknown root CA causes with a hint (measured: 24.22,
+ * 26.12; not 20.20, 22.23). Ours does the same on those Node lines, so that messages compare equal to undici's.
+ */
+const SYSTEM_CA_HINT = '; if the root CA is installed locally, try running Node.js with --use-system-ca'
+const HINTED_CODES = new Set(['DEPTH_ZERO_SELF_SIGNED_CERT', 'UNABLE_TO_VERIFY_LEAF_SIGNATURE'])
+const NODE_HINTS_SYSTEM_CA = Number(process.versions.node.split('.')[0]) >= 24
+
 /** The error Node's `tls.connect` would have raised for `code`. */
 function tlsError(code: string, message: string, hostname: string): TlsError {
+  if (NODE_HINTS_SYSTEM_CA && HINTED_CODES.has(code) && !message.endsWith(SYSTEM_CA_HINT)) message += SYSTEM_CA_HINT
   const err = new Error(message) as TlsError
   err.code = code
   if (code === 'ERR_TLS_CERT_ALTNAME_INVALID') {

@@ -2,7 +2,7 @@
  * The native addon's surface, typed. Everything here is implemented in `native/src` (Rust, Neon) and only
  * marshals: HTTP behaviour lives in the core crate, the undici contract in the TypeScript layer.
  */
-import { join } from 'node:path'
+import { loadAddon } from './load'
 
 /** Opaque handle on a native agent (a Neon `JsBox`). */
 export interface NativeAgent {
@@ -155,7 +155,10 @@ const LAYOUT = {
 function readProtocol(protocol: Protocol | undefined, file: string): void {
   const layout = protocol === undefined ? undefined : { batchHeader: protocol.batchHeader, eventFields: protocol.eventFields, headFields: protocol.headFields, requestFields: protocol.requestFields, statsFields: protocol.statsFields }
   if (JSON.stringify(layout) !== JSON.stringify(LAYOUT)) {
-    throw new Error(`reqwest-dispatcher: the native addon (${file}) speaks another protocol than this JavaScript; rebuild it with \`npm run build\``)
+    throw new Error(
+      `reqwest-dispatcher: the native addon (${file}) speaks another protocol than this JavaScript: a platform ` +
+        'package of another version, or a stale local build. Reinstall reqwest-dispatcher, or rebuild with `npm run build`.'
+    )
   }
   const events = protocol!.events
   FIELD_SEPARATOR = protocol!.fieldSeparator
@@ -179,20 +182,13 @@ function readProtocol(protocol: Protocol | undefined, file: string): void {
 
 let loaded: NativeBinding | undefined
 
-/** The addon, loaded on first use so that a missing build fails with a message rather than at import. */
+/**
+ * The addon, loaded on first use (the prebuilt platform package, else a local build: see `load.ts`) so that a
+ * missing addon fails with a message when the first Agent is made rather than at import.
+ */
 export function binding(): NativeBinding {
   if (loaded === undefined) {
-    const file = join(__dirname, '..', 'index.node')
-    let addon: NativeBinding
-    try {
-      addon = require(file) as NativeBinding
-    } catch (cause) {
-      throw new Error(
-        `reqwest-dispatcher: the native addon (${file}) could not be loaded. ` +
-          'Build it with `npm run build` (needs a Rust toolchain: https://rustup.rs).',
-        { cause }
-      )
-    }
+    const { addon, file } = loadAddon<NativeBinding>()
     readProtocol(addon.protocol, file)
     loaded = addon
   }

@@ -70,8 +70,11 @@ export interface RateLimitPolicy {
 
 /** The policies of an agent or of one origin. `true` enables a policy with its defaults; `false` turns it off. */
 export interface Policies {
+  /** Send failed requests again with backoff, inside the core (see {@link RetryPolicy}). */
   retry?: RetryPolicy | boolean | null
+  /** Fail fast with `CircuitOpenError` while an origin keeps failing (see {@link CircuitBreakerPolicy}). */
   circuitBreaker?: CircuitBreakerPolicy | boolean | null
+  /** A token bucket per origin; requests beyond it wait or fail with `RateLimitError` (see {@link RateLimitPolicy}). */
   rateLimit?: RateLimitPolicy | boolean | null
 }
 

@@ -11,8 +11,17 @@ import type { NativeTlsOptions } from './native'
 
 const { InvalidArgumentError, NotSupportedError } = errors
 
-type Pem = string | Buffer | Uint8Array
-type KeyInput = Pem | { pem: Pem; passphrase?: string }
+/** PEM text, as a string or its bytes. */
+export type Pem = string | Buffer | Uint8Array
+/** A private key: PEM, or PEM with the passphrase that decrypts it (as Node's `tls.connect` takes keys). */
+export type KeyInput =
+  | Pem
+  | {
+      /** The key, PEM. */
+      pem: Pem
+      /** Decrypts this key (else the options' `passphrase` does). */
+      passphrase?: string
+    }
 
 /** The TLS subset of Node's `tls.ConnectionOptions` that reqwest-dispatcher reads. */
 export interface TlsConnectOptions {
@@ -22,6 +31,7 @@ export interface TlsConnectOptions {
   cert?: Pem | Pem[]
   /** Private key of `cert` (PEM; encrypted keys need `passphrase`). */
   key?: KeyInput | KeyInput[]
+  /** Passphrase of an encrypted `key` (a `{ pem, passphrase }` key entry may carry its own). */
   passphrase?: string
   /** Verify the server's certificate (default true, or false when `NODE_TLS_REJECT_UNAUTHORIZED=0`). */
   rejectUnauthorized?: boolean

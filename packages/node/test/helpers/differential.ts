@@ -4,7 +4,8 @@
  * code). Two implementations that are compatible produce equal transcripts.
  */
 import { createHash } from 'node:crypto'
-import { Agent as UndiciAgent, type Dispatcher } from 'undici'
+import { createRequire } from 'node:module'
+import { Agent as UndiciAgent, Dispatcher } from 'undici'
 import { Agent } from 'reqwest-dispatcher'
 
 export type Style = 'controller' | 'legacy'
@@ -159,9 +160,46 @@ export interface Pair {
   close(): Promise<void>
 }
 
+/**
+ * undici's behaviour for both handler styles. undici 8 dropped legacy handlers (`onConnect`, `onHeaders`, …); ours
+ * still takes them (Node's built-in fetch before undici 8 dispatches with them), so when the tests run on undici 8
+ * the legacy reference is undici 7's Agent (installed beside it as `undici7`) and the controller-style one undici 8's.
+ */
+class ReferenceAgent extends Dispatcher {
+  constructor(
+    private readonly controllerStyle: Dispatcher,
+    private readonly legacy: Dispatcher
+  ) {
+    super()
+  }
+
+  override dispatch(opts: Dispatcher.DispatchOptions, handler: Dispatcher.DispatchHandler): boolean {
+    const target = typeof handler?.onRequestStart === 'function' ? this.controllerStyle : this.legacy
+    return target.dispatch(opts, handler)
+  }
+
+  override close(): Promise<void> {
+    return Promise.all([this.controllerStyle.close(), this.legacy.close()]).then(() => undefined)
+  }
+
+  override destroy(): Promise<void> {
+    return Promise.all([this.controllerStyle.destroy(), this.legacy.destroy()]).then(() => undefined)
+  }
+}
+
+/** The undici major the tests run against. */
+export const undiciMajor = Number((createRequire(__filename)('undici/package.json') as { version: string }).version.split('.')[0])
+
+/** An undici Agent answering both handler styles as undici does (see ReferenceAgent). */
+function undiciAgent(options: Record<string, unknown>): Dispatcher {
+  if (undiciMajor < 8) return new UndiciAgent(options)
+  const { Agent: Undici7Agent } = createRequire(__filename)('undici7') as { Agent: new (o: object) => Dispatcher }
+  return new ReferenceAgent(new UndiciAgent(options), new Undici7Agent(options))
+}
+
 /** One undici.Agent and one of ours, built with the same options. */
 export function agents(options: Record<string, unknown> = {}): Pair {
-  const undici = new UndiciAgent(options)
+  const undici = undiciAgent(options)
   const ours = new Agent(options)
   return {
     undici,
