@@ -10,6 +10,7 @@ import { errors, ProxyAgent as UndiciProxyAgent, type Dispatcher } from 'undici'
 import { Agent, ProxyAgent } from 'reqwest-dispatcher'
 import { httpServer, rawServer, readHead, tunnel, type Running } from './helpers/servers'
 import { makePki, type KeyPair, type Pki } from './helpers/transport-certs'
+import { undiciMajor } from './helpers/differential'
 
 /** Runs one dispatch to its end: the response's status and body, or the error it failed with. */
 function run(agent: Dispatcher, opts: Dispatcher.DispatchOptions): Promise<{ status: number; body: string } | Error> {
@@ -270,7 +271,10 @@ describe('an https:// proxy and the origin behind it are two TLS peers', () => {
       for (const origin of [target.origin, plain.origin]) {
         const base = { origin, path: '/', method: 'GET' } as const
         const [mine, undici] = [await run(ours, base), await run(theirs, base)]
-        expect(code(undici)).toBe('DEPTH_ZERO_SELF_SIGNED_CERT')
+        // undici 8 (8.13) does not get as far on Node 22+: for an https:// proxy named by an IP address it hands
+        // Node's tls.connect that IP as `servername`, which Node refuses (ERR_INVALID_ARG_VALUE) before any TLS.
+        const undiciRefusals = undiciMajor < 8 ? ['DEPTH_ZERO_SELF_SIGNED_CERT'] : ['DEPTH_ZERO_SELF_SIGNED_CERT', 'ERR_INVALID_ARG_VALUE']
+        expect(undiciRefusals).toContain(code(undici))
         expect(code(mine)).toBe('DEPTH_ZERO_SELF_SIGNED_CERT')
       }
       // Nothing (no CONNECT, no forwarded request, no credentials) reached the unverified proxy.

@@ -255,6 +255,7 @@ fn parse_head(
     let framing = fields.framing(status, is_head_request)?;
     let keep_alive = framing != Framing::Close
         && !is_head_request
+        && !fields.announces_stray_body(status)
         && match version {
             http::Version::HTTP_10 => fields.connection_keep_alive,
             _ => !fields.connection_close,
@@ -321,6 +322,17 @@ impl<'a> Fields<'a> {
         }
     }
 
+    /// A 204 or 304 whose head announces content (a non-zero `content-length`, or `transfer-encoding`): the
+    /// server may have sent a body it should not have, which would be read as the next response on this
+    /// connection. As undici 8 does, the response is delivered without a body and the connection is not reused
+    /// (undici 7 failed it with a length mismatch).
+    fn announces_stray_body(&self, status: u16) -> bool {
+        (status == 204 || status == 304)
+            && (self.transfer_encoding
+                || (self.content_lengths > 0
+                    && parse_length(trim(self.first_content_length)).is_none_or(|n| n > 0)))
+    }
+
     /// The body's framing, with llhttp's checks of `content-length` and undici's reading of its errors: a
     /// value that does not start with a digit is a parser error; any other bad length (a list, several
     /// headers, an overflow, together with `transfer-encoding`) fails as a length mismatch, because undici
@@ -354,10 +366,7 @@ impl<'a> Fields<'a> {
             return Ok(Framing::Empty);
         }
         if status == 204 || status == 304 {
-            // undici checks a 204/304's content-length against the (absent) body it read.
-            if length.is_some_and(|n| n > 0) {
-                return Err(content_length_mismatch());
-            }
+            // Never a body, whatever the head announces (as undici 8; see `announces_stray_body`).
             return Ok(Framing::Empty);
         }
         if self.transfer_encoding {
@@ -512,6 +521,16 @@ mod tests {
             head("HTTP/1.1 204 No Content\r\n\r\n").framing,
             Framing::Empty
         );
+        assert!(head("HTTP/1.1 204 No Content\r\n\r\n").keep_alive);
+        // A 204/304 announcing a body has none, and its connection is not reused (the body may follow).
+        for stray in [
+            "HTTP/1.1 204 No Content\r\ncontent-length: 5\r\n\r\n",
+            "HTTP/1.1 304 Not Modified\r\ntransfer-encoding: chunked\r\n\r\n",
+        ] {
+            assert_eq!(head(stray).framing, Framing::Empty, "{stray}");
+            assert!(!head(stray).keep_alive, "{stray}");
+        }
+        assert!(head("HTTP/1.1 304 Not Modified\r\ncontent-length: 0\r\n\r\n").keep_alive);
         assert_eq!(head("HTTP/1.1 200 OK\r\n\r\n").framing, Framing::Close);
         assert!(!head("HTTP/1.1 200 OK\r\n\r\n").keep_alive);
         assert_eq!(
