@@ -75,6 +75,16 @@ impl ErrorKind {
 pub struct CoreError {
     pub kind: ErrorKind,
     pub message: String,
+    /// The connection's byte counters when it failed (undici's `SocketError#socket.bytesWritten` and
+    /// `bytesRead`); set by the HTTP/1.1 engine on socket errors.
+    pub socket: Option<SocketCounters>,
+}
+
+/// Bytes a connection wrote and read over its life.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SocketCounters {
+    pub bytes_written: u64,
+    pub bytes_read: u64,
 }
 
 impl CoreError {
@@ -82,6 +92,7 @@ impl CoreError {
         CoreError {
             kind,
             message: message.into(),
+            socket: None,
         }
     }
 

@@ -31,7 +31,7 @@ mod transport;
 pub use agent::{Agent, AgentEvent, AgentObserver, OriginStats};
 pub use body::{BodyChunk, BodyPull, BodySender};
 pub use controller::RequestController;
-pub use error::{CoreError, ErrorKind};
+pub use error::{CoreError, ErrorKind, SocketCounters};
 pub use handler::{DispatchHandler, RawHeaders, ResponseHead};
 pub use options::{AgentOptions, ProxyOptions, TlsOptions};
 pub use policy::{

@@ -294,6 +294,14 @@ async fn a_truncated_body_is_an_error_never_a_short_success() {
     let outcome = get(&agent(), addr).await;
     assert_eq!(outcome.err().kind, ErrorKind::Socket);
     assert_eq!(outcome.err().message, "other side closed");
+    // The connection's counters go with the error, as undici's SocketError has them.
+    let counters = outcome.err().socket.expect("socket counters");
+    let head = format!("GET / HTTP/1.1\r\nhost: {addr}\r\nconnection: keep-alive\r\n\r\n");
+    assert_eq!(counters.bytes_written, head.len() as u64);
+    assert_eq!(
+        counters.bytes_read,
+        b"HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\nshort".len() as u64
+    );
 }
 
 #[tokio::test]

@@ -35,8 +35,14 @@ export function splitAddress(text: string): { address: string | undefined; port:
   return { address, port: Number(text.slice(colon + 1)), family: family === 6 ? 'IPv6' : family === 4 ? 'IPv4' : undefined }
 }
 
+/** What the core counted on a connection that failed (HTTP/1.1). */
+export interface SocketCounters {
+  bytesWritten: number
+  bytesRead: number
+}
+
 /** The `socket` of a `SocketError` on a request whose response came over `seen`. */
-export function socketInfo(seen: ConnectionSeen): SocketInfo {
+export function socketInfo(seen: ConnectionSeen, counters: SocketCounters | null = null): SocketInfo {
   const remote = splitAddress(seen.remote)
   const local = splitAddress(seen.local)
   return {
@@ -45,9 +51,10 @@ export function socketInfo(seen: ConnectionSeen): SocketInfo {
     remoteAddress: remote.address,
     remotePort: remote.port,
     remoteFamily: remote.family,
-    // The socket's own counters and timeout live in Rust's connection, which does not report them.
+    // The socket's timeout is not tracked; its counters come with the error where the HTTP/1.1 engine kept
+    // them (HTTP/2 connections do not report theirs).
     timeout: undefined,
-    bytesWritten: undefined,
-    bytesRead: undefined
+    bytesWritten: counters?.bytesWritten,
+    bytesRead: counters?.bytesRead
   }
 }

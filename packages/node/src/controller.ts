@@ -372,7 +372,10 @@ export class DispatchController implements Dispatcher.DispatchController {
     }
   }
 
-  #onError(code: string, message: string): void {
+  /** `detail`: the message, then `\0bytesWritten\0bytesRead` when the failed connection's counters are known. */
+  #onError(code: string, detail: string): void {
+    const [message, written, read] = detail.split(FIELD_SEPARATOR)
+    const counters = written === undefined ? null : { bytesWritten: Number(written), bytesRead: Number(read) }
     // These fail a request that was on a connection already: undici had announced its headers by then.
     if ((code === 'UND_ERR_HEADERS_TIMEOUT' || code === 'UND_ERR_SOCKET') && channels.sendHeaders.hasSubscribers) {
       publishSendHeaders(this, this.#request as NormalizedRequest, this.#host.native, this.#connection)
@@ -380,7 +383,7 @@ export class DispatchController implements Dispatcher.DispatchController {
     const err =
       code === 'UND_ERR_REQUEST_BODY' && this.#bodyError !== null
         ? this.#bodyError
-        : errorFromCore(code, message, this.#request ?? { hostname: '', address: '' }, this.#connection)
+        : errorFromCore(code, message, this.#request ?? { hostname: '', address: '' }, this.#connection, counters)
     this.#fail(err)
   }
 

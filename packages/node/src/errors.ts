@@ -6,7 +6,7 @@
  */
 import { errors } from 'undici'
 import { constants } from 'node:os'
-import { socketInfo, type ConnectionSeen } from './connection-info'
+import { socketInfo, type ConnectionSeen, type SocketCounters } from './connection-info'
 
 /**
  * A request failed fast because its origin's circuit breaker is open (see the `circuitBreaker` option).
@@ -120,7 +120,13 @@ function tlsError(code: string, message: string, hostname: string): TlsError {
 }
 
 /** The error a request ends with, for a code and message from the core. */
-export function errorFromCore(code: string, message: string, destination: Destination, connection: ConnectionSeen | null = null): Error {
+export function errorFromCore(
+  code: string,
+  message: string,
+  destination: Destination,
+  connection: ConnectionSeen | null = null,
+  counters: SocketCounters | null = null
+): Error {
   switch (code) {
     case 'UND_ERR_CONNECT_TIMEOUT':
       return new errors.ConnectTimeoutError(message)
@@ -139,7 +145,7 @@ export function errorFromCore(code: string, message: string, destination: Destin
     case 'UND_ERR_SOCKET': {
       // undici passes what it knows of the socket; here, what the response head told of its connection.
       const err = new errors.SocketError(message)
-      if (connection !== null) err.socket = socketInfo(connection)
+      if (connection !== null) err.socket = socketInfo(connection, counters)
       return err
     }
     case 'UND_ERR_ABORTED':

@@ -86,6 +86,12 @@ describe('timeouts and truncated responses map to undici error classes', () => {
     expect(ours.remotePort).toBe(stalling.port)
     expect(typeof ours.localPort).toBe('number')
     expect(ours.localPort).not.toBe(stalling.port)
+    // The connection's counters, as undici's socket has them: the request written, the head and part read.
+    for (const info of [ours, theirs]) {
+      expect(info.bytesWritten as number).toBeGreaterThan(0)
+      expect(info.bytesRead as number).toBeGreaterThan(0)
+    }
+    expect(ours.bytesWritten).toBe(theirs.bytesWritten)
     await reference.close()
   })
 })

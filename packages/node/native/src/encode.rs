@@ -259,7 +259,14 @@ impl<'a> Writer<'a> {
     ) -> NeonResult<f64> {
         let code = cx.string(error.code());
         self.set(cx, at, slot::A, code)?;
-        let message = cx.string(&error.message);
+        // `message`, then `\0bytesWritten\0bytesRead` when the failed connection's counters are known.
+        let message = match error.socket {
+            Some(counters) => cx.string(format!(
+                "{}{FIELD_SEPARATOR}{}{FIELD_SEPARATOR}{}",
+                error.message, counters.bytes_written, counters.bytes_read
+            )),
+            None => cx.string(&error.message),
+        };
         self.set(cx, at, slot::B, message)?;
         self.finished.push(id);
         Ok(protocol::ERROR)

@@ -12,7 +12,7 @@
 //! | START | request | status + 1000 × version (10, 11, 20) | `remote\0local\0statusText\0name\0value…` (latin1) |
 //! | DATA  | request | offset in `dataBuffer`, or a Buffer of its own | length                 |
 //! | END   | request | `name\0value…` (trailers) or `""` | –                                     |
-//! | ERROR | request | code                     | message                                        |
+//! | ERROR | request | code                     | message, then `\0bytesWritten\0bytesRead` when known |
 //! | PULL  | request | –                        | –                                              |
 //! | RETRY | request | retry number (from 1)    | –                                              |
 //! | CONNECTING, DISCONNECT | agent | origin    | –                                              |

@@ -9,7 +9,7 @@ use super::errors::{closed_early, io_error};
 use super::head::{Head, HeadReader, Parsed};
 use super::write::{chunk_size_line, LAST_CHUNK};
 use crate::body::PullBody;
-use crate::error::CoreError;
+use crate::error::{CoreError, ErrorKind, SocketCounters};
 use crate::handler::RawHeaders;
 use crate::transport::connections::{ConnectionEvent, ConnectionObserver};
 use bytes::{Bytes, BytesMut};
@@ -126,6 +126,18 @@ impl Connection {
             origin,
             observer,
         }
+    }
+
+    /// `error` with this connection's counters, when it is a failure of the connection itself (undici's
+    /// `SocketError` carries them).
+    pub(crate) fn annotate(&self, mut error: CoreError) -> CoreError {
+        if matches!(error.kind, ErrorKind::Socket | ErrorKind::Unprocessed) {
+            error.socket = Some(SocketCounters {
+                bytes_written: self.bytes_written,
+                bytes_read: self.bytes_read,
+            });
+        }
+        error
     }
 
     /// `scheme://authority` of the origin this connection goes to.

@@ -126,14 +126,19 @@ impl Http1 {
                 match connection.read_head(is_head, self.max_header_size).await {
                     Ok(head) => Ok(head),
                     Err((_, received)) => {
-                        return Err(unprocessed_if(reused && !received, failure.error))
+                        return Err(
+                            connection.annotate(unprocessed_if(reused && !received, failure.error))
+                        )
                     }
                 }
             }
             Err(failure) => return Err(failure.error),
         };
         let head = read.map_err(|(error, received)| {
-            unprocessed_if(reused && !received && idempotent(request.method), error)
+            connection.annotate(unprocessed_if(
+                reused && !received && idempotent(request.method),
+                error,
+            ))
         })?;
         let idle_for = if head.keep_alive && !close_after {
             self.keep_alive.idle_for(head.keep_alive_hint)
@@ -201,7 +206,10 @@ fn idempotent(method: &str) -> bool {
 /// is sent again on a new connection.
 fn unprocessed_if(unprocessed: bool, error: CoreError) -> CoreError {
     if unprocessed {
-        CoreError::new(ErrorKind::Unprocessed, error.message)
+        CoreError {
+            kind: ErrorKind::Unprocessed,
+            ..error
+        }
     } else {
         error
     }
@@ -237,6 +245,7 @@ impl ResponseBody {
             }
             Ok(data) => Some(Ok(data)),
             Err(error) => {
+                let error = connection.annotate(error);
                 self.connection = None;
                 Some(Err(error))
             }
