@@ -107,11 +107,13 @@ impl Attempts<'_> {
                 self.retry_after(upstream, handler, retries, wait).await;
                 continue;
             }
+            let writes = template.take_writes();
             return deliver(
                 self.options,
                 (body_timeout, panic_at),
                 response,
                 (slot, permit),
+                writes,
                 controller,
                 handler,
             )

@@ -2,9 +2,11 @@
 //! how many response bytes may sit between the core and a consumer that has not taken them yet.
 
 use std::future::Future;
-use std::pin::pin;
+use std::pin::{pin, Pin};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::task::{Context, Poll};
+use tokio::sync::futures::Notified;
 use tokio::sync::Notify;
 
 #[derive(Default)]
@@ -93,6 +95,31 @@ impl RequestController {
     /// Resolves once the response may be read further (not paused, credit left).
     pub(crate) fn ready(&self) -> impl Future<Output = ()> + '_ {
         self.wait_until(|c| c.may_read())
+    }
+
+    /// [`Self::ready`] for a hand-written poll loop: `waiter` keeps the registration between polls (it is
+    /// only allocated while the consumer holds the stream back).
+    pub(crate) fn poll_ready<'a>(
+        &'a self,
+        cx: &mut Context<'_>,
+        waiter: &mut Option<Pin<Box<Notified<'a>>>>,
+    ) -> Poll<()> {
+        loop {
+            if self.may_read() {
+                *waiter = None;
+                return Poll::Ready(());
+            }
+            let notified = waiter.get_or_insert_with(|| Box::pin(self.state.changed.notified()));
+            notified.as_mut().enable();
+            if self.may_read() {
+                *waiter = None;
+                return Poll::Ready(());
+            }
+            if notified.as_mut().poll(cx).is_pending() {
+                return Poll::Pending;
+            }
+            *waiter = None;
+        }
     }
 
     async fn wait_until(&self, cond: impl Fn(&Self) -> bool) {

@@ -2,6 +2,12 @@
 //!
 //! For every request exactly one of two sequences happens: `on_response_start`, any number of `on_response_data`,
 //! `on_response_end`; or `on_error` (possibly after `on_response_start` and some data). Nothing follows either end.
+//!
+//! A request that leaves HTTP (an upgrade, `CONNECT`) and whose connection switched has `on_upgrade` instead of
+//! `on_response_start`, then — in any order — `on_response_data` for the server's bytes, at most one
+//! `on_upgrade_read_end` when the server ended its direction, one `on_upgrade_written` per completed write of
+//! the caller (and for its end); an `on_error` ends it early. Without an error it ends silently, once both
+//! directions have (or the caller aborted).
 
 use crate::error::CoreError;
 use bytes::Bytes;
@@ -101,4 +107,13 @@ pub trait DispatchHandler: Send + 'static {
     fn on_retry(&mut self, retry: u32) {
         let _ = retry;
     }
+    /// The connection switched protocols (`head`: the 101, or the answer to `CONNECT`) and is the request's
+    /// now: its bytes follow as `on_response_data`.
+    fn on_upgrade(&mut self, head: ResponseHead) {
+        let _ = head;
+    }
+    /// The server ended its direction of an upgraded connection; the caller may still write.
+    fn on_upgrade_read_end(&mut self) {}
+    /// One write of the caller (or its end) is out on the upgraded connection, in the order they were sent.
+    fn on_upgrade_written(&mut self) {}
 }

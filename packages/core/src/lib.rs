@@ -9,9 +9,10 @@
 //! the request ([`DispatchRequest`], `request.rs`) through its origin's policies (`policy/`: retry, circuit
 //! breaker, rate limit) and over the network (`transport/`: the HTTP/1.1 engine in `transport/h1/`,
 //! hyper-util for HTTP/2 and proxies, connections, TLS, the classification of their failures), then streams
-//! the response (`response.rs`) to the [`DispatchHandler`] (`handler.rs`) under
-//! the request's [`RequestController`] (`controller.rs`). Request bodies pulled from the caller are in
-//! `body.rs`, counters in `metrics.rs`, the error catalogue in `error.rs`, the shared tokio runtime in
+//! the response (`response.rs`) to the [`DispatchHandler`] (`handler.rs`) under the request's
+//! [`RequestController`] (`controller.rs`); a request that leaves HTTP ([`Upgrade`], `upgrade.rs`) keeps its
+//! connection afterwards and carries its bytes both ways (`tunnel.rs`). Request bodies pulled from the caller are
+//! in `body.rs`, counters in `metrics.rs`, the error catalogue in `error.rs`, the shared tokio runtime in
 //! `runtime.rs`.
 
 mod agent;
@@ -27,6 +28,8 @@ mod request;
 mod response;
 mod runtime;
 mod transport;
+mod tunnel;
+mod upgrade;
 
 pub use agent::{Agent, AgentEvent, AgentObserver, OriginStats};
 pub use body::{BodyChunk, BodyPull, BodySender};
@@ -40,6 +43,7 @@ pub use policy::{
 pub use request::{DispatchRequest, PanicPoint, RequestBody};
 pub use runtime::set_worker_threads;
 pub use transport::connections::ConnectionEvent;
+pub use upgrade::{Switch, Upgrade, UpgradeWrite, UpgradeWriter};
 
 /// Locks `mutex`, recovering from poisoning: every critical section in this crate leaves its data consistent
 /// at each step, so a panic in one holder does not make the state unusable for the others.

@@ -130,7 +130,10 @@ impl<H: DispatchHandler> DispatchHandler for Metered<H> {
     }
 
     fn on_response_data(&mut self, chunk: Bytes) {
-        self.metrics.bytes_in.fetch_add(chunk.len() as u64, Relaxed);
+        // After an upgrade (the only data after the request finished) the bytes are no response body.
+        if !self.finished {
+            self.metrics.bytes_in.fetch_add(chunk.len() as u64, Relaxed);
+        }
         self.inner.on_response_data(chunk);
     }
 
@@ -146,6 +149,20 @@ impl<H: DispatchHandler> DispatchHandler for Metered<H> {
 
     fn on_retry(&mut self, retry: u32) {
         self.inner.on_retry(retry);
+    }
+
+    /// The request is over at its switch, with the switch's status; the connection lives on unmetered.
+    fn on_upgrade(&mut self, head: ResponseHead) {
+        self.finish(Outcome::Status(head.status));
+        self.inner.on_upgrade(head);
+    }
+
+    fn on_upgrade_read_end(&mut self) {
+        self.inner.on_upgrade_read_end();
+    }
+
+    fn on_upgrade_written(&mut self) {
+        self.inner.on_upgrade_written();
     }
 }
 

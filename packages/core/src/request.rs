@@ -5,6 +5,7 @@ use crate::body::BodyPull;
 use crate::error::CoreError;
 use crate::metrics::OriginMetrics;
 use crate::transport::{h1, Outgoing, OutgoingBody};
+use crate::upgrade::{Switch, Upgrade, UpgradeWrites};
 use bytes::Bytes;
 use http::Method;
 use std::sync::atomic::Ordering::Relaxed;
@@ -35,6 +36,8 @@ pub struct DispatchRequest {
     /// when the addon loaded.
     #[doc(hidden)]
     pub panic_at: Option<PanicPoint>,
+    /// The request leaves HTTP (an upgrade, or `CONNECT`): see `upgrade.rs`.
+    pub upgrade: Option<Upgrade>,
 }
 
 /// Where a request armed by the panic-containment test hook panics.
@@ -69,6 +72,7 @@ impl DispatchRequest {
             headers_timeout: None,
             body_timeout: None,
             panic_at: None,
+            upgrade: None,
         }
     }
 
@@ -79,6 +83,11 @@ impl DispatchRequest {
 
     pub fn body(mut self, body: RequestBody) -> Self {
         self.body = body;
+        self
+    }
+
+    pub fn upgrade(mut self, upgrade: Upgrade) -> Self {
+        self.upgrade = Some(upgrade);
         self
     }
 }
@@ -97,6 +106,9 @@ pub(crate) struct Template {
     pub(crate) replayable: bool,
     /// The origin's counters: every attempt counts the body bytes it sends.
     metrics: Arc<OriginMetrics>,
+    /// How the request leaves HTTP, and (until its connection switched) where its writes wait.
+    switch: Option<Switch>,
+    writes: Option<UpgradeWrites>,
 }
 
 impl Template {
@@ -121,6 +133,18 @@ impl Template {
             }
             headers.push((Bytes::from(name), value));
         }
+        let (switch, writes) = match request.upgrade {
+            Some(upgrade) => {
+                check_switch(&method, &upgrade.switch)?;
+                (Some(upgrade.switch), Some(upgrade.writes))
+            }
+            None if method == Method::CONNECT => {
+                return Err(CoreError::invalid_argument(
+                    "a CONNECT request needs its upgrade (Switch::Connect)",
+                ))
+            }
+            None => (None, None),
+        };
         let replayable = !matches!(request.body, RequestBody::Pull(_));
         let (body, bytes) = match request.body {
             RequestBody::Bytes(bytes) => (None, Some(bytes)),
@@ -135,7 +159,14 @@ impl Template {
             bytes,
             replayable,
             metrics: Arc::clone(metrics),
+            switch,
+            writes,
         })
+    }
+
+    /// The writes of a request whose connection switched protocols (taken once).
+    pub(crate) fn take_writes(&mut self) -> Option<UpgradeWrites> {
+        self.writes.take()
     }
 
     /// The next attempt. A replayable request keeps its body for another attempt; a pulled body moves
@@ -158,7 +189,32 @@ impl Template {
             origin: origin_of(&self.url),
             headers: &self.headers,
             body,
+            switch: self.switch.as_ref(),
         }
+    }
+}
+
+/// A switch the request line and head can carry: an `upgrade` value is a header value, a `CONNECT` target
+/// one token of the request line; `CONNECT` goes with a target and nothing else does.
+fn check_switch(method: &Method, switch: &Switch) -> Result<(), CoreError> {
+    match switch {
+        Switch::Protocol(_) if method == Method::CONNECT => Err(CoreError::invalid_argument(
+            "a CONNECT request cannot ask for an upgrade",
+        )),
+        Switch::Protocol(protocol)
+            if protocol.is_empty() || !h1::is_field_value(protocol.as_bytes()) =>
+        {
+            Err(CoreError::invalid_argument("invalid upgrade header"))
+        }
+        Switch::Connect(_) if method != Method::CONNECT => Err(CoreError::invalid_argument(
+            "a request target for CONNECT needs the CONNECT method",
+        )),
+        Switch::Connect(target)
+            if target.is_empty() || target.bytes().any(|b| b <= b' ' || b == 0x7f) =>
+        {
+            Err(CoreError::invalid_argument("invalid request path"))
+        }
+        _ => Ok(()),
     }
 }
 

@@ -1,6 +1,7 @@
 //! The response side of a request: its head checked against `maxHeaderSize` and handed on, then its body
 //! chunk by chunk as the request's controller allows (pause, credit), within `bodyTimeout` and
-//! `maxResponseSize`, then its trailers.
+//! `maxResponseSize`, then its trailers. A response that switched protocols hands the connection on instead
+//! (`tunnel.rs`).
 
 use crate::controller::RequestController;
 use crate::error::{CoreError, ErrorKind};
@@ -10,17 +11,21 @@ use crate::policy::upstream::{upstream_failed, Permit};
 use crate::request::PanicPoint;
 use crate::runtime::within;
 use crate::transport::slots::Slot;
-use crate::transport::{BodyPiece, IncomingBody, Response};
+use crate::transport::{BodyPiece, IncomingBody, Response, Upgraded};
+use crate::tunnel;
+use crate::upgrade::UpgradeWrites;
 use bytes::Bytes;
 use std::time::Duration;
 
 /// Hands a response on: head, body chunks as the controller allows, trailers. `held` (the request's place
-/// in its origin's request slots and circuit breaker) lasts until the body ended.
+/// in its origin's request slots and circuit breaker) lasts until the body ended — or, for a connection that
+/// switched protocols (then carried with `writes`), until the switch.
 pub(crate) async fn deliver<H: DispatchHandler>(
     options: &AgentOptions,
     (body_timeout, panic_at): (Option<Duration>, Option<PanicPoint>),
     response: Response,
     held: (Slot, Permit),
+    writes: Option<UpgradeWrites>,
     controller: &RequestController,
     handler: &mut H,
 ) -> Result<(), CoreError> {
@@ -36,16 +41,30 @@ pub(crate) async fn deliver<H: DispatchHandler>(
     .await;
     permit.record(failed_status || result.as_ref().is_err_and(upstream_failed));
     drop(slot);
-    result
+    match result? {
+        None => Ok(()),
+        Some((head, io)) => match writes {
+            Some(writes) => {
+                // Announced once the request left its slot: the agent has forgotten it by then.
+                handler.on_upgrade(head);
+                tunnel::carry(io, writes, controller, handler).await
+            }
+            None => Err(CoreError::new(
+                ErrorKind::Internal,
+                "a connection switched protocols for a request that asked for no switch",
+            )),
+        },
+    }
 }
 
+/// Reads the response to its end; a connection that switched protocols is returned instead, with its head.
 async fn stream_response<H: DispatchHandler>(
     options: &AgentOptions,
     (body_timeout, panic_at): (Option<Duration>, Option<PanicPoint>),
     response: Response,
     controller: &RequestController,
     handler: &mut H,
-) -> Result<(), CoreError> {
+) -> Result<Option<(ResponseHead, Upgraded)>, CoreError> {
     let Response {
         status,
         reason,
@@ -63,10 +82,10 @@ async fn stream_response<H: DispatchHandler>(
             "Headers Overflow Error",
         ));
     }
-    // A response is final only with a status of 200 or more, or 101 to a request that asked for an upgrade —
-    // which none does here (upgrades are not supported yet): undici fails an unsolicited 101 so. (The
-    // HTTP/1.1 engine refuses it while parsing; hyper hands it over as a response.)
-    if status == 101 {
+    // A response is final only with a status of 200 or more, or a 101 that switched the connection for a
+    // request that asked for it: undici fails an unsolicited 101 so. (The HTTP/1.1 engine refuses it while
+    // parsing; hyper hands it over as a response.)
+    if status == 101 && !matches!(body, IncomingBody::Upgraded(_)) {
         return Err(CoreError::new(ErrorKind::Socket, "bad upgrade"));
     }
     // HTTP/2 has no reason phrase on the wire: undici reports '' there, and the server's own phrase on HTTP/1.1.
@@ -83,14 +102,18 @@ async fn stream_response<H: DispatchHandler>(
             )
         })
     };
-    handler.on_response_start(ResponseHead {
+    let head = ResponseHead {
         status,
         status_text,
         version,
         remote_addr: remote,
         local_addr: local,
         headers,
-    });
+    };
+    if let IncomingBody::Upgraded(io) = body {
+        return Ok(Some((head, io)));
+    }
+    handler.on_response_start(head);
     PanicPoint::check(panic_at, PanicPoint::AtHead);
 
     let mut received: u64 = 0;
@@ -115,7 +138,7 @@ async fn stream_response<H: DispatchHandler>(
             }
             BodyPiece::End(trailers) => {
                 handler.on_response_end(trailers);
-                return Ok(());
+                return Ok(None);
             }
         }
     }

@@ -22,11 +22,13 @@ mod proxied;
 mod proxy;
 pub(crate) mod slots;
 pub(crate) mod tls;
+mod upgraded;
 
 use crate::body::PullBody;
 use crate::error::CoreError;
 use crate::handler::RawHeaders;
 use crate::options::AgentOptions;
+use crate::upgrade::Switch;
 use bytes::Bytes;
 use connections::ConnectionObserver;
 pub(crate) use h1::BodyPiece;
@@ -41,6 +43,7 @@ use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
+pub(crate) use upgraded::Upgraded;
 
 /// The agent's way to the network.
 #[derive(Clone)]
@@ -72,6 +75,8 @@ pub(crate) struct Outgoing<'a> {
     /// Names in the caller's case.
     pub headers: &'a [(Bytes, Bytes)],
     pub body: OutgoingBody,
+    /// How the request asks to leave HTTP, if it does.
+    pub switch: Option<&'a Switch>,
 }
 
 /// A response head from any path, and its body.
@@ -133,8 +138,14 @@ impl Transport {
         }
     }
 
-    /// Sends a request through hyper-util (HTTP/2) or reqwest (proxies).
+    /// Sends a request through hyper-util (HTTP/2, proxies).
     async fn send_other(&self, request: Outgoing<'_>) -> Result<Response, CoreError> {
+        if request.switch.is_some() {
+            return Err(CoreError::new(
+                crate::error::ErrorKind::NotSupported,
+                "upgrade and CONNECT are not supported over HTTP/2 or through a proxy yet",
+            ));
+        }
         let mut headers = HeaderMap::with_capacity(request.headers.len());
         for (name, value) in request.headers {
             let name = HeaderName::from_bytes(name)
@@ -203,19 +214,39 @@ async fn send_h1(h1: &h1::Http1, request: Outgoing<'_>) -> Result<Response, Core
         OutgoingBody::Full(Some(bytes)) => h1::RequestBody::Bytes(bytes),
         OutgoingBody::Pull(pull) => h1::RequestBody::Pull(pull),
     };
+    let (upgrade, request_target) = match request.switch {
+        Some(Switch::Protocol(protocol)) => (Some(protocol.as_str()), None),
+        Some(Switch::Connect(target)) => (None, Some(target.as_str())),
+        None => (None, None),
+    };
     let response = h1
         .send(
             request.origin,
             &target,
             h1::Request {
                 method: request.method.as_str(),
-                target: request.uri.path_and_query().map_or("/", |p| p.as_str()),
+                target: request_target
+                    .unwrap_or_else(|| request.uri.path_and_query().map_or("/", |p| p.as_str())),
                 authority: request.uri.authority().map_or("", |a| a.as_str()),
                 headers: request.headers,
                 body,
+                upgrade,
             },
         )
         .await?;
+    let body = if response.switched {
+        match response.body.into_upgraded() {
+            Some(io) => IncomingBody::Upgraded(Upgraded::H1(io)),
+            None => {
+                return Err(CoreError::new(
+                    crate::error::ErrorKind::Internal,
+                    "a switched response without its connection",
+                ))
+            }
+        }
+    } else {
+        IncomingBody::H1(response.body)
+    };
     Ok(Response {
         status: response.status,
         reason: Some(response.reason),
@@ -223,7 +254,7 @@ async fn send_h1(h1: &h1::Http1, request: Outgoing<'_>) -> Result<Response, Core
         headers: response.headers,
         remote: Some(response.remote),
         local: response.local,
-        body: IncomingBody::H1(response.body),
+        body,
     })
 }
 
@@ -347,11 +378,13 @@ impl Body for OutgoingBody {
     }
 }
 
-/// A response body from any path, with its errors already classified.
+/// A response body from any path, with its errors already classified; or, when the response switched
+/// protocols, the connection itself.
 pub(crate) enum IncomingBody {
     H1(h1::ResponseBody),
     /// hyper's, on the direct and proxied paths.
     Direct(hyper::body::Incoming),
+    Upgraded(Upgraded),
 }
 
 impl IncomingBody {
@@ -371,6 +404,8 @@ impl IncomingBody {
                     .frame()
                     .await
                     .map(|frame| frame.map_err(|e| classify::body(&e))),
+                // No HTTP body: the connection is read as a byte stream (`tunnel.rs`).
+                IncomingBody::Upgraded(_) => None,
             };
             let frame: Frame<Bytes> = match frame {
                 None => return Ok(BodyPiece::End(trailers)),

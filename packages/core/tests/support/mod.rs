@@ -34,6 +34,12 @@ pub enum Event {
     End(RawHeaders),
     Error(CoreError),
     Retry(u32),
+    /// The connection switched protocols.
+    Upgrade(ResponseHead),
+    /// The server ended its direction of an upgraded connection.
+    ReadEnd,
+    /// A write onto an upgraded connection completed.
+    Written,
 }
 
 /// A handler that forwards every event to the test. Dropping it (which the core does once the request is over)
@@ -69,6 +75,15 @@ impl DispatchHandler for Recorder {
     fn on_retry(&mut self, retry: u32) {
         self.record(Event::Retry(retry));
     }
+    fn on_upgrade(&mut self, head: ResponseHead) {
+        self.record(Event::Upgrade(head));
+    }
+    fn on_upgrade_read_end(&mut self) {
+        self.record(Event::ReadEnd);
+    }
+    fn on_upgrade_written(&mut self) {
+        self.record(Event::Written);
+    }
 }
 
 /// The test's end of a [`Recorder`].
@@ -102,7 +117,11 @@ impl Events {
     }
 
     /// Every remaining event up to the handler being dropped, checked for the handler contract.
-    pub async fn finish_within(mut self, limit: Duration) -> Outcome {
+    pub async fn finish_within(self, limit: Duration) -> Outcome {
+        Outcome::from_events(self.collect_within(limit).await)
+    }
+
+    async fn collect_within(mut self, limit: Duration) -> Vec<Event> {
         let mut events = Vec::new();
         let deadline = tokio::time::Instant::now() + limit;
         loop {
@@ -114,11 +133,25 @@ impl Events {
                 }
             }
         }
-        Outcome::from_events(events)
+        events
     }
 
     pub async fn finish(self) -> Outcome {
         self.finish_within(LIMIT).await
+    }
+
+    /// The rest of a request whose switch (`on_upgrade`) the test already took.
+    pub async fn finish_upgraded(self) -> Outcome {
+        let mut events = vec![Event::Upgrade(ResponseHead {
+            status: 101,
+            status_text: Bytes::new(),
+            headers: RawHeaders::new(),
+            version: http::Version::HTTP_11,
+            remote_addr: None,
+            local_addr: None,
+        })];
+        events.extend(self.collect_within(LIMIT).await);
+        Outcome::from_events(events)
     }
 }
 
@@ -134,6 +167,12 @@ pub struct Outcome {
     pub silent: bool,
     /// Retries announced, in order; all before the response head.
     pub retries: Vec<u32>,
+    /// The head was a switch of protocols (`on_upgrade`); `body` holds the upgraded connection's bytes.
+    pub upgraded: bool,
+    /// The server ended its direction of the upgraded connection.
+    pub read_end: bool,
+    /// Writes completed on the upgraded connection.
+    pub written: usize,
 }
 
 impl Outcome {
@@ -155,6 +194,7 @@ impl Outcome {
                 Event::Data(chunk) => {
                     assert!(outcome.head.is_some(), "data before the response head");
                     assert!(!chunk.is_empty(), "empty data chunk delivered");
+                    assert!(!outcome.read_end, "data after the read end");
                     outcome.body.extend_from_slice(&chunk);
                     outcome.data_events += 1;
                 }
@@ -170,6 +210,20 @@ impl Outcome {
                 Event::Retry(n) => {
                     assert!(outcome.head.is_none(), "retry after the response head");
                     outcome.retries.push(n);
+                }
+                Event::Upgrade(head) => {
+                    assert!(outcome.head.is_none(), "second response head");
+                    outcome.head = Some(head);
+                    outcome.upgraded = true;
+                }
+                Event::ReadEnd => {
+                    assert!(outcome.upgraded, "read end without an upgrade");
+                    assert!(!outcome.read_end, "second read end");
+                    outcome.read_end = true;
+                }
+                Event::Written => {
+                    assert!(outcome.upgraded, "write completed without an upgrade");
+                    outcome.written += 1;
                 }
             }
         }

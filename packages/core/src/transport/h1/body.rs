@@ -62,7 +62,7 @@ enum State {
 impl BodyDecoder {
     pub(crate) fn new(framing: Framing, trailer_budget: usize) -> Self {
         let state = match framing {
-            Framing::Empty | Framing::Length(0) => State::Done,
+            Framing::Empty | Framing::Length(0) | Framing::Switched => State::Done,
             Framing::Length(n) => State::Length(n),
             Framing::Chunked => State::Chunked(Chunk::Size {
                 value: 0,

@@ -6,7 +6,7 @@
 
 use super::body::{BodyDecoder, Decoded};
 use super::errors::{closed_early, io_error};
-use super::head::{Head, HeadReader, Parsed};
+use super::head::{Head, HeadReader, Parsed, RequestKind};
 use super::write::{chunk_size_line, LAST_CHUNK};
 use crate::body::PullBody;
 use crate::error::{CoreError, ErrorKind, SocketCounters};
@@ -18,7 +18,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::task::{Context, Poll, Waker};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt, ReadBuf};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 
 /// A connection's socket.
@@ -97,13 +97,17 @@ pub(crate) struct Connection {
     pub(crate) served: u32,
     origin: String,
     observer: ConnectionObserver,
+    /// The connection switched protocols and left the agent: its end was announced then.
+    left: bool,
 }
 
 impl Drop for Connection {
     fn drop(&mut self) {
-        (self.observer)(ConnectionEvent::Disconnected {
-            origin: std::mem::take(&mut self.origin),
-        });
+        if !self.left {
+            (self.observer)(ConnectionEvent::Disconnected {
+                origin: std::mem::take(&mut self.origin),
+            });
+        }
     }
 }
 
@@ -125,6 +129,7 @@ impl Connection {
             served: 0,
             origin,
             observer,
+            left: false,
         }
     }
 
@@ -138,6 +143,16 @@ impl Connection {
             });
         }
         error
+    }
+
+    /// The connection switched protocols: it leaves the agent for good (undici reports it disconnected at
+    /// that moment) and becomes a byte stream, the bytes already read after the head first.
+    pub(crate) fn into_upgraded(mut self: Box<Self>) -> Upgraded {
+        self.left = true;
+        (self.observer)(ConnectionEvent::Disconnected {
+            origin: std::mem::take(&mut self.origin),
+        });
+        Upgraded { connection: self }
     }
 
     /// `scheme://authority` of the origin this connection goes to.
@@ -271,14 +286,14 @@ impl Connection {
     /// by `maxHeaderSize`; they are consumed as they come, so memory stays flat.
     pub(crate) async fn read_head(
         &mut self,
-        is_head_request: bool,
+        kind: RequestKind,
         max_header_size: usize,
     ) -> Result<Head, (CoreError, bool)> {
         let mut reader = HeadReader::default();
         let start = self.bytes_read;
         loop {
             if !self.buf.is_empty() {
-                match reader.read(&mut self.buf, is_head_request, max_header_size) {
+                match reader.read(&mut self.buf, kind, max_header_size) {
                     Ok(Parsed::Head(head)) => return Ok(head),
                     Ok(Parsed::Informational) => continue,
                     Ok(Parsed::Partial) => {}
@@ -328,4 +343,88 @@ pub(crate) enum RequestBody {
     Bytes(Bytes),
     /// Pulled from the caller; sent chunked when its length is unknown.
     Pull(PullBody),
+}
+
+impl AsyncRead for Stream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Tcp(tcp) => Pin::new(tcp).poll_read(cx, buf),
+            Stream::Tls(tls) => Pin::new(tls.as_mut()).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for Stream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        data: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Stream::Tcp(tcp) => Pin::new(tcp).poll_write(cx, data),
+            Stream::Tls(tls) => Pin::new(tls.as_mut()).poll_write(cx, data),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Tcp(tcp) => Pin::new(tcp).poll_flush(cx),
+            Stream::Tls(tls) => Pin::new(tls.as_mut()).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Tcp(tcp) => Pin::new(tcp).poll_shutdown(cx),
+            Stream::Tls(tls) => Pin::new(tls.as_mut()).poll_shutdown(cx),
+        }
+    }
+}
+
+/// A connection that switched protocols (`101`, or the answer to `CONNECT`): a plain byte stream, which
+/// hands out first what was read past the response head.
+pub(crate) struct Upgraded {
+    connection: Box<Connection>,
+}
+
+impl AsyncRead for Upgraded {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let connection = &mut *self.get_mut().connection;
+        if !connection.buf.is_empty() {
+            let n = connection.buf.len().min(buf.remaining());
+            buf.put_slice(&connection.buf.split_to(n));
+            if connection.buf.is_empty() {
+                // Its memory goes back: the stream reads on without it.
+                connection.buf = BytesMut::new();
+            }
+            return Poll::Ready(Ok(()));
+        }
+        Pin::new(&mut connection.stream).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for Upgraded {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        data: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().connection.stream).poll_write(cx, data)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().connection.stream).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().connection.stream).poll_shutdown(cx)
+    }
 }

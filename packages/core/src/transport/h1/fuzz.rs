@@ -2,7 +2,7 @@
 //! input decodes to what was encoded however it is split across reads.
 
 use super::body::tests::decode_in_pieces;
-use super::head::{Framing, HeadReader, Parsed};
+use super::head::{Framing, HeadReader, Parsed, RequestKind};
 use bytes::BytesMut;
 use proptest::prelude::*;
 
@@ -21,7 +21,7 @@ fn read_head(input: &[u8], step: usize, max: usize) -> Result<Option<Parsed>, ()
     for piece in input.chunks(step.max(1)) {
         buf.extend_from_slice(piece);
         loop {
-            match reader.read(&mut buf, false, max) {
+            match reader.read(&mut buf, RequestKind::Plain, max) {
                 Ok(Parsed::Partial) => break,
                 Ok(Parsed::Informational) => continue,
                 Ok(head) => return Ok(Some(head)),

@@ -21,6 +21,33 @@ pub(crate) enum Framing {
     Chunked,
     /// Everything until the server closes the connection.
     Close,
+    /// No body: the connection switched protocols (a 101 to an upgrade, the answer to `CONNECT`), and what
+    /// follows the head belongs to the new protocol.
+    Switched,
+}
+
+/// What a response answers, as far as reading it goes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum RequestKind {
+    /// Any request but the three below.
+    Plain,
+    /// `HEAD`: the response has no body whatever its head says.
+    Head,
+    /// A request asking to switch protocols (`upgrade`): a 101 hands the connection over.
+    Upgrade,
+    /// `CONNECT`: as in undici, any final response (whatever its status) hands the connection over.
+    Connect,
+}
+
+impl RequestKind {
+    /// Whether a response with `status` switches the connection away from HTTP.
+    fn switches(self, status: u16) -> bool {
+        match self {
+            RequestKind::Upgrade => status == 101,
+            RequestKind::Connect => status != 100,
+            RequestKind::Plain | RequestKind::Head => false,
+        }
+    }
 }
 
 /// A parsed final response head.
@@ -66,11 +93,11 @@ pub(crate) struct HeadReader {
 const STACK_HEADERS: usize = 32;
 
 impl HeadReader {
-    /// Parses the head at the start of `buf` for a request with `method`, consuming it when complete.
+    /// Parses the head at the start of `buf` for a request of `kind`, consuming it when complete.
     pub(crate) fn read(
         &mut self,
         buf: &mut BytesMut,
-        is_head_request: bool,
+        kind: RequestKind,
         max_header_size: usize,
     ) -> Result<Parsed, CoreError> {
         let end = match find_head_end(buf, self.scanned)? {
@@ -82,7 +109,7 @@ impl HeadReader {
         };
         *self = HeadReader::default();
         let head = buf.split_to(end).freeze();
-        parse_head(&head, is_head_request, max_header_size)
+        parse_head(&head, kind, max_header_size)
     }
 
     /// Updates the size estimate over newly arrived bytes: each complete header line counts its length
@@ -191,7 +218,7 @@ fn map_httparse(error: httparse::Error, head: &[u8]) -> CoreError {
 /// Parses a complete head (ending with its empty line).
 fn parse_head(
     head: &Bytes,
-    is_head_request: bool,
+    kind: RequestKind,
     max_header_size: usize,
 ) -> Result<Parsed, CoreError> {
     let mut stack = [httparse::EMPTY_HEADER; STACK_HEADERS];
@@ -241,17 +268,30 @@ fn parse_head(
     if size >= max_header_size {
         return Err(headers_overflow());
     }
+    if kind.switches(status) {
+        return Ok(Parsed::Head(Head {
+            status,
+            reason: reason_phrase(head),
+            version,
+            headers,
+            framing: Framing::Switched,
+            keep_alive: false,
+            keep_alive_hint: None,
+            size,
+        }));
+    }
     if status < 200 {
         return match status {
             // undici never sends `expect: 100-continue`, and fails a 100 it did not ask for.
             100 => Err(socket_error("bad response")),
-            // No upgrade was asked for (upgrades are refused before they are sent).
+            // A 101 nobody asked for (an upgrade's 101 switched above).
             101 => Err(socket_error("bad upgrade")),
             _ => Ok(Parsed::Informational),
         };
     }
 
     let reason = reason_phrase(head);
+    let is_head_request = kind == RequestKind::Head;
     let framing = fields.framing(status, is_head_request)?;
     let keep_alive = framing != Framing::Close
         && !is_head_request
@@ -427,7 +467,7 @@ mod tests {
 
     fn read(text: &str) -> Result<Parsed, CoreError> {
         let mut buf = BytesMut::from(text.as_bytes());
-        HeadReader::default().read(&mut buf, false, 16 * 1024)
+        HeadReader::default().read(&mut buf, RequestKind::Plain, 16 * 1024)
     }
 
     fn head(text: &str) -> Head {
@@ -471,7 +511,7 @@ mod tests {
         let mut reader = HeadReader::default();
         let mut buf = BytesMut::from(&b"HTTP/1.1 200 OK\r\nx: "[..]);
         buf.extend_from_slice(&[b'a'; 2000]);
-        let err = reader.read(&mut buf, false, 1024).unwrap_err();
+        let err = reader.read(&mut buf, RequestKind::Plain, 1024).unwrap_err();
         assert_eq!(err.kind, ErrorKind::HeadersOverflow);
     }
 
@@ -550,7 +590,10 @@ mod tests {
                 .keep_alive
         );
         let mut buf = BytesMut::from(&b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\n"[..]);
-        match HeadReader::default().read(&mut buf, true, 16384).unwrap() {
+        match HeadReader::default()
+            .read(&mut buf, RequestKind::Head, 16384)
+            .unwrap()
+        {
             Parsed::Head(head) => assert_eq!(head.framing, Framing::Empty),
             other => panic!("{other:?}"),
         }
@@ -566,6 +609,55 @@ mod tests {
         assert_eq!(
             message("HTTP/1.1 101 Switching Protocols\r\n\r\n"),
             "bad upgrade"
+        );
+    }
+
+    #[test]
+    fn a_switch_ends_the_head_and_leaves_what_follows_in_the_buffer() {
+        let read_as = |kind: RequestKind, text: &str| {
+            let mut buf = BytesMut::from(text.as_bytes());
+            let parsed = HeadReader::default().read(&mut buf, kind, 16 * 1024);
+            (parsed, buf)
+        };
+        let switched = "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n\x01\x00";
+        match read_as(RequestKind::Upgrade, switched) {
+            (Ok(Parsed::Head(head)), rest) => {
+                assert_eq!((head.status, head.framing), (101, Framing::Switched));
+                assert!(!head.keep_alive);
+                assert_eq!(&rest[..], b"\x01\x00");
+            }
+            other => panic!("{other:?}"),
+        }
+        // An upgrade answered with a plain response reads as one.
+        match read_as(
+            RequestKind::Upgrade,
+            "HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\n\r\n",
+        ) {
+            (Ok(Parsed::Head(head)), _) => assert_eq!(head.framing, Framing::Length(0)),
+            other => panic!("{other:?}"),
+        }
+        for status in [
+            "200 Connection Established",
+            "407 Proxy Authentication Required",
+            "103 Early Hints",
+        ] {
+            match read_as(
+                RequestKind::Connect,
+                &format!("HTTP/1.1 {status}\r\ncontent-length: 3\r\n\r\nabc"),
+            ) {
+                (Ok(Parsed::Head(head)), rest) => {
+                    assert_eq!(head.framing, Framing::Switched, "{status}");
+                    assert_eq!(&rest[..], b"abc");
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+        assert_eq!(
+            read_as(RequestKind::Connect, "HTTP/1.1 100 Continue\r\n\r\n")
+                .0
+                .unwrap_err()
+                .message,
+            "bad response"
         );
     }
 

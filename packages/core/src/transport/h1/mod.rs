@@ -26,9 +26,11 @@ use crate::transport::connections::{ConnectionEvent, ConnectionObserver};
 use body::BodyDecoder;
 use bytes::{Bytes, BytesMut};
 use conn::Connection;
-pub(crate) use conn::{BodyPiece, RequestBody};
+pub(crate) use conn::{BodyPiece, RequestBody, Upgraded};
 use connect::Connector;
 pub(crate) use connect::Target;
+pub(crate) use errors::io_error;
+use head::{Framing, RequestKind};
 use pool::{KeepAlive, Pool};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -54,10 +56,15 @@ pub(crate) struct Request<'a> {
     /// The caller's headers, names in the caller's case.
     pub headers: &'a [(Bytes, Bytes)],
     pub body: RequestBody,
+    /// The protocol a request asks to switch to (the `upgrade` header); `CONNECT` needs none.
+    pub upgrade: Option<&'a str>,
 }
 
 /// A response head and what is needed to read its body.
 pub(crate) struct Response {
+    /// The connection switched protocols: the body is no HTTP body but the connection itself
+    /// ([`ResponseBody::into_upgraded`]).
+    pub switched: bool,
     pub status: u16,
     pub reason: Bytes,
     pub version: http::Version,
@@ -115,15 +122,21 @@ impl Http1 {
             request.authority,
             request.headers,
             body_framing,
+            request.upgrade,
         );
-        let is_head = request.method == "HEAD";
+        let kind = match request.method {
+            "CONNECT" => RequestKind::Connect,
+            _ if request.upgrade.is_some() => RequestKind::Upgrade,
+            "HEAD" => RequestKind::Head,
+            _ => RequestKind::Plain,
+        };
         let mut close_after = written.close_after;
         let read = match connection.write_request(head, request.body).await {
-            Ok(()) => connection.read_head(is_head, self.max_header_size).await,
+            Ok(()) => connection.read_head(kind, self.max_header_size).await,
             Err(failure) if failure.on_socket => {
                 // The server may have answered (413, 401...) and closed before taking the whole body.
                 close_after = true;
-                match connection.read_head(is_head, self.max_header_size).await {
+                match connection.read_head(kind, self.max_header_size).await {
                     Ok(head) => Ok(head),
                     Err((_, received)) => {
                         return Err(
@@ -146,7 +159,9 @@ impl Http1 {
             None
         };
         let trailer_budget = self.max_header_size.saturating_sub(head.size);
+        let switched = head.framing == Framing::Switched;
         Ok(Response {
+            switched,
             status: head.status,
             reason: head.reason,
             version: head.version,
@@ -228,6 +243,11 @@ pub(crate) struct ResponseBody {
 }
 
 impl ResponseBody {
+    /// The connection of a response that switched protocols, taken out of the agent for good.
+    pub(crate) fn into_upgraded(mut self) -> Option<Upgraded> {
+        self.connection.take().map(Connection::into_upgraded)
+    }
+
     /// The next piece of the body; `None` after its end or an error.
     pub(crate) async fn next(&mut self) -> Option<Result<BodyPiece, CoreError>> {
         let connection = self.connection.as_mut()?;

@@ -1,5 +1,6 @@
 //! Request heads as undici writes them: the request line, `host` first, then `connection: keep-alive` (or
-//! `close`), then the caller's headers in the caller's case and order, then the body's framing.
+//! `close`, or `upgrade` with the `upgrade` header), then the caller's headers in the caller's case and order,
+//! then the body's framing.
 
 use bytes::{BufMut, BytesMut};
 
@@ -33,7 +34,8 @@ pub(crate) fn expects_payload(method: &str) -> bool {
 /// Appends the request head to `out`. `headers` are the caller's, already validated (tokens for names, no
 /// CR/LF/NUL in values); a `host` among them replaces the authority, `connection` is reduced to whether it
 /// asks to close, and a `content-length` among them is written where the caller put it instead of one
-/// derived from `body`.
+/// derived from `body`. A request asking to switch to protocol `upgrade` says `connection: upgrade`; it and
+/// `CONNECT` never leave the connection to another request (undici's rule).
 pub(crate) fn encode_head<N: AsRef<[u8]>, V: AsRef<[u8]>>(
     out: &mut BytesMut,
     method: &str,
@@ -41,9 +43,10 @@ pub(crate) fn encode_head<N: AsRef<[u8]>, V: AsRef<[u8]>>(
     authority: &str,
     headers: &[(N, V)],
     body: BodyFraming,
+    upgrade: Option<&str>,
 ) -> Written {
     let mut host: Option<&[u8]> = None;
-    let mut close = false;
+    let mut close = method == "CONNECT";
     let mut has_length = false;
     let mut size = method.len() + target.len() + authority.len() + 64;
     for (name, value) in headers {
@@ -65,11 +68,15 @@ pub(crate) fn encode_head<N: AsRef<[u8]>, V: AsRef<[u8]>>(
     out.put_slice(target.as_bytes());
     out.put_slice(b" HTTP/1.1\r\nhost: ");
     out.put_slice(host.unwrap_or(authority.as_bytes()));
-    out.put_slice(if close {
-        &b"\r\nconnection: close\r\n"[..]
+    if let Some(protocol) = upgrade {
+        out.put_slice(b"\r\nconnection: upgrade\r\nupgrade: ");
+        out.put_slice(protocol.as_bytes());
+        out.put_slice(b"\r\n");
+    } else if close {
+        out.put_slice(b"\r\nconnection: close\r\n");
     } else {
-        &b"\r\nconnection: keep-alive\r\n"[..]
-    });
+        out.put_slice(b"\r\nconnection: keep-alive\r\n");
+    }
     for (name, value) in headers {
         let name = name.as_ref();
         if name.eq_ignore_ascii_case(b"host") || name.eq_ignore_ascii_case(b"connection") {
@@ -101,7 +108,7 @@ pub(crate) fn encode_head<N: AsRef<[u8]>, V: AsRef<[u8]>>(
         BodyFraming::Chunked => true,
     };
     Written {
-        close_after: close || (sends_body && !payload),
+        close_after: close || upgrade.is_some() || (sends_body && !payload),
     }
 }
 
@@ -163,8 +170,54 @@ mod tests {
 
     fn head(method: &str, headers: &[(&str, &str)], body: BodyFraming) -> (String, Written) {
         let mut out = BytesMut::new();
-        let written = encode_head(&mut out, method, "/p?q=1", "a.test:8080", headers, body);
+        let written = encode_head(
+            &mut out,
+            method,
+            "/p?q=1",
+            "a.test:8080",
+            headers,
+            body,
+            None,
+        );
         (String::from_utf8(out.to_vec()).unwrap(), written)
+    }
+
+    #[test]
+    fn an_upgrade_says_connection_upgrade_and_connect_says_close() {
+        let mut out = BytesMut::new();
+        let no_headers: &[(&str, &str)] = &[];
+        let written = encode_head(
+            &mut out,
+            "GET",
+            "/chat",
+            "a.test",
+            &[
+                ("Connection", "keep-alive"),
+                ("Sec-WebSocket-Version", "13"),
+            ],
+            BodyFraming::None,
+            Some("websocket"),
+        );
+        assert_eq!(
+            out,
+            "GET /chat HTTP/1.1\r\nhost: a.test\r\nconnection: upgrade\r\nupgrade: websocket\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        );
+        assert!(written.close_after);
+        out.clear();
+        let written = encode_head(
+            &mut out,
+            "CONNECT",
+            "b.test:443",
+            "a.test",
+            no_headers,
+            BodyFraming::None,
+            None,
+        );
+        assert_eq!(
+            out,
+            "CONNECT b.test:443 HTTP/1.1\r\nhost: a.test\r\nconnection: close\r\n\r\n"
+        );
+        assert!(written.close_after);
     }
 
     #[test]
