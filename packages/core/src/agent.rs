@@ -93,7 +93,7 @@ impl Agent {
                             .connections
                             .fetch_add(1, Relaxed);
                     }
-                    ConnectionEvent::Disconnected { origin } => {
+                    ConnectionEvent::Disconnected { origin, .. } => {
                         upstreams
                             .get(origin)
                             .metrics

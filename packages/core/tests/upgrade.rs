@@ -61,6 +61,24 @@ async fn echo_server(
     (addr, rx)
 }
 
+/// A server that switches every request, then waits for the client to close the connection (which it
+/// reports).
+async fn switch_and_wait_for_close() -> (std::net::SocketAddr, mpsc::UnboundedReceiver<()>) {
+    let (tx, closed) = mpsc::unbounded_channel();
+    let addr = raw_server(move |mut stream: TcpStream| {
+        let tx = tx.clone();
+        async move {
+            if read_request_head(&mut stream).await.is_ok() {
+                let _ = stream.write_all(SWITCHED).await;
+                wait_for_close(&mut stream).await;
+                let _ = tx.send(());
+            }
+        }
+    })
+    .await;
+    (addr, closed)
+}
+
 /// Reads events until `want` bytes of upgraded data came, counting completed writes on the way.
 async fn read_upgraded(events: &mut Events, want: usize) -> (Vec<u8>, usize) {
     let mut data = Vec::new();
@@ -242,7 +260,10 @@ async fn the_connection_leaves_the_agent_at_the_switch() {
     // undici reports the connection gone at the switch, while the upgraded socket lives on.
     let seen = connection_events.lock().unwrap().clone();
     assert!(
-        matches!(seen.last(), Some(ConnectionEvent::Disconnected { .. })),
+        matches!(
+            seen.last(),
+            Some(ConnectionEvent::Disconnected { upgraded: true, .. })
+        ),
         "{seen:?}"
     );
     assert_eq!(agent.stats().iter().map(|s| s.running).sum::<usize>(), 0);
@@ -352,18 +373,7 @@ async fn a_paused_reader_makes_the_servers_writes_block_and_resuming_delivers_ev
 
 #[tokio::test]
 async fn aborting_an_upgraded_request_closes_its_connection() {
-    let (tx, mut closed) = mpsc::unbounded_channel();
-    let addr = raw_server(move |mut stream: TcpStream| {
-        let tx = tx.clone();
-        async move {
-            if read_request_head(&mut stream).await.is_ok() {
-                let _ = stream.write_all(SWITCHED).await;
-                wait_for_close(&mut stream).await;
-                let _ = tx.send(());
-            }
-        }
-    })
-    .await;
+    let (addr, mut closed) = switch_and_wait_for_close().await;
     let controller = RequestController::new();
     let (_writer, request) = echo_request(url(addr, "/"));
     let mut events = dispatch_with(&agent(), request, controller.clone());
@@ -378,18 +388,7 @@ async fn aborting_an_upgraded_request_closes_its_connection() {
 
 #[tokio::test]
 async fn dropping_the_writer_closes_the_connection() {
-    let (tx, mut closed) = mpsc::unbounded_channel();
-    let addr = raw_server(move |mut stream: TcpStream| {
-        let tx = tx.clone();
-        async move {
-            if read_request_head(&mut stream).await.is_ok() {
-                let _ = stream.write_all(SWITCHED).await;
-                wait_for_close(&mut stream).await;
-                let _ = tx.send(());
-            }
-        }
-    })
-    .await;
+    let (addr, mut closed) = switch_and_wait_for_close().await;
     let (writer, request) = echo_request(url(addr, "/"));
     let mut events = dispatch(&agent(), request);
     assert!(matches!(events.next().await, Some(Event::Upgrade(_))));

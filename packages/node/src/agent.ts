@@ -12,8 +12,8 @@ import { DispatchController } from './controller'
 import { channels, publishCreate, registerAgent } from './diagnostics'
 import { AgentHost, type CircuitState } from './host'
 import { binding, EVENT_CONNECT, EVENT_DISCONNECT } from './native'
-import { nativeAgentOptions, type AgentOptions } from './options'
-import { normalizeOrigin, normalizeRequest, type NormalizedRequest } from './request'
+import { nativeAgentOptions, type AgentOptions, type WebSocketOptions } from './options'
+import { normalizeOrigin, normalizeRequest } from './request'
 import { agentStats, type OriginStats } from './stats'
 import { nonNegative } from './checks'
 
@@ -76,6 +76,7 @@ export interface CloseOptions {
  */
 export class Agent extends Dispatcher {
   readonly #host: AgentHost
+  readonly #webSocket: WebSocketOptions
   #closed = false
   #destroyed = false
 
@@ -83,6 +84,7 @@ export class Agent extends Dispatcher {
     super()
     const agentId = newAgentId()
     const nativeOptions = nativeAgentOptions(options)
+    this.#webSocket = { ...options.webSocket }
     const native = binding().agentNew(JSON.stringify(nativeOptions), deliverBatch, agentId)
     registerAgent(native, nativeOptions)
     const limit = options.connections ? options.connections * Math.max(1, options.pipelining ?? 1) : Infinity
@@ -129,6 +131,14 @@ export class Agent extends Dispatcher {
     return agentStats(this.#host.native)
   }
 
+  /** The limits undici's `WebSocket` applies to connections over this agent (the `webSocket` option). */
+  get webSocketOptions(): Required<WebSocketOptions> {
+    return {
+      maxFragments: this.#webSocket.maxFragments ?? 131072,
+      maxPayloadSize: this.#webSocket.maxPayloadSize ?? 128 * 1024 * 1024
+    }
+  }
+
   /** `true` once `destroy()` was called. */
   get destroyed(): boolean {
     return this.#destroyed
@@ -147,15 +157,11 @@ export class Agent extends Dispatcher {
       if (this.#destroyed) throw new ClientDestroyedError()
       if (this.#closed) throw new ClientClosedError()
       refusedByAgent = false
-      let request: NormalizedRequest
-      if (!channels.create.hasSubscribers) {
-        request = normalizeRequest(opts)
-      } else {
-        // diagnostics_channel: announced before anything is sent, so that subscribers can add headers.
-        const raw: unknown[] = []
-        request = normalizeRequest(opts, raw)
-        publishCreate(controller, request, opts, raw)
-      }
+      // diagnostics_channel: announced before anything is sent, so that subscribers can add headers.
+      const raw = channels.create.hasSubscribers ? [] : null
+      const request = normalizeRequest(opts, raw)
+      if (request.switchTo !== null && !controller.upgradable) throw new InvalidArgumentError('invalid onUpgrade method')
+      if (raw !== null) publishCreate(controller, request, opts, raw)
       const body = request.body
       if (
         body.kind === 'pull' &&

@@ -8,7 +8,6 @@
  * delivered, the rest of the batch is delivered, the exception is reported once (as an uncaught exception),
  * and the addon hears that the batch is done, so delivery goes on.
  */
-import type { DispatchController } from './controller'
 import { reportUncaught } from './errors'
 import type { AgentHost } from './host'
 import {
@@ -21,8 +20,16 @@ import {
   EVENT_DISCONNECT
 } from './native'
 
-/** Every request in flight in this process, by id: native events name their request by id. */
-export const inFlight = new Map<number, DispatchController>()
+/** Where a request's native events go: its controller, or (after an upgrade) its socket. */
+export interface EventReceiver {
+  deliver(kind: number, a: unknown, b: unknown): void
+}
+
+/**
+ * Every request in flight in this process, by id (native events name their request by id): its
+ * {@link DispatchController}, or the socket of an upgraded request.
+ */
+export const inFlight = new Map<number, EventReceiver>()
 
 /** Agents by id, for their batches and connection events; weak, so that an agent nobody uses can be collected. */
 const agents = new Map<number, WeakRef<AgentHost>>()

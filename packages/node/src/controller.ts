@@ -8,6 +8,10 @@
  *
  * Guarantees, as undici gives them: callbacks come in order, exactly one of end or error closes a request, and
  * nothing is called after it. Events that arrive while paused wait here until `resume()`.
+ *
+ * A request that leaves HTTP (`upgrade`, `CONNECT`) and whose connection switched ends with
+ * `onRequestUpgrade(controller, status, headers, socket)` (legacy: `onUpgrade(status, rawHeaders, socket)`)
+ * instead; its connection's events go to the socket (socket.ts) from then on.
  */
 import { errors } from 'undici'
 import type { Dispatcher } from 'undici'
@@ -36,14 +40,16 @@ import {
   EVENT_PULL,
   EVENT_RETRY,
   EVENT_START,
+  EVENT_UPGRADE,
   FIELD_SEPARATOR,
   HEAD_FIELDS,
   type NativeAgent
 } from './native'
 import type { NormalizedRequest } from './request'
+import { UpgradedSocket, type SocketHost } from './socket'
 
-/** What a controller needs from the agent that started it. */
-export interface RequestHost {
+/** What a controller needs from the agent that started it (and its socket, should the request upgrade). */
+export interface RequestHost extends SocketHost {
   readonly native: NativeAgent
   /** Sends `controller` to the native side with the other requests started in this tick. */
   send(controller: DispatchController): void
@@ -59,6 +65,7 @@ interface LegacyHandler {
   onHeaders?(statusCode: number, headers: Buffer[], resume: () => void, statusText: string): boolean | void
   onData?(chunk: Buffer): boolean | void
   onComplete?(trailers: Buffer[] | null): void
+  onUpgrade?(statusCode: number, headers: Buffer[], socket: UpgradedSocket): void
   onError?(err: Error): void
   onBodySent?(chunk: Uint8Array): void
   onRequestSent?(): void
@@ -106,6 +113,11 @@ export class DispatchController implements Dispatcher.DispatchController {
 
   get id(): number {
     return this.#id
+  }
+
+  /** Whether the handler can take an upgraded socket: undici refuses a legacy handler without `onUpgrade`. */
+  get upgradable(): boolean {
+    return !this.#legacy || typeof this.#handler.onUpgrade === 'function'
   }
 
   /** The origin this request goes to, once started. */
@@ -231,10 +243,26 @@ export class DispatchController implements Dispatcher.DispatchController {
     }
   }
 
-  /** Second step: appends this request's `dispatchBatch` fields to `out`, unless it ended already. */
+  /**
+   * Second step: appends this request's `dispatchBatch` fields to `out`, unless it ended already. A request
+   * that leaves HTTP is sent on its own instead, with how it switches.
+   */
   appendDispatch(out: unknown[]): boolean {
     if (this.#state === DONE) return false
     const request = this.#request as NormalizedRequest
+    if (request.switchTo === null) {
+      this.#pushFields(request, out)
+    } else {
+      const fields: unknown[] = []
+      this.#pushFields(request, fields)
+      const connect = request.method === 'CONNECT'
+      binding().dispatchUpgrade(this.#host.native, fields, connect ? null : request.switchTo, connect ? request.switchTo : '')
+    }
+    this.#dispatched = true
+    return true
+  }
+
+  #pushFields(request: NormalizedRequest, out: unknown[]): void {
     const body = request.body
     let mode = BODY_NONE
     let bytes: Uint8Array | null = null
@@ -245,8 +273,6 @@ export class DispatchController implements Dispatcher.DispatchController {
       mode = body.length ?? BODY_PULL_UNKNOWN_LENGTH
     }
     out.push(this.#id, request.method, request.url, request.headers, mode, bytes, request.headersTimeout, request.bodyTimeout)
-    this.#dispatched = true
-    return true
   }
 
   /** Third step, once the batch was handed over: a pause asked for before the request existed takes effect. */
@@ -261,6 +287,9 @@ export class DispatchController implements Dispatcher.DispatchController {
       this.#pullBody()
     } else if (kind === EVENT_RETRY) {
       this.context.retryCount = a as number
+    } else if (kind === EVENT_UPGRADE) {
+      // Never held back: from the switch on, the connection's events (paused or not) are the socket's.
+      this.#onUpgrade(a as number, (b as string).split(FIELD_SEPARATOR))
     } else if (this.#paused || this.#backlog !== null) {
       ;(this.#backlog ??= []).push(kind, a, b)
     } else {
@@ -342,6 +371,32 @@ export class DispatchController implements Dispatcher.DispatchController {
       }
     } catch (err) {
       this.abort(err as Error)
+    }
+  }
+
+  /**
+   * The connection switched protocols: the request is over (as undici's, it announces its headers and empty
+   * trailers to diagnostics) and the handler gets the connection as a socket.
+   */
+  #onUpgrade(code: number, fields: string[]): void {
+    this.#headerFields = fields
+    const status = code % 1000
+    this.#connection = { remote: fields[0], local: fields[1], version: (code - status) / 1000 }
+    const request = this.#request as NormalizedRequest
+    this.#finish()
+    // Created once the request left the agent's books: from here on its id names the socket.
+    const socket = new UpgradedSocket(this.#host, this.#id, fields[0], fields[1], request)
+    try {
+      if (channels.sendHeaders.hasSubscribers) publishSendHeaders(this, request, this.#host.native, this.#connection)
+      if (request.body.kind !== 'pull') this.#announceSent()
+      if (channels.headers.hasSubscribers) publishHeaders(this, request, status, rawHeaders(fields, HEAD_FIELDS), fields[2])
+      if (channels.trailers.hasSubscribers) publishTrailers(this, request, [])
+      if (this.#legacy) this.#handler.onUpgrade?.(status, rawHeaders(fields, HEAD_FIELDS), socket)
+      else this.#handler.onRequestUpgrade?.(this, status, headersObject(fields, HEAD_FIELDS), socket)
+    } catch (err) {
+      // As undici: the handler hears of its own exception, and the connection closes.
+      socket.destroy(err as Error)
+      this.#callError(err as Error)
     }
   }
 

@@ -46,6 +46,10 @@ export class AgentHost implements RequestHost {
   #onIdle: Array<() => void> = []
   /** Requests started in this tick, sent to the native side together at its end. */
   #toSend: DispatchController[] = []
+  /** Upgraded sockets that keep the process alive (open and not `unref()`'d). */
+  #heldSockets = 0
+  /** Whether the native agent keeps the process alive: requests in flight or held sockets. */
+  #active = false
 
   /** `limit`: requests per origin before `dispatch()` answers false (undici: connections × pipelining). */
   constructor(native: NativeAgent, limit: number, listener: AgentListener) {
@@ -67,7 +71,8 @@ export class AgentHost implements RequestHost {
     }
     let error: Error | null = null
     if (kind === EVENT_DISCONNECT) {
-      error = new errors.SocketError('closed')
+      // A connection that switched protocols left the agent, as undici reports it.
+      error = detail === 'upgrade' ? new errors.InformationalError('upgrade') : new errors.SocketError('closed')
     } else if (kind === EVENT_CONNECTION_ERROR) {
       const text = detail ?? ''
       const separator = text.indexOf(FIELD_SEPARATOR)
@@ -93,7 +98,8 @@ export class AgentHost implements RequestHost {
     const sent: DispatchController[] = []
     for (const controller of batch) if (controller.appendDispatch(fields)) sent.push(controller)
     if (sent.length === 0) return
-    binding().dispatchBatch(this.native, fields)
+    // Requests that leave HTTP went on their own (appendDispatch); the others cross together.
+    if (fields.length > 0) binding().dispatchBatch(this.native, fields)
     for (const controller of sent) controller.afterDispatch()
   }
 
@@ -102,7 +108,7 @@ export class AgentHost implements RequestHost {
     inFlight.set(controller.id, controller)
     this.requests.add(controller)
     // While requests are in flight the agent keeps the process alive; idle, it lets it exit.
-    if (this.requests.size === 1) binding().agentSetActive(this.native, true)
+    if (this.requests.size === 1) this.#updateActive()
     let count = this.#perOrigin.get(controller.origin)
     if (count === undefined) this.#perOrigin.set(controller.origin, (count = { running: 0, needDrain: false }))
     count.running++
@@ -126,13 +132,26 @@ export class AgentHost implements RequestHost {
     }
     let waiters: Array<() => void> | null = null
     if (this.requests.size === 0) {
-      binding().agentSetActive(this.native, false)
+      this.#updateActive()
       waiters = this.#onIdle
       this.#onIdle = []
     }
     // Listeners and callbacks run last, each on its own: what one throws is reported and the rest still run.
     if (drained !== null) runReporting((origin) => this.#listener.drain(origin), drained)
     if (waiters !== null) for (const waiter of waiters) runReporting(waiter, undefined)
+  }
+
+  /** An upgraded socket starts (`true`) or stops (`false`) keeping the process alive. */
+  hold(held: boolean): void {
+    this.#heldSockets += held ? 1 : -1
+    this.#updateActive()
+  }
+
+  #updateActive(): void {
+    const active = this.requests.size > 0 || this.#heldSockets > 0
+    if (active === this.#active) return
+    this.#active = active
+    binding().agentSetActive(this.native, active)
   }
 
   whenIdle(callback: () => void): void {

@@ -71,7 +71,24 @@ export interface Protocol {
   headFields: string[]
   requestFields: string[]
   statsFields: string[]
-  events: Record<'NONE' | 'START' | 'DATA' | 'END' | 'ERROR' | 'PULL' | 'CONNECT' | 'DISCONNECT' | 'CONNECTION_ERROR' | 'RETRY' | 'CIRCUIT' | 'CONNECTING', number>
+  events: Record<
+    | 'NONE'
+    | 'START'
+    | 'DATA'
+    | 'END'
+    | 'ERROR'
+    | 'PULL'
+    | 'CONNECT'
+    | 'DISCONNECT'
+    | 'CONNECTION_ERROR'
+    | 'RETRY'
+    | 'CIRCUIT'
+    | 'CONNECTING'
+    | 'UPGRADE'
+    | 'READ_END'
+    | 'WRITTEN',
+    number
+  >
   bodyModes: Record<'NONE' | 'PULL_UNKNOWN_LENGTH' | 'BYTES', number>
 }
 
@@ -104,6 +121,13 @@ export interface NativeBinding {
   requestPause(agent: NativeAgent, id: number): void
   requestResume(agent: NativeAgent, id: number): void
   requestPushBody(agent: NativeAgent, id: number, chunk: Uint8Array | string | null): void
+  /**
+   * Starts one request that leaves HTTP (`requestFields` in `request`): an upgrade to `protocol`, or, with
+   * `protocol` null, a `CONNECT` whose request target is `target`.
+   */
+  dispatchUpgrade(agent: NativeAgent, request: unknown[], protocol: string | null, target: string): void
+  /** One write onto a request's upgraded connection (WRITTEN reports its completion); `null` ends it. */
+  upgradeWrite(agent: NativeAgent, id: number, chunks: Uint8Array[] | null): void
 }
 
 /*
@@ -130,6 +154,13 @@ export let EVENT_RETRY = 0
 export let EVENT_CIRCUIT = 0
 /** A connection is being made (diagnostics' `beforeConnect`): `id` is the agent's, `a` the origin. */
 export let EVENT_CONNECTING = 0
+/**
+ * A request's connection switched protocols (`a`, `b` as START); its upgraded connection's events follow: DATA,
+ * READ_END (the server ended its direction), WRITTEN (one `upgradeWrite` completed), ERROR.
+ */
+export let EVENT_UPGRADE = 0
+export let EVENT_READ_END = 0
+export let EVENT_WRITTEN = 0
 /** `bodyMode` values besides a non-negative pulled length. */
 export let BODY_NONE = 0
 export let BODY_PULL_UNKNOWN_LENGTH = 0
@@ -173,6 +204,9 @@ function readProtocol(protocol: Protocol | undefined, file: string): void {
   EVENT_RETRY = events.RETRY
   EVENT_CIRCUIT = events.CIRCUIT
   EVENT_CONNECTING = events.CONNECTING
+  EVENT_UPGRADE = events.UPGRADE
+  EVENT_READ_END = events.READ_END
+  EVENT_WRITTEN = events.WRITTEN
   BODY_NONE = protocol!.bodyModes.NONE
   BODY_PULL_UNKNOWN_LENGTH = protocol!.bodyModes.PULL_UNKNOWN_LENGTH
   BODY_BYTES = protocol!.bodyModes.BYTES

@@ -65,6 +65,17 @@ export interface AgentOptions extends PolicyOptions {
   connections?: number | null
   /** Requests pipelined per connection (default 1). Accepted; see COMPATIBILITY.md. */
   pipelining?: number
+  /**
+   * Limits of undici's `WebSocket` over this agent, which reads them from `agent.webSocketOptions`:
+   * `maxFragments` (default 131 072) and `maxPayloadSize` (default 128 MiB; 0 disables either).
+   */
+  webSocket?: WebSocketOptions
+}
+
+/** undici's `WebSocketOptions`. */
+export interface WebSocketOptions {
+  maxFragments?: number
+  maxPayloadSize?: number
 }
 
 /** Checks `value` (when given) with undici's rule `ok` and message; returns it, or `fallback` when absent. */

@@ -28,6 +28,11 @@ export interface NormalizedRequest {
   /** -1 = agent default, 0 = disabled, otherwise milliseconds. */
   headersTimeout: number
   bodyTimeout: number
+  /**
+   * How the request leaves HTTP: the protocol of an upgrade (`upgrade` option), or for `CONNECT` its request
+   * target (the path as given); `null` for every other request.
+   */
+  switchTo: string | null
 }
 
 /** Options undici's Request validates besides the typed DispatchOptions fields. */
@@ -237,7 +242,8 @@ export function normalizeRequest(opts: Dispatcher.DispatchOptions, raw: unknown[
   const { path, method } = opts
   if (typeof path !== 'string') throw new InvalidArgumentError('path must be a string')
   const absolute = path.startsWith('http://') || path.startsWith('https://')
-  if (path[0] !== '/' && !absolute) {
+  // A CONNECT's path is its request target (`host:port`), written as given.
+  if (path[0] !== '/' && !absolute && method !== 'CONNECT') {
     throw new InvalidArgumentError('path must be an absolute URL or start with a slash')
   }
   if (INVALID_PATH.test(path)) throw new InvalidArgumentError('invalid request path')
@@ -259,15 +265,14 @@ export function normalizeRequest(opts: Dispatcher.DispatchOptions, raw: unknown[
   if (tos != null && (!Number.isInteger(tos) || (tos as number) < 0 || (tos as number) > 255)) {
     throw new InvalidArgumentError('typeOfService must be an integer between 0 and 255')
   }
-  if (method === 'CONNECT' || extra.upgrade) {
-    throw new NotSupportedError('upgrade and CONNECT are not supported by reqwest-dispatcher (see COMPATIBILITY.md)')
-  }
+  const connect = method === 'CONNECT'
+  const switchTo = connect ? path : extra.upgrade ? (extra.upgrade as string) : null
 
   if (!opts.origin || (typeof opts.origin !== 'string' && !(opts.origin instanceof URL))) {
     throw new InvalidArgumentError('opts.origin must be a non-empty string or URL.')
   }
   const origin = normalizeOrigin(opts.origin)
-  const target = serializeQuery(absolute ? originFormTarget(path, origin) : path, opts.query)
+  const target = connect ? '/' : serializeQuery(absolute ? originFormTarget(path, origin) : path, opts.query)
 
   const state: HeaderState = { out: [], host: false, contentLength: null, contentType: false, reset: false, raw }
   collectHeaders(opts.headers, state)
@@ -291,6 +296,7 @@ export function normalizeRequest(opts: Dispatcher.DispatchOptions, raw: unknown[
     headers: state.out.join(FIELD_SEPARATOR),
     body,
     headersTimeout: timeoutOption('headersTimeout', opts.headersTimeout),
-    bodyTimeout: timeoutOption('bodyTimeout', opts.bodyTimeout)
+    bodyTimeout: timeoutOption('bodyTimeout', opts.bodyTimeout),
+    switchTo
   }
 }

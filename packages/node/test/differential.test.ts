@@ -110,11 +110,8 @@ describe.each(styles)('%s handler: same callbacks as undici.Agent', (style) => {
   it('CRLF in a header value', () => compare({ path: '/', headers: { 'x-bad': 'a\r\nb: c' } }, style))
   it('an invalid method', () => compare({ path: '/', method: 'G(T' }, style))
   it('a path without a leading slash', () => compare({ path: 'relative' }, style))
-  it('an upgrade request (not supported here, rejected like undici rejects it for upgrade-less handlers)', async () => {
-    // undici accepts upgrade and answers through onUpgrade; we refuse with NotSupportedError (COMPATIBILITY.md).
-    const ours = await record(pair.ours, { origin: server.origin, path: '/', method: 'GET', upgrade: 'websocket' } as never, style)
-    expect(ours.transcript.at(-1)).toMatch(/NotSupportedError UND_ERR_NOT_SUPPORTED/)
-  })
+  // A legacy handler without onUpgrade is refused; a controller-style one gets the server's plain answer.
+  it('an upgrade request answered with a normal response', () => compare({ path: '/hello', upgrade: 'websocket' } as never, style))
   it('abort in the start callback', () =>
     compare({ path: '/hello' }, style, { onRequestStart: (c) => c.abort(new Error('stop early')) }))
   it('abort when headers arrive', () =>

@@ -26,8 +26,11 @@ pub enum ConnectionEvent {
         remote: Option<std::net::SocketAddr>,
         h2: bool,
     },
+    /// The connection is gone; `upgraded`: it left the agent because it switched protocols (it lives on
+    /// as the upgraded request's connection), which undici reports as `InformationalError('upgrade')`.
     Disconnected {
         origin: String,
+        upgraded: bool,
     },
     Failed {
         origin: String,
@@ -120,6 +123,7 @@ pub(crate) struct ObservedConnection<T> {
 impl<T> Drop for ObservedConnection<T> {
     fn drop(&mut self) {
         (self.observer)(ConnectionEvent::Disconnected {
+            upgraded: false,
             origin: std::mem::take(&mut self.origin),
         });
     }

@@ -11,7 +11,7 @@ use neon::prelude::*;
 use neon::types::buffer::TypedArray;
 use reqwest_dispatcher_core::{
     Agent, BodyChunk, BodyPull, CoreError, DispatchRequest, ErrorKind, RequestBody,
-    RequestController,
+    RequestController, Switch, Upgrade, UpgradeWrite,
 };
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
@@ -42,27 +42,63 @@ pub fn dispatch_batch(mut cx: FunctionContext) -> JsResult<JsUndefined> {
         let id = list
             .get::<JsNumber, _, _>(&mut cx, at + field::ID)?
             .value(&mut cx) as u64;
-        // A panic while starting one request fails that request alone: the others of the batch still start,
-        // and no exception escapes into the microtask that sent the batch.
-        let started = catch_unwind(AssertUnwindSafe(|| {
-            start_request(&mut cx, &agent, core, list, at, id)
-        }));
-        match started {
-            Ok(result) => result?,
-            Err(panic) => {
-                agent.queue.remove(id);
-                agent.queue.push(Event::Error(
-                    id,
-                    CoreError::from_panic("internal error in reqwest-dispatcher", &*panic),
-                ));
-            }
-        }
+        start_contained(&mut cx, &agent, core, list, at, id, None)?;
         at += FIELDS_PER_REQUEST;
     }
     Ok(cx.undefined())
 }
 
-/// Reads the request at `at` in `list` and hands it to the core.
+/// `dispatchUpgrade(agent, request, protocol, target)`: starts one request that leaves HTTP, its
+/// [`REQUEST_FIELDS`] in `request`: an upgrade to `protocol`, or (`protocol` null) a `CONNECT` for `target`.
+/// Its upgraded connection takes writes through `upgradeWrite`.
+pub fn dispatch_upgrade(mut cx: FunctionContext) -> JsResult<JsUndefined> {
+    let agent = cx.argument::<BoxedAgent>(0)?;
+    let list = cx.argument::<JsArray>(1)?;
+    let protocol = cx.argument::<JsValue>(2)?;
+    let target = cx.argument::<JsString>(3)?.value(&mut cx);
+    let switch = match protocol.downcast::<JsString, _>(&mut cx) {
+        Ok(protocol) => Switch::Protocol(protocol.value(&mut cx)),
+        Err(_) => Switch::Connect(target),
+    };
+    let core = agent.core.borrow();
+    let Some(core) = core.as_ref() else {
+        return cx.throw_error("the agent is closed");
+    };
+    let id = list
+        .get::<JsNumber, _, _>(&mut cx, field::ID)?
+        .value(&mut cx) as u64;
+    start_contained(&mut cx, &agent, core, list, 0, id, Some(switch))?;
+    Ok(cx.undefined())
+}
+
+/// Starts the request at `at` in `list`. A panic while starting it fails that request alone: the others of
+/// a batch still start, and no exception escapes into the microtask that sent them.
+fn start_contained(
+    cx: &mut FunctionContext,
+    agent: &Handle<BoxedAgent>,
+    core: &Agent,
+    list: Handle<JsArray>,
+    at: u32,
+    id: u64,
+    switch: Option<Switch>,
+) -> NeonResult<()> {
+    let started = catch_unwind(AssertUnwindSafe(|| {
+        start_request(cx, agent, core, list, at, id, switch)
+    }));
+    match started {
+        Ok(result) => result,
+        Err(panic) => {
+            agent.queue.remove(id);
+            agent.queue.push(Event::Error(
+                id,
+                CoreError::from_panic("internal error in reqwest-dispatcher", &*panic),
+            ));
+            Ok(())
+        }
+    }
+}
+
+/// Reads the request at `at` in `list` and hands it to the core; `switch`: how it leaves HTTP, if it does.
 fn start_request(
     cx: &mut FunctionContext,
     agent: &Handle<BoxedAgent>,
@@ -70,6 +106,7 @@ fn start_request(
     list: Handle<JsArray>,
     at: u32,
     id: u64,
+    switch: Option<Switch>,
 ) -> NeonResult<()> {
     let armed = test_hook::take();
     if armed == Some(Armed::Dispatch) {
@@ -117,6 +154,11 @@ fn start_request(
     if let Some(Armed::Core(point)) = armed {
         request.panic_at = Some(point);
     }
+    let writer = switch.map(|switch| {
+        let (writer, upgrade) = Upgrade::new(switch);
+        request.upgrade = Some(upgrade);
+        writer
+    });
 
     let handler = QueueHandler {
         id,
@@ -128,6 +170,7 @@ fn start_request(
         RequestHandle {
             controller: controller.clone(),
             body: sender,
+            upgrade: writer,
         },
     );
     core.dispatch(request, controller, handler);
@@ -177,6 +220,33 @@ pub fn request_push_body(mut cx: FunctionContext) -> JsResult<JsUndefined> {
     agent.queue.with_request(id, |h| {
         if let Some(body) = &h.body {
             body.send(message);
+        }
+    });
+    Ok(cx.undefined())
+}
+
+/// `upgradeWrite(agent, id, chunks)`: writes `chunks` (an array of Uint8Arrays, one write: a `WRITTEN` event
+/// reports its completion) onto the request's upgraded connection; `null` ends the caller's direction (its
+/// completion is reported the same way).
+pub fn upgrade_write(mut cx: FunctionContext) -> JsResult<JsUndefined> {
+    let agent = cx.argument::<BoxedAgent>(0)?;
+    let id = request_id(&mut cx, 1)?;
+    let chunks = cx.argument::<JsValue>(2)?;
+    let write = match chunks.downcast::<JsArray, _>(&mut cx) {
+        Ok(list) => {
+            let len = list.len(&mut cx);
+            let mut data = Vec::with_capacity(len as usize);
+            for i in 0..len {
+                let chunk = list.get::<JsTypedArray<u8>, _, _>(&mut cx, i)?;
+                data.push(Bytes::copy_from_slice(chunk.as_slice(&cx)));
+            }
+            UpgradeWrite::Data(data)
+        }
+        Err(_) => UpgradeWrite::End,
+    };
+    agent.queue.with_request(id, |h| {
+        if let Some(writer) = &h.upgrade {
+            writer.send(write);
         }
     });
     Ok(cx.undefined())

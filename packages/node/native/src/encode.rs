@@ -162,6 +162,12 @@ impl<'a> Writer<'a> {
             Event::Agent(agent, AgentEvent::Connection(event)) => {
                 (self.connection(cx, at, event)?, agent)
             }
+            Event::Upgrade(id, head) => {
+                self.start(cx, at, &head)?;
+                (protocol::UPGRADE, id)
+            }
+            Event::ReadEnd(id) => (protocol::READ_END, id),
+            Event::Written(id) => (protocol::WRITTEN, id),
         };
         self.head(cx, at, kind, id as f64)
     }
@@ -310,7 +316,11 @@ impl<'a> Writer<'a> {
                     Some(format!("{remote}{FIELD_SEPARATOR}{protocol}")),
                 )
             }
-            ConnectionEvent::Disconnected { origin } => (protocol::DISCONNECT, origin, None),
+            ConnectionEvent::Disconnected { origin, upgraded } => (
+                protocol::DISCONNECT,
+                origin,
+                upgraded.then(|| "upgrade".to_string()),
+            ),
             ConnectionEvent::Failed { origin, error } => (
                 protocol::CONNECTION_ERROR,
                 origin,

@@ -15,13 +15,21 @@
 //! | ERROR | request | code                     | message, then `\0bytesWritten\0bytesRead` when known |
 //! | PULL  | request | –                        | –                                              |
 //! | RETRY | request | retry number (from 1)    | –                                              |
-//! | CONNECTING, DISCONNECT | agent | origin    | –                                              |
+//! | UPGRADE | request | as START                | as START (the 101, or the answer to CONNECT)   |
+//! | READ_END | request | –                       | –  (the server ended its direction of an upgraded connection) |
+//! | WRITTEN | request | –                        | –  (one `upgradeWrite` of the request completed, in order) |
+//! | CONNECTING | agent | origin                 | –                                              |
+//! | DISCONNECT | agent | origin                 | `upgrade` when the connection left by switching protocols, else – |
 //! | CONNECT | agent | origin                   | `remote\0h1` or `remote\0h2` (remote `ip:port`, empty when unknown) |
 //! | CONNECTION_ERROR | agent | origin          | `code\0message`                                |
 //! | CIRCUIT | agent | origin                   | `closed`, `open` or `half-open`                |
 //! | NONE  | 0  | –                        | –  (an event that could not be encoded; id 0 names nothing) |
 //!
+//! After UPGRADE the request's events are its upgraded connection's: DATA (under the same credit), READ_END,
+//! WRITTEN, and ERROR when the connection fails; it ends silently otherwise.
+//!
 //! **Dispatches** (JS → Rust, one call per tick): [`REQUEST_FIELDS`] values per request, in that order.
+//! A request that leaves HTTP goes alone through `dispatchUpgrade`, with the same fields and how it switches.
 //! `headers` is `name\0value\0…` (latin1); `bodyMode` is [`BODY_NONE`], [`BODY_BYTES`] (bytes in `body`),
 //! [`BODY_PULL_UNKNOWN_LENGTH`] or a non-negative pulled length; timeouts are milliseconds, negative = the
 //! agent's, 0 = disabled.
@@ -60,8 +68,11 @@ pub const CONNECTION_ERROR: f64 = 8.0;
 pub const RETRY: f64 = 9.0;
 pub const CIRCUIT: f64 = 10.0;
 pub const CONNECTING: f64 = 11.0;
+pub const UPGRADE: f64 = 12.0;
+pub const READ_END: f64 = 13.0;
+pub const WRITTEN: f64 = 14.0;
 
-const EVENTS: [(&str, f64); 12] = [
+const EVENTS: [(&str, f64); 15] = [
     ("NONE", NONE),
     ("START", START),
     ("DATA", DATA),
@@ -74,6 +85,9 @@ const EVENTS: [(&str, f64); 12] = [
     ("RETRY", RETRY),
     ("CIRCUIT", CIRCUIT),
     ("CONNECTING", CONNECTING),
+    ("UPGRADE", UPGRADE),
+    ("READ_END", READ_END),
+    ("WRITTEN", WRITTEN),
 ];
 
 /// The values of one request in a `dispatchBatch` array, in order.

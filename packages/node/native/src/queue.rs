@@ -14,7 +14,8 @@ use crate::encode::{self, Batch};
 use bytes::Bytes;
 use neon::prelude::*;
 use reqwest_dispatcher_core::{
-    AgentEvent, BodySender, CoreError, DispatchHandler, RawHeaders, RequestController, ResponseHead,
+    AgentEvent, BodySender, CoreError, DispatchHandler, RawHeaders, RequestController,
+    ResponseHead, UpgradeWriter,
 };
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -34,6 +35,12 @@ pub enum Event {
     Retry(u64, u32),
     /// A connection or circuit event of the agent whose JS id is given (not a request's).
     Agent(u64, AgentEvent),
+    /// The request's connection switched protocols (the 101, or the answer to CONNECT).
+    Upgrade(u64, ResponseHead),
+    /// The server ended its direction of the request's upgraded connection.
+    ReadEnd(u64),
+    /// One write onto the request's upgraded connection completed.
+    Written(u64),
 }
 
 impl Event {
@@ -45,16 +52,21 @@ impl Event {
             | Event::End(id, _)
             | Event::Error(id, _)
             | Event::Pull(id)
-            | Event::Retry(id, _) => Some(*id),
+            | Event::Retry(id, _)
+            | Event::Upgrade(id, _)
+            | Event::ReadEnd(id)
+            | Event::Written(id) => Some(*id),
             Event::Agent(_, _) => None,
         }
     }
 }
 
-/// The JS-side handles of one request in flight: how to steer it and where its pulled body goes.
+/// The JS-side handles of one request in flight: how to steer it, where its pulled body goes and (for a
+/// request that leaves HTTP) where the writes onto its upgraded connection go.
 pub struct RequestHandle {
     pub controller: RequestController,
     pub body: Option<BodySender>,
+    pub upgrade: Option<UpgradeWriter>,
 }
 
 #[derive(Default)]
@@ -226,5 +238,17 @@ impl DispatchHandler for QueueHandler {
 
     fn on_retry(&mut self, retry: u32) {
         self.queue.push(Event::Retry(self.id, retry));
+    }
+
+    fn on_upgrade(&mut self, head: ResponseHead) {
+        self.queue.push(Event::Upgrade(self.id, head));
+    }
+
+    fn on_upgrade_read_end(&mut self) {
+        self.queue.push(Event::ReadEnd(self.id));
+    }
+
+    fn on_upgrade_written(&mut self) {
+        self.queue.push(Event::Written(self.id));
     }
 }

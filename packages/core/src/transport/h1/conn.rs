@@ -106,6 +106,7 @@ impl Drop for Connection {
         if !self.left {
             (self.observer)(ConnectionEvent::Disconnected {
                 origin: std::mem::take(&mut self.origin),
+                upgraded: false,
             });
         }
     }
@@ -151,6 +152,7 @@ impl Connection {
         self.left = true;
         (self.observer)(ConnectionEvent::Disconnected {
             origin: std::mem::take(&mut self.origin),
+            upgraded: true,
         });
         Upgraded { connection: self }
     }

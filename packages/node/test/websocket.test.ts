@@ -1,0 +1,277 @@
+/**
+ * undici's `WebSocket` over the Agent, against the `ws` package's server: every scenario runs over undici.Agent
+ * and over ours, and the events the page-facing API produces (open, message, close, error, in order, with their
+ * data) must be the same.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { subscribe, unsubscribe } from 'node:diagnostics_channel'
+import { getGlobalDispatcher, setGlobalDispatcher, WebSocket, type Dispatcher } from 'undici'
+import { Agent } from 'reqwest-dispatcher'
+import { makePki, type Pki } from './helpers/transport-certs'
+import { echoMessages, onBoth, wsServer, type WsPeer } from './helpers/upgrades'
+
+let echo: WsPeer
+let pki: Pki
+
+beforeAll(async () => {
+  echo = await wsServer()
+  pki = makePki()
+})
+
+afterAll(async () => {
+  await echo.close()
+  pki.cleanup()
+})
+
+/** A WebSocket over `dispatcher`, open (or the reason it is not). */
+function open(url: string, dispatcher: Dispatcher | undefined, protocols?: string[], options: Record<string, unknown> = {}): Promise<WebSocket> {
+  const ws = new WebSocket(url, { dispatcher, protocols, ...options } as ConstructorParameters<typeof WebSocket>[1])
+  ws.binaryType = 'arraybuffer'
+  return new Promise((resolve, reject) => {
+    ws.onopen = () => resolve(ws)
+    ws.onerror = (event) => reject(new Error(`error before open: ${(event as unknown as { message?: string }).message}`))
+  })
+}
+
+/** The next `count` messages, as text or bytes. */
+function messages(ws: WebSocket, count: number): Promise<Array<string | Buffer>> {
+  return new Promise((resolve) => {
+    const got: Array<string | Buffer> = []
+    ws.onmessage = (event) => {
+      got.push(typeof event.data === 'string' ? event.data : Buffer.from(event.data as ArrayBuffer))
+      if (got.length === count) resolve(got)
+    }
+  })
+}
+
+/** Every event of `ws` until it closes, with what each says. */
+function eventsUntilClose(ws: WebSocket): Promise<string[]> {
+  return new Promise((resolve) => {
+    const seen: string[] = []
+    ws.onmessage = (event) => seen.push(`message ${String(event.data)}`)
+    ws.onerror = (event) => seen.push(`error ${(event as unknown as { message?: string }).message ?? ''}`.trim())
+    ws.onclose = (event) => {
+      seen.push(`close ${event.code} ${JSON.stringify(event.reason)} wasClean=${event.wasClean}`)
+      resolve(seen)
+    }
+  })
+}
+
+describe('WebSocket over the agent', () => {
+  it('opens and echoes text and binary messages', async () => {
+    const [theirs, ours] = await onBoth(async (agent) => {
+      const ws = await open(echo.url, agent)
+      const got = messages(ws, 2)
+      ws.send('hello')
+      ws.send(new Uint8Array([1, 2, 3]))
+      const [text, bytes] = await got
+      ws.close()
+      return { text, bytes: [...(bytes as Buffer)], readyState: ws.readyState, extensions: ws.extensions, protocol: ws.protocol }
+    })
+    expect(ours).toEqual(theirs)
+    expect(ours).toMatchObject({ text: 'hello', bytes: [1, 2, 3] })
+  })
+
+  it('carries 16 MiB messages both ways', { timeout: 60_000 }, async () => {
+    const big = Buffer.alloc(16 * 1024 * 1024)
+    for (let i = 0; i < big.length; i += 4096) big[i] = (i / 4096) % 251
+    const [theirs, ours] = await onBoth(async (agent) => {
+      const ws = await open(echo.url, agent)
+      const got = messages(ws, 1)
+      ws.send(big)
+      const [back] = await got
+      ws.close()
+      return { length: (back as Buffer).length, same: (back as Buffer).equals(big) }
+    })
+    expect(ours).toEqual(theirs)
+    expect(ours).toEqual({ length: big.length, same: true })
+  })
+
+  it('answers the server’s ping with a pong carrying its payload', async () => {
+    const pongs: string[] = []
+    const pinging = await wsServer((ws) => {
+      ws.on('pong', (data) => pongs.push(data.toString()))
+      ws.ping('are you there')
+    })
+    try {
+      await onBoth(async (agent) => {
+        const ws = await open(pinging.url, agent)
+        const before = pongs.length
+        while (pongs.length === before) await new Promise((resolve) => setTimeout(resolve, 5))
+        ws.close()
+      })
+      expect(pongs).toEqual(['are you there', 'are you there'])
+    } finally {
+      await pinging.close()
+    }
+  })
+
+  it('closes with the client’s code and reason, seen by the server', async () => {
+    const seenByServer: string[] = []
+    const recording = await wsServer((ws) => ws.on('close', (code, reason) => seenByServer.push(`${code} ${reason}`)))
+    try {
+      const [theirs, ours] = await onBoth(async (agent) => {
+        const ws = await open(recording.url, agent)
+        const events = eventsUntilClose(ws)
+        ws.close(4000, 'client done')
+        return events
+      })
+      expect(ours).toEqual(theirs)
+      expect(ours).toEqual(['close 4000 "client done" wasClean=true'])
+      // The server hears of the close once the connection is gone, which may be just after the client.
+      while (seenByServer.length < 2) await new Promise((resolve) => setTimeout(resolve, 5))
+      expect(seenByServer).toEqual(['4000 client done', '4000 client done'])
+    } finally {
+      await recording.close()
+    }
+  })
+
+  it('reports a server-initiated close with its code and reason', async () => {
+    const closing = await wsServer((ws) => {
+      ws.send('last words')
+      ws.close(4001, 'server done')
+    })
+    try {
+      const [theirs, ours] = await onBoth(async (agent) => eventsUntilClose(await open(closing.url, agent)))
+      expect(ours).toEqual(theirs)
+      expect(ours).toEqual(['message last words', 'close 4001 "server done" wasClean=true'])
+    } finally {
+      await closing.close()
+    }
+  })
+
+  it('an abrupt disconnect by the server is an unclean close 1006, as undici reports it', async () => {
+    const dropping = await wsServer((ws) => {
+      ws.send('before')
+      setTimeout(() => ws.terminate(), 20)
+    })
+    try {
+      const [theirs, ours] = await onBoth(async (agent) => eventsUntilClose(await open(dropping.url, agent)))
+      expect(ours).toEqual(theirs)
+      expect(ours.at(-1)).toBe('close 1006 "" wasClean=false')
+    } finally {
+      await dropping.close()
+    }
+  })
+
+  it('a handshake the server refuses fails with error then close 1006', async () => {
+    const refusing = await wsServer(echoMessages, undefined, {
+      verifyClient: (_info: unknown, done: (ok: boolean, code?: number) => void) => done(false, 403)
+    } as ConstructorParameters<typeof import('ws').WebSocketServer>[0])
+    try {
+      const [theirs, ours] = await onBoth(async (agent) => {
+        const ws = new WebSocket(refusing.url, { dispatcher: agent } as ConstructorParameters<typeof WebSocket>[1])
+        return eventsUntilClose(ws)
+      })
+      expect(ours).toEqual(theirs)
+      expect(ours).toEqual(['error', 'close 1006 "" wasClean=false'])
+    } finally {
+      await refusing.close()
+    }
+  })
+
+  it('negotiates a subprotocol and sends the handshake headers undici sends', async () => {
+    const [theirs, ours] = await onBoth(async (agent) => {
+      const ws = await open(echo.url, agent, ['chat', 'superchat'])
+      const req = echo.handshakes.at(-1)!
+      ws.close()
+      return {
+        protocol: ws.protocol,
+        upgrade: req.headers.upgrade,
+        connection: req.headers.connection,
+        version: req.headers['sec-websocket-version'],
+        offered: req.headers['sec-websocket-protocol'],
+        extensions: req.headers['sec-websocket-extensions']
+      }
+    })
+    expect(ours).toEqual(theirs)
+    expect(ours).toMatchObject({ protocol: 'chat', upgrade: 'websocket', connection: 'upgrade' })
+  })
+
+  it('wss:// trusts the agent’s TLS options (connect.ca)', async () => {
+    const secure = await wsServer(echoMessages, pki.server)
+    try {
+      const [theirs, ours] = await onBoth(
+        async (agent) => {
+          const ws = await open(secure.url, agent)
+          const got = messages(ws, 1)
+          ws.send('over tls')
+          const [back] = await got
+          ws.close()
+          return back
+        },
+        { connect: { ca: pki.ca.cert } }
+      )
+      expect(ours).toEqual(theirs)
+      expect(ours).toBe('over tls')
+    } finally {
+      await secure.close()
+    }
+  })
+
+  it('wss:// without the CA fails the handshake as undici does', async () => {
+    const secure = await wsServer(echoMessages, pki.server)
+    try {
+      const [theirs, ours] = await onBoth(async (agent) => {
+        const ws = new WebSocket(secure.url, { dispatcher: agent } as ConstructorParameters<typeof WebSocket>[1])
+        return eventsUntilClose(ws)
+      })
+      expect(ours).toEqual(theirs)
+      expect(ours).toEqual(['error', 'close 1006 "" wasClean=false'])
+    } finally {
+      await secure.close()
+    }
+  })
+
+  it('publishes undici:websocket:open and :close diagnostics as over undici.Agent', async () => {
+    const seen: string[] = []
+    const onOpen = (message: unknown): void => {
+      const { address, protocol, extensions } = message as { address: { family?: string; port?: number }; protocol: string; extensions: string }
+      seen.push(`open ${address.family} ${typeof address.port} ${JSON.stringify(protocol)} ${JSON.stringify(extensions)}`)
+    }
+    const onClose = (message: unknown): void => {
+      const { code, reason } = message as { code: number; reason: string }
+      seen.push(`close ${code} ${reason}`)
+    }
+    subscribe('undici:websocket:open', onOpen)
+    subscribe('undici:websocket:close', onClose)
+    try {
+      await onBoth(async (agent) => {
+        const ws = await open(echo.url, agent)
+        const events = eventsUntilClose(ws)
+        ws.close(1000, 'bye')
+        await events
+      })
+    } finally {
+      unsubscribe('undici:websocket:open', onOpen)
+      unsubscribe('undici:websocket:close', onClose)
+    }
+    expect(seen.slice(2)).toEqual(seen.slice(0, 2))
+    expect(seen.slice(0, 2)).toEqual(['open IPv4 number "" ""', 'close 1000 bye'])
+  })
+
+  it('the WebSocket after setGlobalDispatcher(agent) goes through the agent', async () => {
+    // Node 22 and later have a global WebSocket (its own undici copy reads the global dispatcher too).
+    const Global = (globalThis as { WebSocket?: typeof WebSocket }).WebSocket ?? WebSocket
+    const previous = getGlobalDispatcher()
+    const agent = new Agent()
+    let connections = 0
+    agent.on('connect', () => connections++)
+    setGlobalDispatcher(agent)
+    try {
+      const ws = new Global(echo.url)
+      await new Promise<void>((resolve, reject) => {
+        ws.onopen = () => resolve()
+        ws.onerror = () => reject(new Error('error before open'))
+      })
+      const got = new Promise((resolve) => (ws.onmessage = (event) => resolve(event.data)))
+      ws.send('global')
+      expect(await got).toBe('global')
+      ws.close()
+      expect(connections).toBe(1)
+    } finally {
+      setGlobalDispatcher(previous)
+      await agent.destroy()
+    }
+  })
+})
