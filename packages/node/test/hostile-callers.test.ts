@@ -16,7 +16,6 @@ import { Readable } from 'node:stream'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { Agent as UndiciAgent, type Dispatcher } from 'undici'
 import { Agent } from 'reqwest-dispatcher'
-import { undiciMajor } from './helpers/differential'
 
 let origin = ''
 let server: http.Server
@@ -338,14 +337,6 @@ Object.assign(KNOWN_DIFFERENCES, {
     undici: 'ok 200',
     ours: 'handler NotSupportedError UND_ERR_NOT_SUPPORTED an absolute URL as path is sent only to its own origin by reqwest-dispatcher (see COMPATIBILITY.md)',
     reason: "undici writes the absolute URL in the request line to the origin; hyper's client writes only origin-form targets, so such a path is refused rather than sent elsewhere"
-  },
-  'dispatch method: CONNECT': {
-    undici:
-      undiciMajor < 8
-        ? 'handler SocketError UND_ERR_SOCKET other side closed'
-        : 'handler InvalidArgumentError UND_ERR_INVALID_ARG invalid onRequestUpgrade method',
-    ours: 'handler NotSupportedError UND_ERR_NOT_SUPPORTED upgrade and CONNECT are not supported by reqwest-dispatcher (see COMPATIBILITY.md)',
-    reason: 'CONNECT and upgrades are not supported yet (issue 13); undici sends the CONNECT and the test server hangs up'
   }
 })
 
