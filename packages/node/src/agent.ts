@@ -5,7 +5,6 @@
  * demultiplexer (batch.ts); each request is a {@link DispatchController} (controller.ts).
  */
 import { EventEmitter } from 'node:events'
-import * as undici from 'undici'
 import { Dispatcher, errors } from 'undici'
 import { deliverBatch, newAgentId, routeAgent } from './batch'
 import { DispatchController } from './controller'
@@ -15,7 +14,7 @@ import { binding, EVENT_CONNECT, EVENT_DISCONNECT } from './native'
 import { nativeAgentOptions, type AgentOptions, type WebSocketOptions } from './options'
 import { normalizeOrigin, normalizeRequest } from './request'
 import { agentStats, type OriginStats } from './stats'
-import { nonNegative } from './checks'
+import { nonNegative, UNDICI_8 } from './checks'
 
 export type { CircuitState } from './host'
 
@@ -30,10 +29,9 @@ const composedAgents = new WeakMap<object, Agent>()
 /**
  * What `dispatch()` answers when the agent itself refuses a request (opts not an object, agent closed or destroyed,
  * invalid origin; the error callback has run): `false` from undici 7's Agent, `true` from undici 8's, which stopped answering
- * `false` where no `drain` will follow. (A request that cannot be built is answered `true` by both.) undici 8 is the
- * one that exports `Dispatcher1Wrapper`.
+ * `false` where no `drain` will follow. (A request that cannot be built is answered `true` by both.)
  */
-const REFUSED_DISPATCH_ANSWER = 'Dispatcher1Wrapper' in undici
+const REFUSED_DISPATCH_ANSWER = UNDICI_8
 
 /** Whether undici's Agent accepts `origin`: it checks the origin itself, before any client sees the request. */
 function acceptsOrigin(origin: unknown): boolean {
@@ -160,7 +158,7 @@ export class Agent extends Dispatcher {
       // diagnostics_channel: announced before anything is sent, so that subscribers can add headers.
       const raw = channels.create.hasSubscribers ? [] : null
       const request = normalizeRequest(opts, raw)
-      if (request.switchTo !== null && !controller.upgradable) throw new InvalidArgumentError('invalid onUpgrade method')
+      if (request.switchTo !== null) controller.assertUpgradable()
       if (raw !== null) publishCreate(controller, request, opts, raw)
       const body = request.body
       if (

@@ -1,9 +1,15 @@
 /**
  * Checks shared by the validation of agent options, policies and requests, with undici's rules and messages.
  */
-import { errors } from 'undici'
+import * as undici from 'undici'
 
-const { InvalidArgumentError } = errors
+const { InvalidArgumentError } = undici.errors
+
+/**
+ * Whether the undici this package runs with is undici 8 (the major that exports `Dispatcher1Wrapper`), whose Agent
+ * answers and validates some things differently from undici 7's.
+ */
+export const UNDICI_8 = 'Dispatcher1Wrapper' in undici
 
 /** An HTTP token (RFC 9110): what a method, a header name or a `connection` option may be. */
 export const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/

@@ -16,6 +16,7 @@
 import { errors } from 'undici'
 import type { Dispatcher } from 'undici'
 import { chunkBytes } from './body'
+import { UNDICI_8 } from './checks'
 import {
   channels,
   publishBodyChunkReceived,
@@ -115,9 +116,16 @@ export class DispatchController implements Dispatcher.DispatchController {
     return this.#id
   }
 
-  /** Whether the handler can take an upgraded socket: undici refuses a legacy handler without `onUpgrade`. */
-  get upgradable(): boolean {
-    return !this.#legacy || typeof this.#handler.onUpgrade === 'function'
+  /**
+   * Refuses, as undici does, a handler that cannot take an upgraded socket: a legacy one without `onUpgrade`, and
+   * (undici 8 checks it) a controller-style one without `onRequestUpgrade`.
+   */
+  assertUpgradable(): void {
+    if (this.#legacy) {
+      if (typeof this.#handler.onUpgrade !== 'function') throw new errors.InvalidArgumentError('invalid onUpgrade method')
+    } else if (UNDICI_8 && typeof this.#handler.onRequestUpgrade !== 'function') {
+      throw new errors.InvalidArgumentError('invalid onRequestUpgrade method')
+    }
   }
 
   /** The origin this request goes to, once started. */

@@ -6,7 +6,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { spawn } from 'node:child_process'
 import { Duplex } from 'node:stream'
-import { connect, errors, upgrade, type Dispatcher } from 'undici'
+import { Agent as UndiciAgent, connect, errors, upgrade, type Dispatcher } from 'undici'
 import { Agent } from 'reqwest-dispatcher'
 import { httpServer, rawServer, readHead, type Running } from './helpers/servers'
 import { closed, connectOn, connectProxy, next, onBoth, readBytes, switchingServer, upgradeOn, type ConnectProxy } from './helpers/upgrades'
@@ -69,13 +69,15 @@ describe('agent.upgrade()', () => {
   })
 
   it('emits disconnect with InformationalError("upgrade") when the connection leaves the agent', async () => {
+    // A plain undici.Agent (the one whose events are observed).
+    const plainUndici = (options: Record<string, unknown>): Dispatcher => new UndiciAgent(options)
     const [theirs, ours] = await onBoth(async (agent) => {
       const disconnected = next<[URL, Dispatcher[], Error]>(agent, 'disconnect')
       const { socket } = await upgradeOn(agent, { origin: switching.origin, path: '/', protocol: 'echo' })
       const [origin, , err] = await disconnected
       socket.destroy()
       return { origin: origin.origin, error: err.constructor.name, message: err.message, code: (err as errors.UndiciError).code }
-    })
+    }, {}, plainUndici)
     expect(ours).toEqual(theirs)
     expect(ours.error).toBe('InformationalError')
   })

@@ -191,7 +191,7 @@ class ReferenceAgent extends Dispatcher {
 export const undiciMajor = Number((createRequire(__filename)('undici/package.json') as { version: string }).version.split('.')[0])
 
 /** An undici Agent answering both handler styles as undici does (see ReferenceAgent). */
-function undiciAgent(options: Record<string, unknown>): Dispatcher {
+export function undiciAgent(options: Record<string, unknown> = {}): Dispatcher {
   if (undiciMajor < 8) return new UndiciAgent(options)
   const { Agent: Undici7Agent } = createRequire(__filename)('undici7') as { Agent: new (o: object) => Dispatcher }
   return new ReferenceAgent(new UndiciAgent(options), new Undici7Agent(options))
