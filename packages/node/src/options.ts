@@ -74,7 +74,9 @@ export interface AgentOptions extends PolicyOptions {
 
 /** undici's `WebSocketOptions`. */
 export interface WebSocketOptions {
+  /** Most fragments of one message (default 131 072; 0: no limit). */
   maxFragments?: number
+  /** Largest message payload in bytes, compressed or not (default 128 MiB; 0: no limit). */
   maxPayloadSize?: number
 }
 
