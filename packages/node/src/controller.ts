@@ -89,6 +89,8 @@ export class DispatchController implements Dispatcher.DispatchController {
   #aborted = false
   #paused = false
   #reason: Error | null = null
+  /** The upgraded socket while the handler's upgrade callback runs (an abort then closes it). */
+  #upgrading: UpgradedSocket | null = null
   /** Events that arrived while paused: `kind, a, b` triples. */
   #backlog: unknown[] | null = null
   #headerFields: string[] | undefined
@@ -156,7 +158,17 @@ export class DispatchController implements Dispatcher.DispatchController {
   }
 
   abort(reason?: Error): void {
-    if (this.#aborted || this.#state === DONE) return
+    if (this.#aborted) return
+    if (this.#upgrading !== null) {
+      // Called from inside the upgrade callback: as undici, the request fails and the connection closes. Once
+      // the callback returned, the socket is the caller's and an abort does nothing.
+      this.#aborted = true
+      this.#reason = reason ?? new errors.RequestAbortedError()
+      this.#callError(this.#reason)
+      this.#upgrading.destroy(new errors.InformationalError('aborted'))
+      return
+    }
+    if (this.#state === DONE) return
     this.#aborted = true
     this.#reason = reason ?? new errors.RequestAbortedError()
     if (this.#dispatched) binding().requestAbort(this.#host.native, this.#id)
@@ -399,12 +411,15 @@ export class DispatchController implements Dispatcher.DispatchController {
       if (request.body.kind !== 'pull') this.#announceSent()
       if (channels.headers.hasSubscribers) publishHeaders(this, request, status, rawHeaders(fields, HEAD_FIELDS), fields[2])
       if (channels.trailers.hasSubscribers) publishTrailers(this, request, [])
+      this.#upgrading = socket
       if (this.#legacy) this.#handler.onUpgrade?.(status, rawHeaders(fields, HEAD_FIELDS), socket)
       else this.#handler.onRequestUpgrade?.(this, status, headersObject(fields, HEAD_FIELDS), socket)
     } catch (err) {
       // As undici: the handler hears of its own exception, and the connection closes.
       socket.destroy(err as Error)
-      this.#callError(err as Error)
+      if (!this.#aborted) this.#callError(err as Error)
+    } finally {
+      this.#upgrading = null
     }
   }
 

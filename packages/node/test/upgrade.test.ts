@@ -9,13 +9,16 @@ import { Duplex } from 'node:stream'
 import { Agent as UndiciAgent, connect, errors, upgrade, type Dispatcher } from 'undici'
 import { Agent } from 'reqwest-dispatcher'
 import { httpServer, rawServer, readHead, type Running } from './helpers/servers'
+import { makePki, type Pki } from './helpers/transport-certs'
 import { closed, connectOn, connectProxy, next, onBoth, readBytes, switchingServer, upgradeOn, type ConnectProxy } from './helpers/upgrades'
 
 let switching: Running & { heads: import('node:http').IncomingMessage[] }
 let plain: Running
 let proxy: ConnectProxy
+let pki: Pki
 
 beforeAll(async () => {
+  pki = makePki()
   switching = await switchingServer()
   plain = await httpServer((req, res) => res.end(`plain ${req.method} ${req.url}`))
   proxy = await connectProxy((head) => (head.includes('denied.test') ? 'HTTP/1.1 407 Proxy Authentication Required\r\nProxy-Authenticate: Basic\r\ncontent-length: 5\r\n\r\nnope!' : null))
@@ -23,6 +26,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await Promise.all([switching.close(), plain.close(), proxy.close()])
+  pki.cleanup()
 })
 
 /** What `agent.upgrade()` hands back, reduced to what both agents must agree on. */
@@ -101,6 +105,63 @@ describe('agent.upgrade()', () => {
       expect(ours.error).toBe('AbortError')
     } finally {
       await slow.close()
+    }
+  })
+
+  it('an abort from inside the upgrade callback fails the request and closes the socket; after it, does nothing', async () => {
+    // `when`: from inside onUpgrade, or once it returned.
+    const scenario = (agent: Dispatcher, when: 'inside' | 'after'): Promise<{ seen: string[]; echoed: string }> =>
+      new Promise((resolve) => {
+        const seen: string[] = []
+        let abort: (reason?: Error) => void = () => {}
+        agent.dispatch({ origin: switching.origin, path: '/', method: 'GET', upgrade: 'echo' }, {
+          onConnect: (a: (reason?: Error) => void) => (abort = a),
+          onUpgrade: (status: number, _raw: Buffer[], socket: Duplex) => {
+            seen.push(`onUpgrade ${status}`)
+            socket.on('error', (err) => seen.push(`socket error ${err.message}`))
+            socket.on('close', () => resolve({ seen, echoed: Buffer.concat(chunks).toString() }))
+            const chunks: Buffer[] = []
+            socket.on('data', (chunk: Buffer) => {
+              chunks.push(chunk)
+              socket.destroy()
+            })
+            if (when === 'inside') abort(new Error('too late'))
+            else setTimeout(() => abort(new Error('too late')), 0)
+            setTimeout(() => socket.write('still here'), 20)
+          },
+          onError: (err: Error) => seen.push(`onError ${err.message}`)
+        } as unknown as Dispatcher.DispatchHandler)
+      })
+    const [theirs, ours] = await onBoth(async (agent) => [await scenario(agent, 'inside'), await scenario(agent, 'after')])
+    expect(ours).toEqual(theirs)
+    expect(ours).toEqual([
+      { seen: ['onUpgrade 101', 'onError too late', 'socket error aborted'], echoed: '' },
+      { seen: ['onUpgrade 101'], echoed: 'still here' }
+    ])
+  })
+
+  it('with allowH2: true, an upgrade to an https: origin that speaks HTTP/1.1 switches over HTTP/1.1, as undici', async () => {
+    const secure = await switchingServer(undefined, pki.server)
+    try {
+      const [theirs, ours] = await onBoth(
+        async (agent) => {
+          const { headers, socket } = await upgradeOn(agent, { origin: secure.origin, path: '/tls', protocol: 'echo' })
+          socket.write('over tls')
+          const echoed = (await readBytes(socket, 8)).toString()
+          const encrypted = (socket as unknown as { encrypted?: boolean }).encrypted
+          socket.destroy()
+          return { headers, echoed, encrypted, session: 'session' in socket }
+        },
+        { allowH2: true, connect: { ca: pki.ca.cert } }
+      )
+      expect(ours).toEqual(theirs)
+      expect(ours).toMatchObject({ echoed: 'over tls', encrypted: true, session: false })
+      expect(secure.heads.map((req) => [req.httpVersion, req.headers.upgrade])).toEqual([
+        ['1.1', 'echo'],
+        ['1.1', 'echo']
+      ])
+    } finally {
+      await secure.close()
     }
   })
 
@@ -375,14 +436,16 @@ describe('the upgraded socket', () => {
         const first = stalledAt
         await new Promise((resolve) => setTimeout(resolve, 300))
         const stalled = stalledAt === first && first > 0 && first < 32 * 1024 * 1024
+        // What waits on the client's side is bounded too: the rest stays in the server's socket.
+        const bufferedBounded = socket.readableLength < 4 * 1024 * 1024
         let received = 0
         socket.on('data', (chunk: Buffer) => (received += chunk.length))
         socket.resume()
         await next(socket, 'end', 30_000)
-        return { stalled, received }
+        return { stalled, bufferedBounded, received }
       })
       expect(ours).toEqual(theirs)
-      expect(ours).toEqual({ stalled: true, received: total })
+      expect(ours).toEqual({ stalled: true, bufferedBounded: true, received: total })
     } finally {
       await flooding.close()
     }

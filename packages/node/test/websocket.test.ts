@@ -209,6 +209,27 @@ describe('WebSocket over the agent', () => {
     }
   })
 
+  it('wss:// on an agent with allowH2: true opens over HTTP/1.1 (the server speaks only that), as undici', async () => {
+    const secure = await wsServer(echoMessages, pki.server)
+    try {
+      const [theirs, ours] = await onBoth(
+        async (agent) => {
+          const ws = await open(secure.url, agent)
+          const got = messages(ws, 1)
+          ws.send('h2 offered')
+          const [back] = await got
+          ws.close()
+          return { back, httpVersion: secure.handshakes.at(-1)?.httpVersion }
+        },
+        { allowH2: true, connect: { ca: pki.ca.cert } }
+      )
+      expect(ours).toEqual(theirs)
+      expect(ours).toEqual({ back: 'h2 offered', httpVersion: '1.1' })
+    } finally {
+      await secure.close()
+    }
+  })
+
   it('wss:// without the CA fails the handshake as undici does', async () => {
     const secure = await wsServer(echoMessages, pki.server)
     try {

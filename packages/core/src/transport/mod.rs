@@ -119,18 +119,21 @@ impl Transport {
         })
     }
 
-    fn engine_for(&self, uri: &http::Uri) -> Option<&h1::Http1> {
+    /// The engine serves `http:` origins, and `https:` ones when HTTP/2 is not offered to them. With `allowH2`,
+    /// a request that switches protocols takes the engine too (its TLS offers only `http/1.1`): undici's
+    /// upgrade over a connection that negotiated HTTP/1.1, the one every WebSocket server speaks.
+    fn engine_for(&self, uri: &http::Uri, switches: bool) -> Option<&h1::Http1> {
         let h1 = self.h1.as_deref()?;
         match uri.scheme_str() {
             Some("http") => Some(h1),
-            Some("https") if self.h1_https => Some(h1),
+            Some("https") if self.h1_https || switches => Some(h1),
             _ => None,
         }
     }
 
     /// Sends a request and waits for the response head.
     pub(crate) async fn send(&self, request: Outgoing<'_>) -> Result<Response, CoreError> {
-        match self.engine_for(request.uri) {
+        match self.engine_for(request.uri, request.switch.is_some()) {
             Some(h1) => send_h1(h1, request).await,
             // Boxed: the other paths' futures are large, and would otherwise make every request's future
             // (moved several times per request) as large.
@@ -143,7 +146,7 @@ impl Transport {
         if request.switch.is_some() {
             return Err(CoreError::new(
                 crate::error::ErrorKind::NotSupported,
-                "upgrade and CONNECT are not supported over HTTP/2 or through a proxy yet",
+                "upgrade and CONNECT are not supported through a proxy or over h2c yet",
             ));
         }
         let mut headers = HeaderMap::with_capacity(request.headers.len());

@@ -81,16 +81,19 @@ export function echoMessages(ws: ServerSocket): void {
 /**
  * A server that switches every request that asks for an upgrade to protocol `echo`: the 101 (with
  * `X-Upgraded: yes` and two `Set-Cookie`), then `onSwitch` gets the raw connection (by default an echo of what it
- * reads, ended when the client ends). Requests without `upgrade` get a plain `200 plain`.
+ * reads, ended when the client ends). Requests without `upgrade` get a plain `200 plain`. With `tls`, it
+ * listens over HTTPS (HTTP/1.1 only, as `https.createServer`) with that certificate.
  */
 export async function switchingServer(
-  onSwitch: (socket: Duplex, req: http.IncomingMessage) => void = (socket) => socket.pipe(socket)
+  onSwitch: (socket: Duplex, req: http.IncomingMessage) => void = (socket) => socket.pipe(socket),
+  tls?: { cert: string; key: string }
 ): Promise<Running & { heads: http.IncomingMessage[] }> {
   const heads: http.IncomingMessage[] = []
-  const server = http.createServer((req, res) => {
+  const plainAnswer = (req: http.IncomingMessage, res: http.ServerResponse): void => {
     heads.push(req)
     res.end('plain')
-  })
+  }
+  const server = tls === undefined ? http.createServer(plainAnswer) : https.createServer(tls, plainAnswer)
   server.on('upgrade', (req: http.IncomingMessage, socket: Duplex, head: Buffer) => {
     heads.push(req)
     socket.on('error', () => {})
@@ -101,7 +104,7 @@ export async function switchingServer(
     if (head.length > 0) socket.unshift(head)
     onSwitch(socket, req)
   })
-  const running = await serve(server)
+  const running = await serve(server, tls === undefined ? 'http' : 'https')
   return { ...running, heads }
 }
 
