@@ -6,8 +6,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { spawn } from 'node:child_process'
 import { Duplex } from 'node:stream'
-import { Agent as UndiciAgent, connect, errors, upgrade, type Dispatcher } from 'undici'
-import { Agent } from 'reqwest-dispatcher'
+import { Agent as UndiciAgent, ProxyAgent as UndiciProxyAgent, connect, errors, upgrade, type Dispatcher } from 'undici'
+import { Agent, ProxyAgent } from 'reqwest-dispatcher'
 import { httpServer, rawServer, readHead, type Running } from './helpers/servers'
 import { makePki, type Pki } from './helpers/transport-certs'
 import { closed, connectOn, connectProxy, next, onBoth, readBytes, switchingServer, upgradeOn, type ConnectProxy } from './helpers/upgrades'
@@ -165,6 +165,32 @@ describe('agent.upgrade()', () => {
     }
   })
 
+  it('through a ProxyAgent, an upgrade to an https: origin goes through a CONNECT tunnel, as undici.ProxyAgent', async () => {
+    const secure = await switchingServer(undefined, pki.server)
+    try {
+      const [theirs, ours] = await onBoth(
+        async (agent) => {
+          const { headers, socket } = await upgradeOn(agent, { origin: secure.origin, path: '/proxied', protocol: 'echo' })
+          socket.write('tunnelled')
+          const echoed = (await readBytes(socket, 9)).toString()
+          socket.destroy()
+          return { headers, echoed, tunnel: proxy.requests.at(-1)?.split('\r\n')[0] }
+        },
+        { uri: proxy.origin, requestTls: { ca: pki.ca.cert } },
+        (o) => new UndiciProxyAgent(o as unknown as UndiciProxyAgent.Options),
+        (o) => new ProxyAgent(o as unknown as ConstructorParameters<typeof ProxyAgent>[0])
+      )
+      expect(ours).toEqual(theirs)
+      expect(ours).toMatchObject({ echoed: 'tunnelled', tunnel: `CONNECT 127.0.0.1:${secure.port} HTTP/1.1` })
+      expect(secure.heads.map((req) => [req.url, req.headers.connection, req.headers.upgrade])).toEqual([
+        ['/proxied', 'upgrade', 'echo'],
+        ['/proxied', 'upgrade', 'echo']
+      ])
+    } finally {
+      await secure.close()
+    }
+  })
+
   it('keeps working after agent.close(): an upgraded socket is no longer the agent’s', async () => {
     const [theirs, ours] = await onBoth(async (agent) => {
       const { socket } = await upgradeOn(agent, { origin: switching.origin, path: '/', protocol: 'echo' })
@@ -207,6 +233,21 @@ describe('agent.connect()', () => {
     })
     expect(ours).toEqual(theirs)
     expect(ours).toBe(200)
+  })
+
+  it('through a ProxyAgent, connect() is refused with NotSupportedError and nothing is sent', async () => {
+    const agent = new ProxyAgent({ uri: proxy.origin })
+    const before = proxy.requests.length
+    try {
+      const err = await connectOn(agent as unknown as Dispatcher, { origin: plain.origin, path: 'example.test:443' }).then(
+        () => null,
+        (e: Error) => e
+      )
+      expect(err).toBeInstanceOf(errors.NotSupportedError)
+      expect(proxy.requests.length).toBe(before)
+    } finally {
+      await agent.destroy()
+    }
   })
 
   it('hands over the connection whatever the status (a 407 here), as undici: the caller decides', async () => {

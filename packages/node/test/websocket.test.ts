@@ -5,10 +5,10 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { subscribe, unsubscribe } from 'node:diagnostics_channel'
-import { getGlobalDispatcher, setGlobalDispatcher, WebSocket, type Dispatcher } from 'undici'
-import { Agent } from 'reqwest-dispatcher'
+import { getGlobalDispatcher, setGlobalDispatcher, ProxyAgent as UndiciProxyAgent, WebSocket, type Dispatcher } from 'undici'
+import { Agent, ProxyAgent } from 'reqwest-dispatcher'
 import { makePki, type Pki } from './helpers/transport-certs'
-import { echoMessages, onBoth, wsServer, type WsPeer } from './helpers/upgrades'
+import { connectProxy, echoMessages, onBoth, wsServer, type WsPeer } from './helpers/upgrades'
 
 let echo: WsPeer
 let pki: Pki
@@ -227,6 +227,38 @@ describe('WebSocket over the agent', () => {
       expect(ours).toEqual({ back: 'h2 offered', httpVersion: '1.1' })
     } finally {
       await secure.close()
+    }
+  })
+
+  it('wss:// through a ProxyAgent: a CONNECT tunnel, the handshake inside it, as undici.ProxyAgent', async () => {
+    const secure = await wsServer(echoMessages, pki.server)
+    const proxy = await connectProxy()
+    try {
+      const options = { uri: proxy.origin, requestTls: { ca: pki.ca.cert } }
+      const [theirs, ours] = await onBoth(
+        async (agent) => {
+          const ws = await open(secure.url, agent)
+          const got = messages(ws, 2)
+          ws.send('through the proxy')
+          ws.send(new Uint8Array([7, 8, 9]))
+          const [text, bytes] = await got
+          const events = eventsUntilClose(ws)
+          ws.close(4002, 'proxied')
+          return { text, bytes: [...(bytes as Buffer)], events: await events, tunnel: proxy.requests.at(-1)?.split('\r\n')[0] }
+        },
+        options,
+        (o) => new UndiciProxyAgent(o as unknown as UndiciProxyAgent.Options),
+        (o) => new ProxyAgent(o as unknown as ConstructorParameters<typeof ProxyAgent>[0])
+      )
+      expect(ours).toEqual(theirs)
+      expect(ours).toEqual({
+        text: 'through the proxy',
+        bytes: [7, 8, 9],
+        events: ['close 4002 "proxied" wasClean=true'],
+        tunnel: `CONNECT 127.0.0.1:${secure.port} HTTP/1.1`
+      })
+    } finally {
+      await Promise.all([secure.close(), proxy.close()])
     }
   })
 

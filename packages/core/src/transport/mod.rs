@@ -37,7 +37,7 @@ use http_body::{Body, Frame, SizeHint};
 use http_body_util::BodyExt;
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use rustls::pki_types::ServerName;
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -143,13 +143,28 @@ impl Transport {
 
     /// Sends a request through hyper-util (HTTP/2, proxies).
     async fn send_other(&self, request: Outgoing<'_>) -> Result<Response, CoreError> {
-        if request.switch.is_some() {
-            return Err(CoreError::new(
-                crate::error::ErrorKind::NotSupported,
-                "upgrade and CONNECT are not supported through a proxy or over h2c yet",
-            ));
+        // Through a proxy, an upgrade is hyper's: it asks for it with the headers undici writes and hands over
+        // the connection after a 101. CONNECT (whose every answer switches, as undici has it) and h2c are not.
+        let upgrading = match (request.switch, &self.other) {
+            (None, _) => None,
+            (Some(Switch::Protocol(protocol)), Other::Proxied(..)) => Some(protocol.as_str()),
+            (Some(_), _) => {
+                return Err(CoreError::new(
+                    crate::error::ErrorKind::NotSupported,
+                    "CONNECT through a proxy, and upgrades over h2c, are not supported",
+                ))
+            }
+        };
+        let mut headers = HeaderMap::with_capacity(request.headers.len() + 2);
+        if let Some(protocol) = upgrading {
+            let protocol = HeaderValue::from_str(protocol)
+                .map_err(|e| CoreError::invalid_argument(format!("invalid upgrade: {e}")))?;
+            headers.append(
+                http::header::CONNECTION,
+                HeaderValue::from_static("upgrade"),
+            );
+            headers.append(http::header::UPGRADE, protocol);
         }
-        let mut headers = HeaderMap::with_capacity(request.headers.len());
         for (name, value) in request.headers {
             let name = HeaderName::from_bytes(name)
                 .map_err(|e| CoreError::invalid_argument(format!("invalid header name: {e}")))?;
@@ -182,12 +197,24 @@ impl Transport {
                         }
                     }
                 }
-                let response = client
+                let mut response = client
                     .request(built)
                     .await
                     .map_err(|e| classify::direct_send(&e))?;
-                let (parts, body) = response.into_parts();
-                (parts, IncomingBody::Direct(body))
+                if upgrading.is_some() && response.status() == http::StatusCode::SWITCHING_PROTOCOLS
+                {
+                    let io = hyper::upgrade::on(&mut response)
+                        .await
+                        .map_err(|e| classify::body(&e))?;
+                    let (parts, _) = response.into_parts();
+                    (
+                        parts,
+                        IncomingBody::Upgraded(Upgraded::Hyper(TokioIo::new(io))),
+                    )
+                } else {
+                    let (parts, body) = response.into_parts();
+                    (parts, IncomingBody::Direct(body))
+                }
             }
         };
         let reason = parts

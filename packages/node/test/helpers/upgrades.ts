@@ -18,15 +18,16 @@ import { readHead, serve, type Running } from './servers'
  * Runs `scenario` on a fresh undici agent, then on a fresh one of ours (each destroyed afterwards):
  * `[undici's result, ours]`. The undici side answers both handler styles as undici does (undici 7's Agent for
  * legacy handlers when the run is on undici 8: see helpers/differential.ts); `undici` makes another one (a plain
- * `undici.Agent`, for its events).
+ * `undici.Agent`, for its events), `ours` another of ours (a `ProxyAgent`, say).
  */
 export async function onBoth<T>(
   scenario: (agent: Dispatcher) => Promise<T>,
   options: Record<string, unknown> = {},
-  undici: (options: Record<string, unknown>) => Dispatcher = undiciAgent
+  undici: (options: Record<string, unknown>) => Dispatcher = undiciAgent,
+  ours: (options: Record<string, unknown>) => Dispatcher = (o) => new Agent(o)
 ): Promise<[T, T]> {
   const results: T[] = []
-  for (const make of [undici, (o: Record<string, unknown>) => new Agent(o)]) {
+  for (const make of [undici, ours]) {
     const agent = make(options)
     try {
       results.push(await scenario(agent))
