@@ -31,7 +31,8 @@ function targetOf () {
     url,
     method: scenario.method,
     headers: body ? { 'content-type': 'application/octet-stream' } : undefined,
-    body
+    body,
+    messageBytes: scenario.messageBytes
   }
 }
 
@@ -84,6 +85,8 @@ async function main () {
       const rss = process.resourceUsage().maxRSS / 1024
       return { failed: `event loop blocked: the ${config.load.durationMs} ms window measured ${Math.round(measured.seconds * 1000)} ms (${measured.requests} requests); max RSS ${Math.round(rss)} MiB` }
     }
+    // WebSocket rows: what the round trips carried, each way.
+    if (scenario.messageBytes) measured.mibPerSecond = (measured.rps * scenario.messageBytes) / (1024 * 1024)
   }
   await Promise.race([Promise.resolve(client.close?.()).catch(() => {}), new Promise((resolve) => setTimeout(resolve, 2000).unref())])
   return { ...measured, note: client.note ?? null }

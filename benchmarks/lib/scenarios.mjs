@@ -32,7 +32,9 @@ export const CLIENT_LABELS = {
   'before-fetch': 'before (--before build) · fetch()',
   node: 'node:http(s)/http2 keep-alive',
   impit: 'impit (fetch)',
-  ceiling: 'ceiling (autocannon / h2load)'
+  ceiling: 'ceiling (autocannon / h2load)',
+  'ours-websocket': 'ours · undici WebSocket',
+  'undici-websocket': 'undici.Agent · undici WebSocket'
 }
 
 /** The undici row a client's ratios are taken against: the same API, or undici's dispatch for others. */
@@ -42,12 +44,16 @@ export function baselineOf (clientId) {
   return family === 'ours' || family === 'before' || family === 'undici' ? `undici-${api}` : 'undici-dispatch'
 }
 
+/** undici's WebSocket over our Agent and over undici.Agent. */
+const WEBSOCKET_CLIENTS = ['ours-websocket', 'undici-websocket']
+
 /** Our dispatch and request() next to undici's: the rows that measure one property rather than every client. */
 const API_PAIRS = ['ours-dispatch', 'undici-dispatch', 'ours-request', 'undici-request']
 
 /**
  * Every scenario. `kind`: `load` (closed loop, `concurrency` in flight, default the load shape's), `stream`
- * (one paced download, memory), `scale` (`requests` at once to a slow route, memory). `busyUs`: synchronous
+ * (one paced download, memory), `scale` (`requests` at once to a slow route, memory), `websocket` (closed loop
+ * of echo round trips of `messageBytes` over `concurrency` WebSockets, one message in flight on each). `busyUs`: synchronous
  * JavaScript spent after each response, before the next request starts (a service with work of its own).
  * `short`: the title where space is scarce (the chart).
  */
@@ -102,6 +108,28 @@ function allScenarios (quick) {
       requestBytes: 0,
       consumerBytesPerSecond: 10 * MiB,
       clients: [...DISPATCHER_CLIENTS, 'node']
+    },
+    {
+      id: 'ws-echo-1k',
+      title: 'WebSocket echo, 1 KiB messages, 16 sockets (round trips/s; MiB/s each way)',
+      short: 'WebSocket echo 1 KiB',
+      kind: 'websocket',
+      protocol: 'h1',
+      path: '/echo',
+      messageBytes: 1024,
+      concurrency: 16,
+      clients: WEBSOCKET_CLIENTS
+    },
+    {
+      id: 'ws-echo-1m',
+      title: 'WebSocket echo, 1 MiB messages, 4 sockets (round trips/s; MiB/s each way)',
+      short: 'WebSocket echo 1 MiB',
+      kind: 'websocket',
+      protocol: 'h1',
+      path: '/echo',
+      messageBytes: MiB,
+      concurrency: 4,
+      clients: WEBSOCKET_CLIENTS
     },
     {
       id: 'h1-scale-10k',

@@ -108,6 +108,26 @@ function loadTable (scenario) {
   return lines.join('\n')
 }
 
+function websocketTable (scenario) {
+  const lines = [
+    '| client | round trips/s | ×undici | MiB/s each way | CPU µs/round trip all | ×undici | JS thread µs | ×undici | core µs | p50 ms | p99 ms | peak RSS MiB | notes |',
+    '|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|'
+  ]
+  for (const row of scenario.rows) {
+    if (row.roundsOk === 0) {
+      lines.push(`| ${row.label} | ${'— | '.repeat(11)}${problem(row)} |`)
+      continue
+    }
+    const cells = [
+      integer(row.rps), times(row.throughputRatio), fixed(row.mibPerSecond),
+      fixed(row.cpuUsPerRequest), times(row.cpuRatio), fixed(row.jsCpuUsPerRequest), times(row.jsCpuRatio),
+      fixed(row.coreCpuUsPerRequest), fixed(row.p50Ms, 3), fixed(row.p99Ms, 2), fixed(row.maxRssMiB, 0)
+    ]
+    lines.push(`| ${row.label} | ${cells.join(' | ')} | ${problem(row)} |`)
+  }
+  return lines.join('\n')
+}
+
 function scaleTable (scenario) {
   const lines = [
     '| client | peak RSS growth MiB | KiB/request | ×undici | all done after s | CPU µs/req all | JS thread µs/req | core µs/req | peak RSS MiB | notes |',
@@ -177,7 +197,7 @@ export function renderResultsMarkdown ({ meta, summary }) {
     ''
   ]
   for (const scenario of summary.scenarios) {
-    const table = { stream: streamTable, scale: scaleTable }[scenario.kind] ?? loadTable
+    const table = { stream: streamTable, scale: scaleTable, websocket: websocketTable }[scenario.kind] ?? loadTable
     parts.push(`## ${scenario.title}`, '', table(scenario), '')
   }
   parts.push('## JS↔Rust glue alone (tinybench)', '', glueSection(summary.glue), '')

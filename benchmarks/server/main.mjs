@@ -1,12 +1,14 @@
 /**
  * The benchmark server process: an HTTP/1.1 server (node:http), the same over TLS (node:https) and an
  * HTTP/2-over-TLS server (node:http2), all on 127.0.0.1 with ephemeral ports, answering the routes of
- * `routes.mjs`. Run as a child of the runner so its CPU is never counted as a client's; it reports
+ * `routes.mjs`; the HTTP/1.1 server also takes WebSocket upgrades (the `ws` package's server), echoing every
+ * message back. Run as a child of the runner so its CPU is never counted as a client's; it reports
  * `{ h1Port, h1sPort, h2Port }` over IPC and exits when told to.
  */
 import { createServer } from 'node:http'
 import { createSecureServer } from 'node:http2'
 import { createServer as createHttpsServer } from 'node:https'
+import { WebSocketServer } from 'ws'
 import { route } from './routes.mjs'
 
 const { key, cert } = JSON.parse(process.argv[2])
@@ -48,6 +50,12 @@ for (const server of [http1, https1]) {
   server.headersTimeout = 0
   server.requestTimeout = 0
 }
+
+const echo = new WebSocketServer({ server: http1, maxPayload: 64 * 1024 * 1024, perMessageDeflate: false })
+echo.on('connection', (ws) => {
+  ws.on('error', () => {})
+  ws.on('message', (data, isBinary) => ws.send(data, { binary: isBinary }))
+})
 
 const http2 = createSecureServer({ key, cert, allowHTTP1: false, settings: { maxConcurrentStreams: 1000 } })
 http2.on('stream', (stream, headers) => {
