@@ -37,6 +37,11 @@ pub struct AgentOptions {
     pub connections: Option<usize>,
     /// undici `connect.localAddress`: the local address outgoing connections bind to.
     pub local_address: Option<IpAddr>,
+    /// undici `autoSelectFamily` with its `autoSelectFamilyAttemptTimeout` (Node's defaults: on, 250 ms):
+    /// happy eyeballs — a host's IPv6 and IPv4 addresses interleaved, the next one tried as soon as the
+    /// current attempt fails or has not connected within this time. `None` (`autoSelectFamily: false`): one
+    /// address after another, each until it fails.
+    pub auto_select_family: Option<Duration>,
     /// undici `connect` TLS options (`ca`, `cert`, `key`, `rejectUnauthorized`, `servername`).
     pub tls: TlsOptions,
     /// The proxy every request goes through (`ProxyAgent`, `EnvHttpProxyAgent`); `None` connects directly.
@@ -63,6 +68,7 @@ impl Default for AgentOptions {
             h2c: false,
             connections: None,
             local_address: None,
+            auto_select_family: Some(Duration::from_millis(250)),
             tls: TlsOptions::default(),
             proxy: None,
             policies: Policies::default(),

@@ -31,6 +31,8 @@ export interface NativeAgentOptions {
   connections?: number
   /** IP address outgoing connections bind to. */
   localAddress?: string | null
+  /** Happy eyeballs: ms each connection attempt gets before the next address is tried; 0 = off (in turn). */
+  autoSelectFamilyAttemptTimeout?: number
   tls?: NativeTlsOptions | null
   proxy?: NativeProxyOptions | null
   /** Retry, circuit breaker and rate limit (see src/policies.ts); absent = none. */

@@ -1,7 +1,7 @@
 /**
  * Agent options: undici's names, defaults and validation messages, reduced to what the native side reads.
  */
-import { isIP } from 'node:net'
+import { getDefaultAutoSelectFamily, getDefaultAutoSelectFamilyAttemptTimeout, isIP } from 'node:net'
 import { errors } from 'undici'
 import { LARGEST_COUNT, waitMs } from './limits'
 import type { NativeAgentOptions, NativeProxyOptions } from './native'
@@ -19,6 +19,10 @@ export interface ConnectOptions extends TlsConnectOptions {
   timeout?: number | null
   /** Local IP address connections bind to (same as `localAddress`). */
   localAddress?: string
+  /** Same as the agent's `autoSelectFamily`, which it overrides. */
+  autoSelectFamily?: boolean
+  /** Same as the agent's `autoSelectFamilyAttemptTimeout`, which it overrides. */
+  autoSelectFamilyAttemptTimeout?: number
 }
 
 /**
@@ -54,9 +58,16 @@ export interface AgentOptions extends PolicyOptions {
   h2c?: boolean
   /** Local IP address connections bind to. */
   localAddress?: string
-  /** Accepted: the resolver tries IPv6 and IPv4 addresses in turn (happy eyeballs) anyway. */
+  /**
+   * Happy eyeballs, as Node's `net.connect` does it for undici (default: `net.getDefaultAutoSelectFamily()`, on):
+   * a host's IPv6 and IPv4 addresses are tried alternately, the next one as soon as an attempt fails or has not
+   * connected within `autoSelectFamilyAttemptTimeout`. Off: one address after another, each until it fails.
+   */
   autoSelectFamily?: boolean
-  /** Accepted; see `autoSelectFamily`. */
+  /**
+   * Time given to each connection attempt before the next address is tried, in ms (default
+   * `net.getDefaultAutoSelectFamilyAttemptTimeout()`, 250; at least 10). Used when `autoSelectFamily` is given.
+   */
   autoSelectFamilyAttemptTimeout?: number
   /**
    * Most connections per origin (default unlimited). Enforced as most requests in flight per origin: one per
@@ -90,6 +101,59 @@ function checked(value: unknown, fallback: number, ok: (n: number) => boolean, m
 const finiteAtLeastZero = (n: number): boolean => Number.isFinite(n) && n >= 0
 const finiteAboveZero = (n: number): boolean => Number.isFinite(n) && n > 0
 const integerAtLeastZero = (n: number): boolean => Number.isInteger(n) && n >= 0
+
+/** A Node validation error (`ERR_INVALID_ARG_TYPE`, `ERR_OUT_OF_RANGE`), worded as Node's own validators word it. */
+function nodeArgumentError(code: string, message: string, Class: typeof TypeError | typeof RangeError): Error {
+  return Object.assign(new Class(message), { code })
+}
+
+/**
+ * The happy-eyeballs attempt timeout in ms, 0 when off: undici hands `autoSelectFamily` and its timeout to
+ * `net.connect` only when `autoSelectFamily` is a boolean, `connect` overrides both, and Node fills in its
+ * defaults, checks the types, takes at least 10 ms, and connects to one address only when `localAddress` is set.
+ * Node checks when connecting: here the agent refuses the options at once, with Node's errors.
+ */
+function attemptTimeout(options: AgentOptions, connect: ConnectOptions | null | undefined): number {
+  const given: { autoSelectFamily?: unknown; autoSelectFamilyAttemptTimeout?: unknown } = {}
+  if (typeof options.autoSelectFamily === 'boolean') {
+    given.autoSelectFamily = options.autoSelectFamily
+    given.autoSelectFamilyAttemptTimeout = options.autoSelectFamilyAttemptTimeout
+  }
+  for (const name of ['autoSelectFamily', 'autoSelectFamilyAttemptTimeout'] as const) {
+    if (connect != null && Object.hasOwn(connect, name)) given[name] = connect[name]
+  }
+  let enabled = given.autoSelectFamily
+  if (enabled == null) {
+    enabled = getDefaultAutoSelectFamily()
+  } else if (typeof enabled !== 'boolean') {
+    throw nodeArgumentError('ERR_INVALID_ARG_TYPE', `The "options.autoSelectFamily" property must be of type boolean. Received ${describeType(enabled)}`, TypeError)
+  }
+  let timeout = given.autoSelectFamilyAttemptTimeout
+  if (timeout == null) {
+    timeout = getDefaultAutoSelectFamilyAttemptTimeout()
+  } else {
+    const name = '"options.autoSelectFamilyAttemptTimeout"'
+    if (typeof timeout !== 'number') {
+      throw nodeArgumentError('ERR_INVALID_ARG_TYPE', `The ${name} property must be of type number. Received ${describeType(timeout)}`, TypeError)
+    }
+    if (!Number.isInteger(timeout)) {
+      throw nodeArgumentError('ERR_OUT_OF_RANGE', `The value of ${name} is out of range. It must be an integer. Received ${timeout}`, RangeError)
+    }
+    if (timeout < 1 || timeout > 2 ** 31 - 1) {
+      throw nodeArgumentError('ERR_OUT_OF_RANGE', `The value of ${name} is out of range. It must be >= 1 && <= 2147483647. Received ${timeout}`, RangeError)
+    }
+  }
+  const localAddress = options.localAddress ?? connect?.localAddress
+  return enabled && localAddress == null ? Math.max(10, timeout as number) : 0
+}
+
+/** How Node's `ERR_INVALID_ARG_TYPE` describes a value of the wrong type. */
+function describeType(value: unknown): string {
+  if (typeof value === 'function') return `function ${value.name}`
+  if (typeof value === 'object') return value === null ? 'null' : `an instance of ${value.constructor?.name ?? 'Object'}`
+  const shown = typeof value === 'string' ? `'${value.length > 28 ? `${value.slice(0, 25)}...` : value}'` : String(value)
+  return `type ${typeof value} (${shown})`
+}
 
 /** Options undici's Client refuses by name, with the replacement it names. */
 const RENAMED: Record<string, string> = {
@@ -206,6 +270,7 @@ export function nativeAgentOptions(given: AgentOptions): NativeAgentOptions {
     h2c: options.h2c ?? false,
     connections: Math.min(connections, LARGEST_COUNT),
     localAddress: localAddress ?? null,
+    autoSelectFamilyAttemptTimeout: attemptTimeout(options, connect),
     tls: nativeTlsOptions(connect),
     proxy,
     policies: nativePolicies(options)

@@ -4,6 +4,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { spawn, type ChildProcess } from 'node:child_process'
 import net from 'node:net'
+import { errors, request, type Dispatcher } from 'undici'
 import { agents, record, type Pair } from './helpers/differential'
 import { rawServer, readHead, type Running } from './helpers/servers'
 
@@ -56,6 +57,22 @@ describe('same as undici.Agent', () => {
     expect(theirs.transcript.at(-1)).toBe('onError ConnectTimeoutError UND_ERR_CONNECT_TIMEOUT')
     // As with connection refused, ours announces the request before connecting (COMPATIBILITY.md).
     expect(ours.transcript).toEqual(['onConnect', ...theirs.transcript])
+  })
+
+  it("the ConnectTimeoutError's message names the address and the timeout as undici's", async () => {
+    for (const host of ['127.0.0.1', 'localhost']) {
+      const url = `http://${host}:${fullPort}/`
+      const failure = (d: Dispatcher): Promise<Error> =>
+        request(url, { dispatcher: d }).then(
+          () => new Error('connected'),
+          (e: Error) => e
+        )
+      const theirs = await failure(pair.undici)
+      const ours = await failure(pair.ours)
+      expect(theirs.message).toBe(`Connect Timeout Error (attempted address: ${host}:${fullPort}, timeout: 300ms)`)
+      expect(ours).toBeInstanceOf(errors.ConnectTimeoutError)
+      expect(ours.message).toBe(theirs.message)
+    }
   })
 
   it('a response head larger than maxHeaderSize gives HeadersOverflowError', async () => {

@@ -4,7 +4,7 @@
  */
 import http from 'node:http'
 import { describe, expect, it } from 'vitest'
-import { errors, request } from 'undici'
+import { Agent as UndiciAgent, errors, request } from 'undici'
 import { Agent } from 'reqwest-dispatcher'
 import { serve, type Running } from './helpers/servers'
 
@@ -66,15 +66,48 @@ describe('localAddress', () => {
     expect(() => new Agent({ localAddress: 'localhost' })).toThrow(errors.InvalidArgumentError)
   })
 
-  it('accepts autoSelectFamily (the connector tries every address in turn anyway)', async () => {
+  it('connects with autoSelectFamily on or off (happy eyeballs itself: cargo test connect::tests, as no name here resolves to two addresses)', async () => {
     const server = await whoAmI()
-    const agent = new Agent({ autoSelectFamily: true, autoSelectFamilyAttemptTimeout: 100 })
     try {
-      const res = await request(`http://localhost:${server.port}/`, { dispatcher: agent })
-      expect(res.statusCode).toBe(200)
-      await res.body.dump()
+      for (const options of [{ autoSelectFamily: true, autoSelectFamilyAttemptTimeout: 100 }, { autoSelectFamily: false }, { connect: { autoSelectFamily: false } }]) {
+        const agent = new Agent(options)
+        try {
+          const res = await request(`http://localhost:${server.port}/`, { dispatcher: agent })
+          expect(res.statusCode).toBe(200)
+          await res.body.dump()
+        } finally {
+          await agent.close()
+        }
+      }
     } finally {
-      await agent.close()
+      await server.close()
+    }
+  })
+
+  it("refuses an attempt timeout Node refuses, with Node's error (undici: on every request; here: at once)", async () => {
+    const server = await whoAmI()
+    try {
+      for (const options of [
+        { autoSelectFamily: true, autoSelectFamilyAttemptTimeout: 0 },
+        { autoSelectFamily: true, autoSelectFamilyAttemptTimeout: 1.5 },
+        { autoSelectFamily: false, autoSelectFamilyAttemptTimeout: '5' },
+        { connect: { autoSelectFamily: 'yes' } }
+      ]) {
+        const reference = new UndiciAgent(options as never)
+        const expected = await request(`http://localhost:${server.port}/`, { dispatcher: reference }).catch((e: Error) => e)
+        await reference.close()
+        let ours: unknown
+        try {
+          new Agent(options as never)
+        } catch (err) {
+          ours = err
+        }
+        expect(ours, JSON.stringify(options)).toBeInstanceOf((expected as Error).constructor)
+        expect(ours).toMatchObject({ code: (expected as NodeJS.ErrnoException).code, message: (expected as Error).message })
+      }
+      // Without a boolean autoSelectFamily undici passes neither option on: nothing is checked.
+      await new Agent({ autoSelectFamilyAttemptTimeout: 1.5 }).close()
+    } finally {
       await server.close()
     }
   })

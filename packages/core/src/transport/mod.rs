@@ -299,13 +299,14 @@ fn alpn(options: &AgentOptions) -> &'static [&'static [u8]] {
     }
 }
 
-/// TCP connections as undici makes them: no Nagle, the agent's connect timeout and local address; any scheme
-/// (TLS is layered on top).
+/// TCP connections as undici makes them: no Nagle, the agent's connect timeout, local address and happy
+/// eyeballs; any scheme (TLS is layered on top).
 fn tcp_connector(options: &AgentOptions) -> HttpConnector {
     let mut tcp = HttpConnector::new();
     tcp.enforce_http(false);
     tcp.set_nodelay(true);
     tcp.set_connect_timeout(options.connect_timeout);
+    tcp.set_happy_eyeballs_timeout(options.auto_select_family);
     if let Some(address) = options.local_address {
         tcp.set_local_address(Some(address));
     }

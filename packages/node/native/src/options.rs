@@ -31,6 +31,9 @@ struct AgentDocument {
     connections: f64,
     #[serde(default)]
     local_address: Option<String>,
+    /// Happy eyeballs' attempt timeout; 0: off. Absent: Node's default (250 ms).
+    #[serde(default)]
+    auto_select_family_attempt_timeout: Option<f64>,
     #[serde(default)]
     tls: Option<TlsDocument>,
     #[serde(default)]
@@ -123,6 +126,10 @@ pub fn agent_options(json: &str) -> Result<AgentOptions, String> {
         h2c: doc.h2c,
         connections: (doc.connections >= 1.0).then_some(doc.connections as usize),
         local_address,
+        auto_select_family: match doc.auto_select_family_attempt_timeout {
+            None => defaults.auto_select_family,
+            Some(ms) => timeout_option(ms),
+        },
         tls: doc.tls.map(TlsOptions::from).unwrap_or_default(),
         proxy: doc.proxy.map(ProxyOptions::from),
         policies: doc.policies.unwrap_or_default(),
@@ -147,6 +154,18 @@ mod tests {
         assert_eq!(options.connections, None);
         assert!(options.tls.reject_unauthorized);
         assert!(options.proxy.is_none());
+        assert_eq!(options.auto_select_family, Some(Duration::from_millis(250)));
+    }
+
+    #[test]
+    fn an_attempt_timeout_of_zero_turns_happy_eyeballs_off() {
+        let with = |ms: &str| {
+            let json =
+                MINIMAL.replace('}', &format!(r#","autoSelectFamilyAttemptTimeout":{ms}}}"#));
+            agent_options(&json).unwrap().auto_select_family
+        };
+        assert_eq!(with("0"), None);
+        assert_eq!(with("100"), Some(Duration::from_millis(100)));
     }
 
     #[test]
