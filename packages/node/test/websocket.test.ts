@@ -5,7 +5,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { subscribe, unsubscribe } from 'node:diagnostics_channel'
-import { getGlobalDispatcher, setGlobalDispatcher, ProxyAgent as UndiciProxyAgent, WebSocket, type Dispatcher } from 'undici'
+import { Agent as UndiciAgent, getGlobalDispatcher, setGlobalDispatcher, ProxyAgent as UndiciProxyAgent, WebSocket, type Dispatcher } from 'undici'
 import { Agent, ProxyAgent } from 'reqwest-dispatcher'
 import { makePki, type Pki } from './helpers/transport-certs'
 import { connectProxy, echoMessages, onBoth, wsServer, type WsPeer } from './helpers/upgrades'
@@ -167,6 +167,37 @@ describe('WebSocket over the agent', () => {
       expect(ours).toEqual(['error', 'close 1006 "" wasClean=false'])
     } finally {
       await refusing.close()
+    }
+  })
+
+  it('applies the agent’s webSocket.maxPayloadSize: a bigger message is an error and an unclean close, as over undici.Agent', async () => {
+    const sending = await wsServer((ws) => {
+      ws.send(Buffer.alloc(1024, 1))
+      ws.send(Buffer.alloc(2048, 2))
+    })
+    try {
+      const [theirs, ours] = await onBoth(
+        async (agent) => {
+          const ws = new WebSocket(sending.url, { dispatcher: agent } as ConstructorParameters<typeof WebSocket>[1])
+          ws.binaryType = 'arraybuffer'
+          const seen = eventsUntilClose(ws)
+          const sizes: number[] = []
+          const onMessage = ws.onmessage
+          ws.onmessage = (event) => {
+            sizes.push((event.data as ArrayBuffer).byteLength)
+            onMessage?.call(ws, event)
+          }
+          return { events: (await seen).map((e) => e.replace(/^message .*/, 'message')), sizes }
+        },
+        { webSocket: { maxPayloadSize: 1024 } },
+        // A plain undici.Agent: its webSocketOptions are what the WebSocket reads.
+        (o) => new UndiciAgent(o)
+      )
+      expect(ours).toEqual(theirs)
+      expect(ours.sizes).toEqual([1024])
+      expect(ours.events).toEqual(['message', 'error', 'close 1006 "" wasClean=false'])
+    } finally {
+      await sending.close()
     }
   })
 
