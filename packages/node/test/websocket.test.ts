@@ -7,6 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { subscribe, unsubscribe } from 'node:diagnostics_channel'
 import { Agent as UndiciAgent, getGlobalDispatcher, setGlobalDispatcher, ProxyAgent as UndiciProxyAgent, WebSocket, type Dispatcher } from 'undici'
 import { Agent, ProxyAgent } from 'reqwest-dispatcher'
+import { undiciMajor } from './helpers/differential'
 import { makePki, type Pki } from './helpers/transport-certs'
 import { connectProxy, echoMessages, onBoth, wsServer, type WsPeer } from './helpers/upgrades'
 
@@ -55,6 +56,11 @@ function eventsUntilClose(ws: WebSocket): Promise<string[]> {
       resolve(seen)
     }
   })
+}
+
+/** Every event of a WebSocket to `url` from its handshake on, over undici's agent and over ours. */
+function handshakeOnBoth(url: string): Promise<[string[], string[]]> {
+  return onBoth((agent) => eventsUntilClose(new WebSocket(url, { dispatcher: agent } as ConstructorParameters<typeof WebSocket>[1])))
 }
 
 describe('WebSocket over the agent', () => {
@@ -159,10 +165,7 @@ describe('WebSocket over the agent', () => {
       verifyClient: (_info: unknown, done: (ok: boolean, code?: number) => void) => done(false, 403)
     } as ConstructorParameters<typeof import('ws').WebSocketServer>[0])
     try {
-      const [theirs, ours] = await onBoth(async (agent) => {
-        const ws = new WebSocket(refusing.url, { dispatcher: agent } as ConstructorParameters<typeof WebSocket>[1])
-        return eventsUntilClose(ws)
-      })
+      const [theirs, ours] = await handshakeOnBoth(refusing.url)
       expect(ours).toEqual(theirs)
       expect(ours).toEqual(['error', 'close 1006 "" wasClean=false'])
     } finally {
@@ -293,13 +296,39 @@ describe('WebSocket over the agent', () => {
     }
   })
 
+  it('ws:// through a ProxyAgent: ours forwards the handshake to the proxy in absolute form, undici 7 tunnels it; the same messages', async () => {
+    const proxy = await connectProxy()
+    try {
+      const [theirs, ours] = await onBoth(
+        async (agent) => {
+          const ws = await open(echo.url, agent)
+          const got = messages(ws, 1)
+          ws.send('forwarded')
+          const [back] = await got
+          const events = eventsUntilClose(ws)
+          ws.close(1000, 'done')
+          return { back, events: await events, line: proxy.requests.at(-1)?.split('\r\n')[0] }
+        },
+        { uri: proxy.origin },
+        (o) => new UndiciProxyAgent(o as unknown as UndiciProxyAgent.Options),
+        (o) => new ProxyAgent(o as unknown as ConstructorParameters<typeof ProxyAgent>[0])
+      )
+      const { host } = new URL(echo.origin)
+      expect({ ...ours, line: undefined }).toEqual({ ...theirs, line: undefined })
+      expect(ours).toMatchObject({ back: 'forwarded', events: ['close 1000 "done" wasClean=true'] })
+      // undici 8 forwards http: requests too (its proxyTunnel defaults to false).
+      expect(theirs.line).toBe(undiciMajor < 8 ? `CONNECT ${host} HTTP/1.1` : `GET http://${host}/ HTTP/1.1`)
+      expect(ours.line).toBe(`GET http://${host}/ HTTP/1.1`)
+      expect(echo.handshakes.at(-1)?.headers.upgrade).toBe('websocket')
+    } finally {
+      await proxy.close()
+    }
+  })
+
   it('wss:// without the CA fails the handshake as undici does', async () => {
     const secure = await wsServer(echoMessages, pki.server)
     try {
-      const [theirs, ours] = await onBoth(async (agent) => {
-        const ws = new WebSocket(secure.url, { dispatcher: agent } as ConstructorParameters<typeof WebSocket>[1])
-        return eventsUntilClose(ws)
-      })
+      const [theirs, ours] = await handshakeOnBoth(secure.url)
       expect(ours).toEqual(theirs)
       expect(ours).toEqual(['error', 'close 1006 "" wasClean=false'])
     } finally {

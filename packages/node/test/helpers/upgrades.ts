@@ -116,7 +116,9 @@ export interface ConnectProxy extends Running {
 
 /**
  * A CONNECT proxy: each `CONNECT host:port` is answered `200 Connection Established` and tunnelled to the target
- * (a target it cannot reach gets a 502). `answer` may answer a CONNECT itself instead (a 407, say).
+ * (a target it cannot reach gets a 502). `answer` may answer a CONNECT itself instead (a 407, say). A request in
+ * absolute form (`GET http://host:port/path`, a forward proxy's) goes to its target in origin form, and the
+ * connection is piped both ways from then on, so an upgrade passes through.
  */
 export async function connectProxy(answer?: (head: string) => string | null): Promise<ConnectProxy> {
   const requests: string[] = []
@@ -128,6 +130,19 @@ export async function connectProxy(answer?: (head: string) => string | null): Pr
       const own = answer?.(head) ?? null
       if (own !== null) {
         client.end(own)
+        return
+      }
+      const forwarded = /^(\S+) http:\/\/([^/\s]+)(\S*) HTTP\/1\.1\r\n/.exec(head)
+      if (forwarded !== null) {
+        const [line, method, authority, path] = forwarded
+        const colon = authority.lastIndexOf(':')
+        const upstream = net.connect(Number(authority.slice(colon + 1)), authority.slice(0, colon))
+        proxy.track(upstream)
+        upstream.on('error', () => client.destroy())
+        upstream.on('connect', () => {
+          upstream.write(Buffer.from(`${method} ${path || '/'} HTTP/1.1\r\n${head.slice(line.length)}`, 'latin1'))
+          client.pipe(upstream).pipe(client)
+        })
         return
       }
       const target = /^CONNECT \/?(\S+) HTTP\/1\.1\r\n/.exec(head)?.[1] ?? ''
