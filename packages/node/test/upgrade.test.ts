@@ -6,11 +6,11 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { spawn } from 'node:child_process'
 import { Duplex } from 'node:stream'
-import { Agent as UndiciAgent, ProxyAgent as UndiciProxyAgent, connect, errors, upgrade, type Dispatcher } from 'undici'
+import { Agent as UndiciAgent, connect, errors, upgrade, type Dispatcher } from 'undici'
 import { Agent, ProxyAgent } from 'reqwest-dispatcher'
 import { httpServer, rawServer, readHead, type Running } from './helpers/servers'
 import { makePki, type Pki } from './helpers/transport-certs'
-import { closed, connectOn, connectProxy, next, onBoth, readBytes, switchingServer, upgradeOn, type ConnectProxy } from './helpers/upgrades'
+import { closed, connectOn, connectProxy, proxyAgents, next, onBoth, readBytes, switchingServer, upgradeOn, type ConnectProxy } from './helpers/upgrades'
 
 let switching: Running & { heads: import('node:http').IncomingMessage[] }
 let plain: Running
@@ -177,8 +177,7 @@ describe('agent.upgrade()', () => {
           return { headers, echoed, tunnel: proxy.requests.at(-1)?.split('\r\n')[0] }
         },
         { uri: proxy.origin, requestTls: { ca: pki.ca.cert } },
-        (o) => new UndiciProxyAgent(o as unknown as UndiciProxyAgent.Options),
-        (o) => new ProxyAgent(o as unknown as ConstructorParameters<typeof ProxyAgent>[0])
+        ...proxyAgents
       )
       expect(ours).toEqual(theirs)
       expect(ours).toMatchObject({ echoed: 'tunnelled', tunnel: `CONNECT 127.0.0.1:${secure.port} HTTP/1.1` })

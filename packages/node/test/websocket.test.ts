@@ -5,11 +5,11 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { subscribe, unsubscribe } from 'node:diagnostics_channel'
-import { Agent as UndiciAgent, getGlobalDispatcher, setGlobalDispatcher, ProxyAgent as UndiciProxyAgent, WebSocket, type Dispatcher } from 'undici'
-import { Agent, ProxyAgent } from 'reqwest-dispatcher'
+import { Agent as UndiciAgent, getGlobalDispatcher, setGlobalDispatcher, WebSocket, type Dispatcher } from 'undici'
+import { Agent } from 'reqwest-dispatcher'
 import { undiciMajor } from './helpers/differential'
 import { makePki, type Pki } from './helpers/transport-certs'
-import { connectProxy, echoMessages, onBoth, wsServer, type WsPeer } from './helpers/upgrades'
+import { connectProxy, echoMessages, onBoth, proxyAgents, wsServer, type WsPeer } from './helpers/upgrades'
 
 let echo: WsPeer
 let pki: Pki
@@ -45,6 +45,16 @@ function messages(ws: WebSocket, count: number): Promise<Array<string | Buffer>>
   })
 }
 
+/** Opens a WebSocket to `url` over `agent`, sends `text` and closes it once the echo came: the echo. */
+async function echoOnce(url: string, agent: Dispatcher, text: string): Promise<string | Buffer> {
+  const ws = await open(url, agent)
+  const got = messages(ws, 1)
+  ws.send(text)
+  const [back] = await got
+  ws.close()
+  return back
+}
+
 /** Every event of `ws` until it closes, with what each says. */
 function eventsUntilClose(ws: WebSocket): Promise<string[]> {
   return new Promise((resolve) => {
@@ -58,9 +68,11 @@ function eventsUntilClose(ws: WebSocket): Promise<string[]> {
   })
 }
 
-/** Every event of a WebSocket to `url` from its handshake on, over undici's agent and over ours. */
-function handshakeOnBoth(url: string): Promise<[string[], string[]]> {
-  return onBoth((agent) => eventsUntilClose(new WebSocket(url, { dispatcher: agent } as ConstructorParameters<typeof WebSocket>[1])))
+/** A WebSocket to `url` fails its handshake over ours as over undici's agent: `error`, then an unclean close. */
+async function expectHandshakeToFail(url: string): Promise<void> {
+  const [theirs, ours] = await onBoth((agent) => eventsUntilClose(new WebSocket(url, { dispatcher: agent } as ConstructorParameters<typeof WebSocket>[1])))
+  expect(ours).toEqual(theirs)
+  expect(ours).toEqual(['error', 'close 1006 "" wasClean=false'])
 }
 
 describe('WebSocket over the agent', () => {
@@ -165,9 +177,7 @@ describe('WebSocket over the agent', () => {
       verifyClient: (_info: unknown, done: (ok: boolean, code?: number) => void) => done(false, 403)
     } as ConstructorParameters<typeof import('ws').WebSocketServer>[0])
     try {
-      const [theirs, ours] = await handshakeOnBoth(refusing.url)
-      expect(ours).toEqual(theirs)
-      expect(ours).toEqual(['error', 'close 1006 "" wasClean=false'])
+      await expectHandshakeToFail(refusing.url)
     } finally {
       await refusing.close()
     }
@@ -226,14 +236,7 @@ describe('WebSocket over the agent', () => {
     const secure = await wsServer(echoMessages, pki.server)
     try {
       const [theirs, ours] = await onBoth(
-        async (agent) => {
-          const ws = await open(secure.url, agent)
-          const got = messages(ws, 1)
-          ws.send('over tls')
-          const [back] = await got
-          ws.close()
-          return back
-        },
+        (agent) => echoOnce(secure.url, agent, 'over tls'),
         { connect: { ca: pki.ca.cert } }
       )
       expect(ours).toEqual(theirs)
@@ -247,14 +250,7 @@ describe('WebSocket over the agent', () => {
     const secure = await wsServer(echoMessages, pki.server)
     try {
       const [theirs, ours] = await onBoth(
-        async (agent) => {
-          const ws = await open(secure.url, agent)
-          const got = messages(ws, 1)
-          ws.send('h2 offered')
-          const [back] = await got
-          ws.close()
-          return { back, httpVersion: secure.handshakes.at(-1)?.httpVersion }
-        },
+        async (agent) => ({ back: await echoOnce(secure.url, agent, 'h2 offered'), httpVersion: secure.handshakes.at(-1)?.httpVersion }),
         { allowH2: true, connect: { ca: pki.ca.cert } }
       )
       expect(ours).toEqual(theirs)
@@ -281,8 +277,7 @@ describe('WebSocket over the agent', () => {
           return { text, bytes: [...(bytes as Buffer)], events: await events, tunnel: proxy.requests.at(-1)?.split('\r\n')[0] }
         },
         options,
-        (o) => new UndiciProxyAgent(o as unknown as UndiciProxyAgent.Options),
-        (o) => new ProxyAgent(o as unknown as ConstructorParameters<typeof ProxyAgent>[0])
+        ...proxyAgents
       )
       expect(ours).toEqual(theirs)
       expect(ours).toEqual({
@@ -310,8 +305,7 @@ describe('WebSocket over the agent', () => {
           return { back, events: await events, line: proxy.requests.at(-1)?.split('\r\n')[0] }
         },
         { uri: proxy.origin },
-        (o) => new UndiciProxyAgent(o as unknown as UndiciProxyAgent.Options),
-        (o) => new ProxyAgent(o as unknown as ConstructorParameters<typeof ProxyAgent>[0])
+        ...proxyAgents
       )
       const { host } = new URL(echo.origin)
       expect({ ...ours, line: undefined }).toEqual({ ...theirs, line: undefined })
@@ -328,9 +322,7 @@ describe('WebSocket over the agent', () => {
   it('wss:// without the CA fails the handshake as undici does', async () => {
     const secure = await wsServer(echoMessages, pki.server)
     try {
-      const [theirs, ours] = await handshakeOnBoth(secure.url)
-      expect(ours).toEqual(theirs)
-      expect(ours).toEqual(['error', 'close 1006 "" wasClean=false'])
+      await expectHandshakeToFail(secure.url)
     } finally {
       await secure.close()
     }

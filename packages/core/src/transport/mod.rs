@@ -207,10 +207,7 @@ impl Transport {
                         .await
                         .map_err(|e| classify::body(&e))?;
                     let (parts, _) = response.into_parts();
-                    (
-                        parts,
-                        IncomingBody::Upgraded(Upgraded::Hyper(TokioIo::new(io))),
-                    )
+                    (parts, IncomingBody::Upgraded(Box::new(TokioIo::new(io))))
                 } else {
                     let (parts, body) = response.into_parts();
                     (parts, IncomingBody::Direct(body))
@@ -266,7 +263,7 @@ async fn send_h1(h1: &h1::Http1, request: Outgoing<'_>) -> Result<Response, Core
         .await?;
     let body = if response.switched {
         match response.body.into_upgraded() {
-            Some(io) => IncomingBody::Upgraded(Upgraded::H1(io)),
+            Some(io) => IncomingBody::Upgraded(Box::new(io)),
             None => {
                 return Err(CoreError::new(
                     crate::error::ErrorKind::Internal,

@@ -8,9 +8,9 @@ import http from 'node:http'
 import https from 'node:https'
 import net from 'node:net'
 import type { Duplex } from 'node:stream'
-import type { Dispatcher } from 'undici'
+import { ProxyAgent as UndiciProxyAgent, type Dispatcher } from 'undici'
 import { WebSocketServer, type WebSocket as ServerSocket } from 'ws'
-import { Agent } from 'reqwest-dispatcher'
+import { Agent, ProxyAgent } from 'reqwest-dispatcher'
 import { undiciAgent } from './differential'
 import { readHead, serve, type Running } from './servers'
 
@@ -37,6 +37,12 @@ export async function onBoth<T>(
   }
   return [results[0], results[1]]
 }
+
+/** The last two arguments of `onBoth` for a scenario through a proxy: undici.ProxyAgent, then ours, from the same options. */
+export const proxyAgents = [
+  (options: Record<string, unknown>): Dispatcher => new UndiciProxyAgent(options as unknown as UndiciProxyAgent.Options),
+  (options: Record<string, unknown>): Dispatcher => new ProxyAgent(options as unknown as ConstructorParameters<typeof ProxyAgent>[0])
+] as const
 
 export interface WsPeer extends Running {
   wss: WebSocketServer
