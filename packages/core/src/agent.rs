@@ -18,7 +18,6 @@ use crate::transport::Transport;
 use futures_util::FutureExt;
 use std::collections::BTreeMap;
 use std::panic::AssertUnwindSafe;
-use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use tokio::runtime::Handle;
 
@@ -87,18 +86,10 @@ impl Agent {
             Arc::new(move |event: ConnectionEvent| {
                 match &event {
                     ConnectionEvent::Connected { origin, .. } => {
-                        upstreams
-                            .get(origin)
-                            .metrics
-                            .connections
-                            .fetch_add(1, Relaxed);
+                        upstreams.count_connection(origin, 1)
                     }
                     ConnectionEvent::Disconnected { origin, .. } => {
-                        upstreams
-                            .get(origin)
-                            .metrics
-                            .connections
-                            .fetch_sub(1, Relaxed);
+                        upstreams.count_connection(origin, -1)
                     }
                     ConnectionEvent::Connecting { .. } | ConnectionEvent::Failed { .. } => {}
                 }

@@ -11,6 +11,10 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::Instant;
 
+/// The `origin` label value of every origin beyond the first ones an agent counts by name (see
+/// `policy/upstream.rs`): it cannot be a real origin, which always has a scheme.
+pub(crate) const OTHER_ORIGIN: &str = "other";
+
 /// Methods counted by name; everything else is `OTHER`.
 const METHODS: [&str; 8] = [
     "GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "OTHER",
@@ -287,13 +291,20 @@ fn families(origins: &[(String, Arc<OriginMetrics>)]) -> Vec<Family> {
             labels: by_origin(),
             value: cumulative as f64,
         });
-        let simple: [(&mut Family, f64); 9] = [
+        // Origins folded into one label value have no one circuit state.
+        if origin != OTHER_ORIGIN {
+            circuit.samples.push(Sample {
+                suffix: "",
+                labels: by_origin(),
+                value: f64::from(m.circuit_state.load(Relaxed)),
+            });
+        }
+        let simple: [(&mut Family, f64); 8] = [
             (&mut bytes_out, m.bytes_out.load(Relaxed) as f64),
             (&mut bytes_in, m.bytes_in.load(Relaxed) as f64),
             (&mut in_flight, m.in_flight.load(Relaxed).max(0) as f64),
             (&mut connections, m.connections.load(Relaxed).max(0) as f64),
             (&mut retries, m.retries.load(Relaxed) as f64),
-            (&mut circuit, f64::from(m.circuit_state.load(Relaxed))),
             (&mut trips, m.circuit_trips.load(Relaxed) as f64),
             (&mut waits, m.rate_limit_waits.load(Relaxed) as f64),
             (

@@ -8,7 +8,7 @@ import type { TLSSocket } from 'node:tls'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { errors, ProxyAgent as UndiciProxyAgent, type Dispatcher } from 'undici'
 import { Agent, ProxyAgent } from 'reqwest-dispatcher'
-import { httpServer, rawServer, readHead, tunnel, type Running } from './helpers/servers'
+import { closedPort, httpServer, rawServer, readHead, tunnel, type Running } from './helpers/servers'
 import { makePki, type KeyPair, type Pki } from './helpers/transport-certs'
 import { undiciMajor } from './helpers/differential'
 
@@ -365,6 +365,31 @@ describe('secrets stay out of errors', () => {
     } finally {
       await agent.close()
       await server.close()
+    }
+  })
+})
+
+describe('state kept per origin stays bounded', () => {
+  it('after 2 000 distinct origins, metrics() keeps 100 origin label values and folds the rest into "other"', async () => {
+    const port = await closedPort()
+    const agent = new Agent({ circuitBreaker: true, rateLimit: true })
+    try {
+      // Every address of 127.0.0.0/8 is loopback: 2 000 origins, each refused at once.
+      const origins = Array.from({ length: 2000 }, (_, i) => `http://127.1.${i >> 8}.${i & 255}:${port}`)
+      const outcomes = await Promise.all(origins.map((origin) => run(agent, { origin, path: '/', method: 'GET' })))
+      expect(outcomes.every((o) => (o as { code?: string }).code === 'ECONNREFUSED')).toBe(true)
+      const text = agent.metrics()
+      const labels = new Set([...text.matchAll(/origin="([^"]*)"/g)].map((m) => m[1]))
+      expect(labels.size).toBe(101)
+      expect(labels.has('other')).toBe(true)
+      expect(text.length).toBeLessThan(300_000)
+      const requests = agent.metricsJSON().reqwest_dispatcher_requests_total.samples
+      const total = requests.reduce((sum, sample) => sum + sample.value, 0)
+      expect(total).toBe(2000)
+      expect(requests.find((s) => s.labels.origin === 'other')?.value).toBe(1900)
+      expect(agent.stats).toEqual({})
+    } finally {
+      await agent.close()
     }
   })
 })

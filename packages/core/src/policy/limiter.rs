@@ -57,6 +57,12 @@ impl Limiter {
         }
     }
 
+    /// Whether the bucket has refilled by `now`: a fresh limiter would answer the same.
+    pub(crate) fn is_full(&self, now: Instant) -> bool {
+        let elapsed = now.saturating_duration_since(self.last).as_secs_f64();
+        self.tokens + elapsed * self.rate >= self.burst
+    }
+
     pub(crate) fn take(&mut self, now: Instant) -> Turn {
         let elapsed = now.duration_since(self.last).as_secs_f64();
         self.last = now;

@@ -67,11 +67,27 @@ pub(crate) struct Slots {
     state: Mutex<State>,
 }
 
-#[derive(Default)]
 struct State {
     origins: HashMap<String, OriginSlots>,
     next_id: u64,
+    /// `origins.len()` at which idle HTTP/2 entries are next forgotten.
+    next_sweep: usize,
 }
+
+impl Default for State {
+    fn default() -> Self {
+        State {
+            origins: HashMap::new(),
+            next_id: 0,
+            next_sweep: FIRST_SWEEP,
+        }
+    }
+}
+
+/// Idle entries are kept only for origins known to speak HTTP/2 (so that a new burst to one shares its
+/// connection at once). An agent meeting many origins forgets the idle ones once it knows this many, then each
+/// time the table has doubled since: such an origin's next burst waits for one probe again.
+const FIRST_SWEEP: usize = 1024;
 
 impl Slots {
     pub(crate) fn new(limit: Option<usize>, allow_h2: bool, h2c: bool) -> Self {
@@ -144,6 +160,12 @@ impl Slots {
             } else {
                 Protocol::Unknown
             };
+            if state.origins.len() >= state.next_sweep && !state.origins.contains_key(key) {
+                state
+                    .origins
+                    .retain(|_, o| o.running > 0 || !o.waiters.is_empty());
+                state.next_sweep = (state.origins.len() * 2).max(FIRST_SWEEP);
+            }
             let origin = state
                 .origins
                 .entry(key.to_string())
@@ -313,6 +335,25 @@ mod tests {
         let counts = slots.counts();
         assert_eq!(counts.len(), 1);
         (counts[0].1, counts[0].2)
+    }
+
+    #[tokio::test]
+    async fn idle_http2_origins_are_forgotten_once_many_are_known() {
+        let slots = Arc::new(Slots::new(None, false, true));
+        let busy = slots.acquire("http://busy.test/").await;
+        for i in 0..5 * FIRST_SWEEP {
+            drop(slots.acquire(&format!("http://o{i}.test/")).await);
+        }
+        let known = slots.counts();
+        assert!(
+            known.len() <= 2 * FIRST_SWEEP,
+            "{} origins kept",
+            known.len()
+        );
+        assert!(known
+            .iter()
+            .any(|(origin, _, running)| origin == "http://busy.test" && *running == 1));
+        drop(busy);
     }
 
     #[tokio::test]
