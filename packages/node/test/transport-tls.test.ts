@@ -307,6 +307,31 @@ describe('mutual TLS', () => {
     }
   })
 
+  it('presents an X.509 v1 client certificate, as Node and undici do', async () => {
+    const server = await mtlsServer()
+    const options = { connect: { ca: pki.ca.cert, cert: pki.clientV1.cert, key: pki.clientV1.key } }
+    const ours = new Agent(options)
+    const theirs = new UndiciAgent(options)
+    try {
+      // Version 1: the DER's TBSCertificate starts with the serial number, no [0] version field.
+      const der = Buffer.from(pki.clientV1.cert.replace(/-----[^-]+-----|\s/g, ''), 'base64')
+      const tbs = der.subarray(der[1] & 0x80 ? 2 + (der[1] & 0x7f) : 2)
+      expect(tbs[tbs[1] & 0x80 ? 2 + (tbs[1] & 0x7f) : 2]).not.toBe(0xa0)
+      for (const agent of [theirs, ours]) {
+        expect((await answer(`https://127.0.0.1:${server.port}/`, agent)).json.client).toBe('reqwest-dispatcher v1 client')
+      }
+    } finally {
+      await Promise.all([ours.close(), theirs.close()])
+      await server.close()
+    }
+  })
+
+  it('refuses a key that does not belong to the certificate when the agent is created', () => {
+    expect(() => new Agent({ connect: { ca: pki.ca.cert, cert: pki.client.cert, key: pki.clientV1.key } })).toThrow(
+      /invalid cert\/key pair: the key does not match the certificate/
+    )
+  })
+
   it('decrypts a key protected by connect.passphrase (Buffers work as well as strings)', async () => {
     const server = await mtlsServer()
     const agent = new Agent({

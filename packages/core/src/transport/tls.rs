@@ -276,7 +276,7 @@ pub(crate) fn client_config(
         trust: Trust::new(options)?,
         algorithms,
     };
-    let builder = rustls::ClientConfig::builder_with_provider(provider)
+    let builder = rustls::ClientConfig::builder_with_provider(Arc::clone(&provider))
         .with_safe_default_protocol_versions()
         .map_err(|e| CoreError::invalid_argument(format!("invalid TLS settings: {e}")))?
         .dangerous()
@@ -286,9 +286,7 @@ pub(crate) fn client_config(
             let chain = pem_certificates(cert, "cert")?;
             let key = PrivateKeyDer::from_pem_slice(key)
                 .map_err(|e| CoreError::invalid_argument(format!("invalid key: {e}")))?;
-            builder
-                .with_client_auth_cert(chain, key)
-                .map_err(|e| CoreError::invalid_argument(format!("invalid cert/key pair: {e}")))?
+            builder.with_client_cert_resolver(Arc::new(ClientIdentity::new(chain, key, &provider)?))
         }
         (None, None) => builder.with_no_client_auth(),
         _ => {
@@ -299,6 +297,58 @@ pub(crate) fn client_config(
     };
     config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
     Ok(config)
+}
+
+/// The client certificate (`cert`, `key`) shown to servers that ask for one.
+///
+/// rustls's own `with_client_auth_cert` parses the certificate with webpki to check it matches the key, and
+/// webpki refuses X.509 version 1 certificates — what `openssl x509 -req` makes without extensions, common in
+/// internal PKIs, and accepted by Node. The certificate is only sent, never verified here (the server does
+/// that), so the key is checked against it with our own DER reading instead.
+#[derive(Debug)]
+struct ClientIdentity(Arc<rustls::sign::CertifiedKey>);
+
+impl ClientIdentity {
+    fn new(
+        chain: Vec<CertificateDer<'static>>,
+        key: PrivateKeyDer<'static>,
+        provider: &rustls::crypto::CryptoProvider,
+    ) -> Result<Self, CoreError> {
+        let invalid = |detail: &dyn fmt::Display| {
+            CoreError::invalid_argument(format!("invalid cert/key pair: {detail}"))
+        };
+        let signing = provider
+            .key_provider
+            .load_private_key(key)
+            .map_err(|e| invalid(&e))?;
+        let cert_key = chain
+            .first()
+            .and_then(|cert| der::names_and_key(cert.as_ref()))
+            .map(|(_, _, key)| key)
+            .ok_or_else(|| invalid(&"the certificate cannot be read"))?;
+        if let Some(spki) = signing.public_key() {
+            if der::contents(spki.as_ref()) != Some(cert_key) {
+                return Err(invalid(&"the key does not match the certificate"));
+            }
+        }
+        Ok(ClientIdentity(Arc::new(rustls::sign::CertifiedKey::new(
+            chain, signing,
+        ))))
+    }
+}
+
+impl rustls::client::ResolvesClientCert for ClientIdentity {
+    fn resolve(
+        &self,
+        _root_hint_subjects: &[&[u8]],
+        _sigschemes: &[SignatureScheme],
+    ) -> Option<Arc<rustls::sign::CertifiedKey>> {
+        Some(Arc::clone(&self.0))
+    }
+
+    fn has_certs(&self) -> bool {
+        true
+    }
 }
 
 /// Node's code and message for a certificate that failed verification.
@@ -416,6 +466,14 @@ mod der {
     /// subject).
     pub(super) fn issuer_and_subject(cert: &[u8]) -> Option<(&[u8], &[u8])> {
         names_and_key(cert).map(|(issuer, subject, _)| (issuer, subject))
+    }
+
+    /// The contents of the one DER element `der` holds (without tag and length).
+    pub(super) fn contents(der: &[u8]) -> Option<&[u8]> {
+        match element(der)? {
+            (_, contents, []) => Some(contents),
+            _ => None,
+        }
     }
 
     /// `issuer`, `subject` and `subjectPublicKeyInfo`, each without tag and length.

@@ -29,6 +29,8 @@ export interface Pki {
   chained: KeyPair
   /** A client certificate signed by `ca`. */
   client: KeyPair
+  /** A client certificate signed by `ca`, X.509 version 1 (no extensions), as internal PKIs often make them. */
+  clientV1: KeyPair
   /** The client key encrypted with `passphrase`. */
   clientEncryptedKey: string
   passphrase: string
@@ -52,12 +54,17 @@ export function makePki(): Pki {
     openssl('req', '-x509', ...newKey, '-keyout', `${name}.key`, '-out', `${name}.crt`, '-days', '2', '-subj', subject, ...ext)
     return { cert: read(`${name}.crt`), key: read(`${name}.key`) }
   }
-  const signed = (name: string, subject: string, issuer: string, extensions: string, days = '2'): KeyPair => {
+  /** Signed by `issuer`; with no `extensions`, an X.509 v1 certificate (what `openssl x509 -req` makes alone). */
+  const signed = (name: string, subject: string, issuer: string, extensions: string | null, days = '2'): KeyPair => {
     openssl('req', '-new', ...newKey, '-keyout', `${name}.key`, '-out', `${name}.csr`, '-subj', subject)
-    writeFileSync(path(`${name}.ext`), extensions)
+    const extfile: string[] = []
+    if (extensions !== null) {
+      writeFileSync(path(`${name}.ext`), extensions)
+      extfile.push('-extfile', `${name}.ext`)
+    }
     openssl(
       'x509', '-req', '-in', `${name}.csr`, '-CA', `${issuer}.crt`, '-CAkey', `${issuer}.key`, '-CAcreateserial',
-      '-days', days, '-extfile', `${name}.ext`, '-out', `${name}.crt`
+      '-days', days, ...extfile, '-out', `${name}.crt`
     )
     return { cert: read(`${name}.crt`), key: read(`${name}.key`) }
   }
@@ -87,6 +94,7 @@ export function makePki(): Pki {
     'ca',
     'extendedKeyUsage=clientAuth\nbasicConstraints=critical,CA:FALSE\n'
   )
+  const clientV1 = signed('client-v1', '/CN=reqwest-dispatcher v1 client', 'ca', null)
   const passphrase = 'correct horse'
   openssl('pkcs8', '-topk8', '-in', 'client.key', '-v2', 'aes-256-cbc', '-passout', `pass:${passphrase}`, '-out', 'client-enc.key')
 
@@ -100,6 +108,7 @@ export function makePki(): Pki {
     selfSigned,
     chained,
     client,
+    clientV1,
     clientEncryptedKey: read('client-enc.key'),
     passphrase,
     otherCa,
