@@ -20,6 +20,8 @@ mod attempts;
 mod body;
 mod controller;
 mod error;
+#[cfg(test)]
+mod fuzz;
 mod handler;
 mod metrics;
 mod options;

@@ -240,7 +240,7 @@ pub(crate) fn origin_of(url: &str) -> &str {
 /// fragment cut off, no escape decoded or re-encoded. Only what an `http::Uri` (and so hyper's request line)
 /// cannot carry raw is percent-encoded: bytes outside ASCII (undici writes the path's characters as latin1
 /// bytes; here their UTF-8 bytes are escaped), `#`, and the few ASCII characters `http::Uri` refuses.
-fn request_uri(url: &str) -> Result<http::Uri, CoreError> {
+pub(crate) fn request_uri(url: &str) -> Result<http::Uri, CoreError> {
     let origin = origin_of(url);
     let uri = match escape_target(&url[origin.len()..]) {
         None => http::Uri::try_from(url),

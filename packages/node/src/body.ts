@@ -22,6 +22,18 @@ function isBlob(value: object): value is Blob {
   return typeof Blob !== 'undefined' && value instanceof Blob
 }
 
+/** Whether undici takes `body` as a request body: nothing, a string, bytes, a stream, an iterable, a Blob, FormData. */
+export function isBodyShape(body: unknown): boolean {
+  if (body == null || typeof body === 'string' || ArrayBuffer.isView(body) || body instanceof ArrayBuffer) return true
+  if (typeof body !== 'object') return false
+  return (
+    (typeof FormData !== 'undefined' && body instanceof FormData) ||
+    isBlob(body) ||
+    isAsyncIterable(body) ||
+    typeof (body as { [Symbol.iterator]?: unknown })[Symbol.iterator] === 'function'
+  )
+}
+
 /**
  * Prepares `body`. `contentLength` is the user's content-length header, if any; as undici, a body of bytes that
  * disagrees with it is refused when `checkLength` (the method is one that sends a content-length), and no body

@@ -155,34 +155,13 @@ function describeType(value: unknown): string {
   return `type ${typeof value} (${shown})`
 }
 
-/** Options undici's Client refuses by name, with the replacement it names. */
+/** Options undici's Client refuses by name, with the replacement it names, in the order it checks them. */
 const RENAMED: Record<string, string> = {
   keepAlive: 'unsupported keepAlive, use pipelining=0 instead',
   socketTimeout: 'unsupported socketTimeout, use headersTimeout & bodyTimeout instead',
   requestTimeout: 'unsupported requestTimeout, use headersTimeout & bodyTimeout instead',
   idleTimeout: 'unsupported idleTimeout, use keepAliveTimeout instead',
   maxKeepAliveTimeout: 'unsupported maxKeepAliveTimeout, use keepAliveMaxTimeout instead'
-}
-
-/** undici's checks of the options it validates but this Agent only accepts. */
-function checkAcceptedOptions(options: Record<string, unknown>): void {
-  for (const [name, message] of Object.entries(RENAMED)) {
-    if (options[name] !== undefined) throw new InvalidArgumentError(message)
-  }
-  const o = options
-  checked(o.maxRequestsPerClient, 0, integerAtLeastZero, 'maxRequestsPerClient must be a positive number')
-  if (o.maxConcurrentStreams != null && (typeof o.maxConcurrentStreams !== 'number' || o.maxConcurrentStreams < 1)) {
-    throw new InvalidArgumentError('maxConcurrentStreams must be a positive integer, greater than 0')
-  }
-  for (const name of ['initialWindowSize', 'connectionWindowSize']) {
-    checked(o[name], 0, (n) => Number.isInteger(n) && n >= 1, `${name} must be a positive integer, greater than 0`)
-  }
-  checked(o.pingInterval, 0, integerAtLeastZero, 'pingInterval must be a positive integer, greater or equal to 0')
-  if (o.socketPath != null && typeof o.socketPath !== 'string') throw new InvalidArgumentError('invalid socketPath')
-  if (o.factory !== undefined && typeof o.factory !== 'function') throw new InvalidArgumentError('factory must be a function.')
-  if (o.maxOrigins !== undefined && (typeof o.maxOrigins !== 'number' || Number.isNaN(o.maxOrigins) || o.maxOrigins <= 0)) {
-    throw new InvalidArgumentError('maxOrigins must be a number greater than 0')
-  }
 }
 
 /**
@@ -201,17 +180,45 @@ function asCloned(options: AgentOptions): AgentOptions {
   return (copy ?? options) as AgentOptions
 }
 
-/** Validates `options` as undici's Agent/Client constructors do and returns what the native side needs. */
+/**
+ * Validates `options` as undici's Agent, Pool and Client constructors do, check by check in their order (so that
+ * with several bad options the same one is reported), and returns what the native side needs.
+ */
 export function nativeAgentOptions(given: AgentOptions): NativeAgentOptions {
   if (given === null || typeof given !== 'object') throw new InvalidArgumentError('invalid options')
+  const o = given as Record<string, unknown>
+  // undici's Agent, before it clones its options.
+  if (o.factory !== undefined && typeof o.factory !== 'function') throw new InvalidArgumentError('factory must be a function.')
+  const connect = given.connect
+  if (connect != null && typeof connect !== 'function' && typeof connect !== 'object') {
+    throw new InvalidArgumentError('connect must be a function or an object')
+  }
+  if (typeof connect === 'function') {
+    throw new NotSupportedError('a connect function is not supported by reqwest-dispatcher: pass connect options')
+  }
+  if (o.maxOrigins !== undefined && (typeof o.maxOrigins !== 'number' || Number.isNaN(o.maxOrigins) || o.maxOrigins <= 0)) {
+    throw new InvalidArgumentError('maxOrigins must be a number greater than 0')
+  }
   const options = asCloned(given)
-  checkAcceptedOptions(options as Record<string, unknown>)
-  const maxHeaderSize = checked(
-    options.maxHeaderSize,
-    16384,
-    (n) => Number.isInteger(n) && n >= 1,
-    'invalid maxHeaderSize'
-  )
+  const c = options as Record<string, unknown>
+  // undici's Pool: 0 (or none) means no cap.
+  const connections = checked(options.connections, 0, finiteAtLeastZero, 'invalid connections')
+  // undici's Client.
+  for (const [name, message] of Object.entries(RENAMED)) {
+    if (c[name] !== undefined) throw new InvalidArgumentError(message)
+  }
+  const maxHeaderSize = checked(options.maxHeaderSize, 16384, (n) => Number.isInteger(n) && n >= 1, 'invalid maxHeaderSize')
+  if (c.socketPath != null && typeof c.socketPath !== 'string') throw new InvalidArgumentError('invalid socketPath')
+  const keepAliveTimeout = checked(options.keepAliveTimeout, 4e3, finiteAboveZero, 'invalid keepAliveTimeout')
+  const keepAliveMaxTimeout = checked(options.keepAliveMaxTimeout, 600e3, finiteAboveZero, 'invalid keepAliveMaxTimeout')
+  const threshold = checked(c.keepAliveTimeoutThreshold, 2e3, Number.isFinite, 'invalid keepAliveTimeoutThreshold')
+  const headersTimeout = checked(options.headersTimeout, 300e3, integerAtLeastZero, 'headersTimeout must be a positive integer or zero')
+  const bodyTimeout = checked(options.bodyTimeout, 300e3, integerAtLeastZero, 'bodyTimeout must be a positive integer or zero')
+  checked(c.maxRequestsPerClient, 0, integerAtLeastZero, 'maxRequestsPerClient must be a positive number')
+  const localAddress = options.localAddress ?? connect?.localAddress
+  if (localAddress != null && (typeof localAddress !== 'string' || isIP(localAddress) === 0)) {
+    throw new InvalidArgumentError('localAddress must be valid string IP address')
+  }
   const maxResponseSize = checked(
     options.maxResponseSize,
     -1,
@@ -221,49 +228,34 @@ export function nativeAgentOptions(given: AgentOptions): NativeAgentOptions {
   if (options.allowH2 != null && typeof options.allowH2 !== 'boolean') {
     throw new InvalidArgumentError('allowH2 must be a valid boolean value')
   }
-  // undici's Pool: 0 (or none) means no cap.
-  const connections = checked(options.connections, 0, finiteAtLeastZero, 'invalid connections')
-  if (options.pipelining != null && (!Number.isInteger(options.pipelining) || options.pipelining < 0)) {
-    throw new InvalidArgumentError('invalid pipelining')
+  if (c.maxConcurrentStreams != null && (typeof c.maxConcurrentStreams !== 'number' || c.maxConcurrentStreams < 1)) {
+    throw new InvalidArgumentError('maxConcurrentStreams must be a positive integer, greater than 0')
   }
+  for (const name of ['initialWindowSize', 'connectionWindowSize']) {
+    checked(c[name], 0, (n) => Number.isInteger(n) && n >= 1, `${name} must be a positive integer, greater than 0`)
+  }
+  checked(c.pingInterval, 0, integerAtLeastZero, 'pingInterval must be a positive integer, greater or equal to 0')
+  // Ours: undici's Agent does not check these.
   if (options.h2c != null && typeof options.h2c !== 'boolean') {
     throw new InvalidArgumentError('h2c must be a valid boolean value')
   }
-  const connect = options.connect
-  if (typeof connect === 'function') {
-    throw new NotSupportedError('a connect function is not supported by reqwest-dispatcher: pass connect options')
-  }
-  if (connect != null && typeof connect !== 'object') throw new InvalidArgumentError('connect must be a function or an object')
-  const localAddress = options.localAddress ?? connect?.localAddress
-  if (localAddress != null && (typeof localAddress !== 'string' || isIP(localAddress) === 0)) {
-    throw new InvalidArgumentError('localAddress must be valid string IP address')
-  }
-  const timers = {
-    connectTimeout: checked(
-      options.connectTimeout ?? (Number.isFinite(connect?.timeout) ? connect?.timeout : undefined),
-      10e3,
-      finiteAtLeastZero,
-      'invalid connectTimeout'
-    ),
-    headersTimeout: checked(options.headersTimeout, 300e3, integerAtLeastZero, 'headersTimeout must be a positive integer or zero'),
-    bodyTimeout: checked(options.bodyTimeout, 300e3, integerAtLeastZero, 'bodyTimeout must be a positive integer or zero'),
-    keepAliveTimeout: checked(options.keepAliveTimeout, 4e3, finiteAboveZero, 'invalid keepAliveTimeout'),
-    keepAliveMaxTimeout: checked(options.keepAliveMaxTimeout, 600e3, finiteAboveZero, 'invalid keepAliveMaxTimeout'),
-    keepAliveTimeoutThreshold: checked(
-      (options as { keepAliveTimeoutThreshold?: unknown }).keepAliveTimeoutThreshold,
-      2e3,
-      Number.isFinite,
-      'invalid keepAliveTimeoutThreshold'
-    )
+  const connectTimeout = checked(
+    options.connectTimeout ?? (Number.isFinite(connect?.timeout) ? connect?.timeout : undefined),
+    10e3,
+    finiteAtLeastZero,
+    'invalid connectTimeout'
+  )
+  if (options.pipelining != null && (!Number.isInteger(options.pipelining) || options.pipelining < 0)) {
+    throw new InvalidArgumentError('invalid pipelining')
   }
   const proxy = (options as { [kProxyOptions]?: NativeProxyOptions })[kProxyOptions] ?? null
   return {
-    connectTimeout: waitMs(timers.connectTimeout),
-    headersTimeout: waitMs(timers.headersTimeout),
-    bodyTimeout: waitMs(timers.bodyTimeout),
-    keepAliveTimeout: waitMs(timers.keepAliveTimeout),
-    keepAliveMaxTimeout: waitMs(timers.keepAliveMaxTimeout),
-    keepAliveTimeoutThreshold: waitMs(Math.max(0, timers.keepAliveTimeoutThreshold)),
+    connectTimeout: waitMs(connectTimeout),
+    headersTimeout: waitMs(headersTimeout),
+    bodyTimeout: waitMs(bodyTimeout),
+    keepAliveTimeout: waitMs(keepAliveTimeout),
+    keepAliveMaxTimeout: waitMs(keepAliveMaxTimeout),
+    keepAliveTimeoutThreshold: waitMs(Math.max(0, threshold)),
     maxResponseSize: Math.min(maxResponseSize, LARGEST_COUNT),
     maxHeaderSize: Math.min(maxHeaderSize, LARGEST_COUNT),
     allowH2: options.allowH2 ?? false,

@@ -5,7 +5,7 @@
 import { stringify as stringifyQuery, type ParsedUrlQueryInput } from 'node:querystring'
 import { errors } from 'undici'
 import type { Dispatcher } from 'undici'
-import { prepareBody, type PreparedBody } from './body'
+import { isBodyShape, prepareBody, type PreparedBody } from './body'
 import { nonNegative, TOKEN } from './checks'
 import { walkHeaders } from './headers'
 import { waitMs } from './limits'
@@ -239,6 +239,12 @@ export function checkAddedHeader(
  * is given, the caller's headers are collected there as given (for diagnostics_channel's `request.headers`).
  */
 export function normalizeRequest(opts: Dispatcher.DispatchOptions, raw: unknown[] | null = null): NormalizedRequest {
+  // undici's checks in undici's order (its Agent, its Pool's parseOrigin, then its Request), so that with several
+  // bad options the same one is reported.
+  if (!opts.origin || (typeof opts.origin !== 'string' && !(opts.origin instanceof URL))) {
+    throw new InvalidArgumentError('opts.origin must be a non-empty string or URL.')
+  }
+  const origin = normalizeOrigin(opts.origin)
   const { path, method } = opts
   if (typeof path !== 'string') throw new InvalidArgumentError('path must be a string')
   const absolute = path.startsWith('http://') || path.startsWith('https://')
@@ -252,6 +258,8 @@ export function normalizeRequest(opts: Dispatcher.DispatchOptions, raw: unknown[
   const extra = opts as DispatchOptionsSeen
   if (extra.upgrade && typeof extra.upgrade !== 'string') throw new InvalidArgumentError('upgrade must be a string')
   if (extra.upgrade && INVALID_VALUE.test(extra.upgrade as string)) throw new InvalidArgumentError('invalid upgrade header')
+  const headersTimeout = timeoutOption('headersTimeout', opts.headersTimeout)
+  const bodyTimeout = timeoutOption('bodyTimeout', opts.bodyTimeout)
   if (extra.reset != null && typeof extra.reset !== 'boolean') throw new InvalidArgumentError('invalid reset')
   if (extra.expectContinue != null && typeof extra.expectContinue !== 'boolean') {
     throw new InvalidArgumentError('invalid expectContinue')
@@ -267,11 +275,9 @@ export function normalizeRequest(opts: Dispatcher.DispatchOptions, raw: unknown[
   }
   const connect = method === 'CONNECT'
   const switchTo = connect ? path : extra.upgrade ? (extra.upgrade as string) : null
-
-  if (!opts.origin || (typeof opts.origin !== 'string' && !(opts.origin instanceof URL))) {
-    throw new InvalidArgumentError('opts.origin must be a non-empty string or URL.')
+  if (!isBodyShape(opts.body)) {
+    throw new InvalidArgumentError('body must be a string, a Buffer, a Readable stream, an iterable, or an async iterable')
   }
-  const origin = normalizeOrigin(opts.origin)
   const target = connect ? '/' : serializeQuery(absolute ? originFormTarget(path, origin) : path, opts.query)
 
   const state: HeaderState = { out: [], host: false, contentLength: null, contentType: false, reset: false, raw }
@@ -295,8 +301,8 @@ export function normalizeRequest(opts: Dispatcher.DispatchOptions, raw: unknown[
     address: origin.address,
     headers: state.out.join(FIELD_SEPARATOR),
     body,
-    headersTimeout: timeoutOption('headersTimeout', opts.headersTimeout),
-    bodyTimeout: timeoutOption('bodyTimeout', opts.bodyTimeout),
+    headersTimeout,
+    bodyTimeout,
     switchTo
   }
 }

@@ -21,7 +21,7 @@
 
 mod breaker;
 mod limiter;
-mod retry;
+pub(crate) mod retry;
 pub(crate) mod upstream;
 
 pub(crate) use breaker::{Admission, Breaker};

@@ -102,7 +102,7 @@ impl RetryOptions {
 }
 
 /// `Retry-After` as delay-seconds or an HTTP date.
-fn retry_after(value: &str) -> Option<Duration> {
+pub(crate) fn retry_after(value: &str) -> Option<Duration> {
     let value = value.trim();
     if let Ok(seconds) = value.parse::<u64>() {
         return Some(Duration::from_secs(seconds));

@@ -19,7 +19,7 @@ pub(crate) mod connections;
 mod direct;
 pub(crate) mod h1;
 mod proxied;
-mod proxy;
+pub(crate) mod proxy;
 pub(crate) mod slots;
 pub(crate) mod tls;
 mod upgraded;

@@ -147,7 +147,7 @@ impl Routes {
 
 impl Proxy {
     /// A proxy URL (`http`, `https`, `socks5`, `socks5h`, or undici's `socks`), with optional `user:password@`.
-    fn parse(url: &str, headers: &HeaderMap) -> Result<Proxy, CoreError> {
+    pub(crate) fn parse(url: &str, headers: &HeaderMap) -> Result<Proxy, CoreError> {
         let invalid = |detail: &dyn std::fmt::Display| {
             CoreError::invalid_argument(format!("invalid proxy uri: {detail}"))
         };

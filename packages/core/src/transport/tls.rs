@@ -442,7 +442,7 @@ fn self_issued(cert: &CertificateDer<'_>) -> bool {
 }
 
 /// Just enough DER to find a certificate's issuer and subject names.
-mod der {
+pub(crate) mod der {
     /// Splits one TLV element off `input`: (whole element, its contents, the rest).
     fn element(input: &[u8]) -> Option<(&[u8], &[u8], &[u8])> {
         let first = *input.get(1)?;
@@ -464,12 +464,12 @@ mod der {
 
     /// The contents of `issuer` and `subject` (without tag and length, as webpki's trust anchors keep a
     /// subject).
-    pub(super) fn issuer_and_subject(cert: &[u8]) -> Option<(&[u8], &[u8])> {
+    pub(crate) fn issuer_and_subject(cert: &[u8]) -> Option<(&[u8], &[u8])> {
         names_and_key(cert).map(|(issuer, subject, _)| (issuer, subject))
     }
 
     /// The contents of the one DER element `der` holds (without tag and length).
-    pub(super) fn contents(der: &[u8]) -> Option<&[u8]> {
+    pub(crate) fn contents(der: &[u8]) -> Option<&[u8]> {
         match element(der)? {
             (_, contents, []) => Some(contents),
             _ => None,
@@ -477,7 +477,7 @@ mod der {
     }
 
     /// `issuer`, `subject` and `subjectPublicKeyInfo`, each without tag and length.
-    pub(super) fn names_and_key(cert: &[u8]) -> Option<(&[u8], &[u8], &[u8])> {
+    pub(crate) fn names_and_key(cert: &[u8]) -> Option<(&[u8], &[u8], &[u8])> {
         let (_, certificate, _) = element(cert)?;
         let (_, tbs, _) = element(certificate)?;
         let mut rest = tbs;

@@ -148,4 +148,54 @@ mod tests {
             Some(Some(Duration::from_millis(1500)))
         );
     }
+
+    mod fuzz {
+        use super::super::*;
+        use proptest::prelude::*;
+
+        fn config() -> ProptestConfig {
+            ProptestConfig {
+                cases: 512,
+                failure_persistence: None,
+                ..ProptestConfig::default()
+            }
+        }
+
+        proptest! {
+            #![proptest_config(config())]
+
+            #[test]
+            fn every_byte_sequence_survives_latin1(bytes in proptest::collection::vec(any::<u8>(), 0..200)) {
+                let mut text = String::new();
+                push_latin1(&mut text, &bytes);
+                prop_assert_eq!(string_to_latin1(text), bytes);
+            }
+
+            #[test]
+            fn any_field_string_splits_without_panicking(text in "\\PC{0,100}") {
+                let _ = split_fields(&text);
+            }
+
+            #[test]
+            fn header_fields_join_and_split_back(
+                pairs in proptest::collection::vec(("[a-zA-Z-]{1,12}", proptest::collection::vec(1u8..=255, 0..20)), 0..8),
+            ) {
+                let mut headers = RawHeaders::new();
+                for (name, value) in &pairs {
+                    headers.push(name.clone(), value.clone());
+                }
+                let joined = join_fields(None, &headers);
+                let expected: Vec<(String, Vec<u8>)> = pairs.clone();
+                prop_assert_eq!(split_fields(&joined), expected);
+            }
+
+            #[test]
+            fn no_number_of_milliseconds_panics_or_exceeds_the_longest_wait(ms in any::<f64>()) {
+                let longest = millis(LONGEST_WAIT_MS);
+                prop_assert!(millis(ms) <= longest);
+                prop_assert!(timeout_option(ms).is_none_or(|d| d <= longest));
+                prop_assert!(timeout_override(ms).flatten().is_none_or(|d| d <= longest));
+            }
+        }
+    }
 }

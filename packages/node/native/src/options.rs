@@ -210,4 +210,31 @@ mod tests {
             "invalid localAddress: nope"
         );
     }
+
+    mod fuzz {
+        use super::super::agent_options;
+        use proptest::prelude::*;
+
+        proptest! {
+            #![proptest_config(ProptestConfig { cases: 64, failure_persistence: None, ..ProptestConfig::default() })]
+
+            /// Whatever finite numbers the document holds (the TypeScript layer clamps them, a Rust caller might
+            /// not), reading it and building an agent from it never panics.
+            #[test]
+            fn any_numbers_in_the_document_build_an_agent_without_panicking(
+                n in proptest::collection::vec(any::<f64>().prop_filter("finite", |n| n.is_finite()), 10),
+            ) {
+                let json = format!(
+                    r#"{{"connectTimeout":{:e},"headersTimeout":{:e},"bodyTimeout":{:e},"keepAliveTimeout":{:e},
+                        "keepAliveMaxTimeout":{:e},"keepAliveTimeoutThreshold":{:e},"maxResponseSize":{:e},
+                        "maxHeaderSize":{:e},"connections":{:e},"allowH2":true,"h2c":false,"localAddress":null,
+                        "policies":{{"rateLimit":{{"requestsPerSecond":{:e},"burst":1,"maxWait":1}},"origins":{{}}}}}}"#,
+                    n[0], n[1], n[2], n[3], n[4], n[5], n[6], n[7], n[8], n[9]
+                );
+                if let Ok(options) = agent_options(&json) {
+                    let _ = reqwest_dispatcher_core::Agent::new(options);
+                }
+            }
+        }
+    }
 }
