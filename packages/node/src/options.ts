@@ -3,6 +3,7 @@
  */
 import { getDefaultAutoSelectFamily, getDefaultAutoSelectFamilyAttemptTimeout, isIP } from 'node:net'
 import { errors } from 'undici'
+import { UNDICI_8 } from './checks'
 import { LARGEST_COUNT, waitMs } from './limits'
 import type { NativeAgentOptions, NativeProxyOptions } from './native'
 import { nativePolicies, type PolicyOptions } from './policies'
@@ -228,13 +229,16 @@ export function nativeAgentOptions(given: AgentOptions): NativeAgentOptions {
   if (options.allowH2 != null && typeof options.allowH2 !== 'boolean') {
     throw new InvalidArgumentError('allowH2 must be a valid boolean value')
   }
-  if (c.maxConcurrentStreams != null && (typeof c.maxConcurrentStreams !== 'number' || c.maxConcurrentStreams < 1)) {
-    throw new InvalidArgumentError('maxConcurrentStreams must be a positive integer, greater than 0')
+  // undici 8 checks the HTTP/2 settings only when HTTP/2 may be used (allowH2 not false); undici 7 always.
+  if (!UNDICI_8 || options.allowH2 !== false) {
+    if (c.maxConcurrentStreams != null && (typeof c.maxConcurrentStreams !== 'number' || c.maxConcurrentStreams < 1)) {
+      throw new InvalidArgumentError('maxConcurrentStreams must be a positive integer, greater than 0')
+    }
+    for (const name of ['initialWindowSize', 'connectionWindowSize']) {
+      checked(c[name], 0, (n) => Number.isInteger(n) && n >= 1, `${name} must be a positive integer, greater than 0`)
+    }
+    checked(c.pingInterval, 0, integerAtLeastZero, 'pingInterval must be a positive integer, greater or equal to 0')
   }
-  for (const name of ['initialWindowSize', 'connectionWindowSize']) {
-    checked(c[name], 0, (n) => Number.isInteger(n) && n >= 1, `${name} must be a positive integer, greater than 0`)
-  }
-  checked(c.pingInterval, 0, integerAtLeastZero, 'pingInterval must be a positive integer, greater or equal to 0')
   // Ours: undici's Agent does not check these.
   if (options.h2c != null && typeof options.h2c !== 'boolean') {
     throw new InvalidArgumentError('h2c must be a valid boolean value')

@@ -145,6 +145,10 @@ const AGENT_CASES: Array<[string, Record<string, unknown>]> = [
   ...NUMBER_OPTIONS.flatMap((name) => NUMBERS.map(([label, value]): [string, Record<string, unknown>] => [`${name}: ${label}`, { [name]: value }])),
   ['allowH2: a string', { allowH2: 'yes' }],
   ['allowH2: a number', { allowH2: 1 }],
+  // undici 8 checks the HTTP/2 settings only when HTTP/2 may be used; undici 7 always.
+  ['initialWindowSize: -1 with allowH2: false', { allowH2: false, initialWindowSize: -1 }],
+  ['maxConcurrentStreams: 0 with allowH2: false', { allowH2: false, maxConcurrentStreams: 0 }],
+  ['pingInterval: 1.5 with allowH2: false', { allowH2: false, pingInterval: 1.5 }],
   ['connect: a string', { connect: 'x' }],
   ['connect: a number', { connect: 42 }],
   ['connect.timeout: -1', { connect: { timeout: -1 } }],
