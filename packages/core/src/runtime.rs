@@ -3,6 +3,8 @@
 //! One runtime per process, not per agent: agents are cheap to create and a 2-core machine gains nothing from
 //! several sets of worker threads competing for it.
 
+use futures_util::future::{Either, FutureExt};
+use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::OnceLock;
 use std::time::Duration;
@@ -64,16 +66,19 @@ pub(crate) fn default_worker_threads(cores: usize) -> usize {
 }
 
 /// `fut`, failing with `on_timeout()` when `limit` passes first (no limit: `fut` as it is).
-pub(crate) async fn within<T>(
+///
+/// Not an `async fn`: one would hold `fut` twice (its argument and the timeout wrapping it), and this wraps
+/// the transport's send of every request, whose future lives as long as the request is in flight.
+pub(crate) fn within<T, F: Future<Output = T>>(
     limit: Option<Duration>,
-    fut: impl std::future::Future<Output = T>,
+    fut: F,
     on_timeout: impl FnOnce() -> crate::error::CoreError,
-) -> Result<T, crate::error::CoreError> {
+) -> impl Future<Output = Result<T, crate::error::CoreError>> {
     match limit {
-        Some(limit) => tokio::time::timeout(limit, fut)
-            .await
-            .map_err(|_| on_timeout()),
-        None => Ok(fut.await),
+        Some(limit) => Either::Left(
+            tokio::time::timeout(limit, fut).map(move |outcome| outcome.map_err(|_| on_timeout())),
+        ),
+        None => Either::Right(fut.map(Ok)),
     }
 }
 

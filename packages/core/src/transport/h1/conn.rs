@@ -212,7 +212,9 @@ impl Connection {
             }
             RequestBody::Pull(body) => {
                 let chunked = http_body::Body::size_hint(&body).exact().is_none();
-                self.write_pulled(head, body, chunked).await
+                // Boxed: a streamed body's writer is most of this future's size, which every request
+                // in flight would otherwise carry.
+                Box::pin(self.write_pulled(head, body, chunked)).await
             }
         }
     }
