@@ -7,47 +7,30 @@
  * each) so the file takes a few seconds; the values known to differ on purpose (hostile-callers.test.ts ›
  * KNOWN_DIFFERENCES) are not generated.
  */
-import http from 'node:http'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import fc from 'fast-check'
 import { Agent as UndiciAgent, type Dispatcher } from 'undici'
 import { Agent } from 'reqwest-dispatcher'
+import { answerOk, describeError, firstOutcome } from './helpers/outcomes'
+import { httpServer, type Running } from './helpers/servers'
 
 const RUNS = Number(process.env.FUZZ_RUNS ?? 300)
 
+let server: Running
 let origin = ''
-let server: http.Server
 
 beforeAll(async () => {
-  server = http.createServer((req, res) => {
-    req.resume()
-    req.on('end', () => res.end('ok'))
-  })
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
-  origin = `http://127.0.0.1:${(server.address() as import('node:net').AddressInfo).port}`
+  server = await httpServer(answerOk)
+  origin = server.origin
 })
 
 afterAll(async () => {
-  server.closeAllConnections()
-  await new Promise<void>((resolve) => server.close(() => resolve()))
+  await server.close()
 })
-
-function describeError(err: unknown): string {
-  const e = err as Error & { code?: string }
-  return `${e?.constructor?.name ?? typeof err} ${e?.code ?? '-'} ${e?.message ?? String(err)}`
-}
 
 /** `throws …`, `handler …` or `ok` (any response: servers may answer odd requests differently). */
 function outcome(dispatcher: Dispatcher, opts: unknown): Promise<string> {
-  return new Promise((resolve) => {
-    let settled = false
-    const settle = (text: string): void => {
-      if (settled) return
-      settled = true
-      clearTimeout(timer)
-      resolve(text)
-    }
-    const timer = setTimeout(() => settle('HANG'), 5000)
+  return firstOutcome(5000, (settle) => {
     try {
       dispatcher.dispatch(opts as Dispatcher.DispatchOptions, {
         onRequestStart() {},

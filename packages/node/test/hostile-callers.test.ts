@@ -10,37 +10,28 @@
  * per-origin pool, and fails that request; our constructor throws. Both count as the channel `agent` here.
  */
 import { readFileSync } from 'node:fs'
-import http from 'node:http'
 import { join } from 'node:path'
 import { Readable } from 'node:stream'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { Agent as UndiciAgent, type Dispatcher } from 'undici'
 import { Agent } from 'reqwest-dispatcher'
+import { answerOk, describeError, firstOutcome } from './helpers/outcomes'
+import { httpServer, type Running } from './helpers/servers'
 
+let server: Running
 let origin = ''
-let server: http.Server
 
 beforeAll(async () => {
-  server = http.createServer((req, res) => {
-    req.resume()
-    req.on('end', () => res.end('ok'))
-  })
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
-  origin = `http://127.0.0.1:${(server.address() as import('node:net').AddressInfo).port}`
+  server = await httpServer(answerOk)
+  origin = server.origin
 })
 
 afterAll(async () => {
-  server.closeAllConnections()
-  await new Promise<void>((resolve) => server.close(() => resolve()))
+  await server.close()
 })
 
 /** How long a request may take before it counts as hanging (ms). */
 const PATIENCE = 1500
-
-function describeError(err: unknown): string {
-  const e = err as Error & { code?: string }
-  return `${e?.constructor?.name ?? typeof err} ${e?.code ?? '-'} ${e?.message ?? String(err)}`
-}
 
 /**
  * One dispatch: `throws …` (synchronously), `handler …` (through the error callback), `ok <status>`, or `HANG`.
@@ -51,15 +42,7 @@ function dispatchOutcome(
   opts: () => unknown,
   handler?: () => unknown
 ): Promise<string> {
-  return new Promise((resolve) => {
-    let settled = false
-    const settle = (text: string): void => {
-      if (settled) return
-      settled = true
-      clearTimeout(timer)
-      resolve(text)
-    }
-    const timer = setTimeout(() => settle('HANG'), PATIENCE)
+  return firstOutcome(PATIENCE, (settle) => {
     let status = 0
     const h = handler?.() ?? {
       onRequestStart() {},
@@ -80,7 +63,7 @@ function dispatchOutcome(
       settle(`throws ${describeError(err)}`)
     }
     // A handler that is not an object never reports: nothing more will come.
-    if (handler !== undefined && (typeof h !== 'object' || h === null) && !settled) settle('nothing')
+    if (handler !== undefined && (typeof h !== 'object' || h === null)) settle('nothing')
   })
 }
 

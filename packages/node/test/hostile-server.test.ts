@@ -17,6 +17,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { Agent as UndiciAgent, type Dispatcher } from 'undici'
 import { Agent } from 'reqwest-dispatcher'
 import { undiciMajor } from './helpers/differential'
+import { firstOutcome } from './helpers/outcomes'
 
 /** What a case's server does with one connection, once the request head was read (`head`: its text). */
 type Serve = (socket: net.Socket, head: string) => void
@@ -231,17 +232,9 @@ function describeBody(body: Buffer): string {
  * after a few seconds (both agents time out stalls after STALL_MS).
  */
 function outcome(dispatcher: Dispatcher, opts: Dispatcher.DispatchOptions): Promise<string> {
-  return new Promise((resolve) => {
+  return firstOutcome(10 * STALL_MS, (settle) => {
     let status = 0
     const chunks: Buffer[] = []
-    let settled = false
-    const settle = (text: string): void => {
-      if (settled) return
-      settled = true
-      clearTimeout(timer)
-      resolve(text)
-    }
-    const timer = setTimeout(() => settle('HANG'), 10 * STALL_MS)
     dispatcher.dispatch(opts, {
       onRequestStart() {},
       onResponseStart(_controller, statusCode) {
