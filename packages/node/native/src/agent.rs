@@ -17,7 +17,16 @@ pub struct NativeAgent {
     keep_alive: RefCell<Channel>,
 }
 
-impl Finalize for NativeAgent {}
+/// Runs when the agent's JavaScript object goes away: collected (only possible with nothing in flight), or its
+/// environment torn down — a worker thread terminated with requests in flight. Those requests are aborted and
+/// the pool dropped, so that their connections close instead of living on with nobody to read them (undici
+/// leaves them open).
+impl Finalize for NativeAgent {
+    fn finalize<'a, C: Context<'a>>(self, _cx: &mut C) {
+        self.queue.abort_all();
+        self.core.borrow_mut().take();
+    }
+}
 
 pub type BoxedAgent = JsBox<NativeAgent>;
 

@@ -111,6 +111,14 @@ impl EventQueue {
         lock(&self.requests).remove(&id)
     }
 
+    /// Aborts every request in flight: nobody is left to hear of them (see `NativeAgent`'s finalizer).
+    pub fn abort_all(&self) {
+        let requests = std::mem::take(&mut *lock(&self.requests));
+        for handle in requests.into_values() {
+            handle.controller.abort();
+        }
+    }
+
     pub fn push(self: &Arc<Self>, event: Event) {
         let schedule = {
             let mut pending = lock(&self.pending);
