@@ -7,26 +7,15 @@
  * each) so the file takes a few seconds; the values known to differ on purpose (hostile-callers.test.ts ›
  * KNOWN_DIFFERENCES) are not generated.
  */
-import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { afterAll, describe, expect, it } from 'vitest'
 import fc from 'fast-check'
 import { Agent as UndiciAgent, type Dispatcher } from 'undici'
 import { Agent } from 'reqwest-dispatcher'
-import { answerOk, describeError, firstOutcome } from './helpers/outcomes'
-import { httpServer, type Running } from './helpers/servers'
+import { describeError, firstOutcome, okServerForFile } from './helpers/outcomes'
 
 const RUNS = Number(process.env.FUZZ_RUNS ?? 300)
 
-let server: Running
-let origin = ''
-
-beforeAll(async () => {
-  server = await httpServer(answerOk)
-  origin = server.origin
-})
-
-afterAll(async () => {
-  await server.close()
-})
+const server = okServerForFile()
 
 /** `throws …`, `handler …` or `ok` (any response: servers may answer odd requests differently). */
 function outcome(dispatcher: Dispatcher, opts: unknown): Promise<string> {
@@ -97,7 +86,7 @@ const method = fc.oneof(
 const path = fc.oneof(
   { weight: 6, arbitrary: latin1.map((p) => `/${p}`) },
   { weight: 1, arbitrary: anyText },
-  { weight: 1, arbitrary: latin1.map((p) => `${origin}/${p}`) },
+  { weight: 1, arbitrary: latin1.map((p) => `${server.origin}/${p}`) },
   { weight: 1, arbitrary: fc.constantFrom(undefined, 42, '') }
 )
 const body = fc.oneof(
@@ -174,7 +163,7 @@ describe('fuzzing option and header normalisation against undici.Agent', () => {
   it('dispatch options, headers and bodies end as with undici', async () => {
     await fc.assert(
       fc.asyncProperty(dispatchOptions, async (generated) => {
-        const opts = { origin, ...generated }
+        const opts = { origin: server.origin, ...generated }
         const theirs = await outcome(undici, opts)
         const mine = await outcome(ours, opts)
         expect(mine).toBe(theirs)
@@ -191,7 +180,7 @@ describe('fuzzing option and header normalisation against undici.Agent', () => {
       } catch (err) {
         return `agent ${describeError(err)}`
       }
-      const result = await outcome(agent, { origin, path: '/', method: 'GET' })
+      const result = await outcome(agent, { origin: server.origin, path: '/', method: 'GET' })
       void agent.destroy().catch(() => {})
       return result.replace(/^handler /, 'agent ')
     }

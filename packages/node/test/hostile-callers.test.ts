@@ -12,23 +12,12 @@
 import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { Readable } from 'node:stream'
-import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { afterAll, describe, expect, it } from 'vitest'
 import { Agent as UndiciAgent, type Dispatcher } from 'undici'
 import { Agent } from 'reqwest-dispatcher'
-import { answerOk, describeError, firstOutcome } from './helpers/outcomes'
-import { httpServer, type Running } from './helpers/servers'
+import { describeError, firstOutcome, okServerForFile } from './helpers/outcomes'
 
-let server: Running
-let origin = ''
-
-beforeAll(async () => {
-  server = await httpServer(answerOk)
-  origin = server.origin
-})
-
-afterAll(async () => {
-  await server.close()
-})
+const server = okServerForFile()
 
 /** How long a request may take before it counts as hanging (ms). */
 const PATIENCE = 1500
@@ -76,7 +65,7 @@ async function agentOutcome(make: (o: Record<string, unknown>) => Dispatcher, op
     return `agent ${describeError(err)}`
   }
   try {
-    const outcome = await dispatchOutcome(agent, () => ({ origin, path: '/', method: 'GET' }))
+    const outcome = await dispatchOutcome(agent, () => ({ origin: server.origin, path: '/', method: 'GET' }))
     return outcome.startsWith('handler ') ? `agent ${outcome.slice('handler '.length)}` : outcome
   } finally {
     void agent.destroy().catch(() => {})
@@ -153,7 +142,7 @@ const AGENT_CASES: Array<[string, Record<string, unknown>]> = [
 // ---------------------------------------------------------------------------------------------------------
 // Dispatch options, headers and bodies.
 
-const base = (): Record<string, unknown> => ({ origin, path: '/', method: 'GET' })
+const base = (): Record<string, unknown> => ({ origin: server.origin, path: '/', method: 'GET' })
 const post = (body: () => unknown, extra: Record<string, unknown> = {}) => (): Record<string, unknown> => ({
   ...base(),
   method: 'POST',
@@ -176,10 +165,10 @@ const DISPATCH_CASES: Array<[string, () => unknown, (() => unknown)?]> = [
   ['origin: an object', override(() => ({ origin: {} }))],
   ['origin: not a URL', override(() => ({ origin: 'not a url' }))],
   ['origin: ftp', override(() => ({ origin: 'ftp://127.0.0.1' }))],
-  ['origin: with a path', override(() => ({ origin: `${origin}/base` }))],
-  ['origin: with a query', override(() => ({ origin: `${origin}/?q=1` }))],
-  ['origin: a URL with a path', override(() => ({ origin: new URL(`${origin}/base`) }))],
-  ['origin: a URL', override(() => ({ origin: new URL(origin) }))],
+  ['origin: with a path', override(() => ({ origin: `${server.origin}/base` }))],
+  ['origin: with a query', override(() => ({ origin: `${server.origin}/?q=1` }))],
+  ['origin: a URL with a path', override(() => ({ origin: new URL(`${server.origin}/base`) }))],
+  ['origin: a URL', override(() => ({ origin: new URL(server.origin) }))],
   // path
   ['path: missing', override(() => ({ path: undefined }))],
   ['path: a number', override(() => ({ path: 42 }))],
@@ -189,7 +178,7 @@ const DISPATCH_CASES: Array<[string, () => unknown, (() => unknown)?]> = [
   ['path: CRLF', override(() => ({ path: '/a\r\nb' }))],
   ['path: a character above U+00FF', override(() => ({ path: '/\u0100' }))],
   ['path: a tab', override(() => ({ path: '/a\tb' }))],
-  ['path: an absolute URL of the origin', override(() => ({ path: `${origin}/x` }))],
+  ['path: an absolute URL of the origin', override(() => ({ path: `${server.origin}/x` }))],
   ['path: an absolute URL of another host', override(() => ({ path: 'http://other.test/x' }))],
   // method
   ['method: missing', override(() => ({ method: undefined }))],

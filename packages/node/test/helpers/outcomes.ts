@@ -1,5 +1,7 @@
 /** How the differential harnesses (hostile servers, hostile callers, fuzzing) reduce a request to one line. */
 import type http from 'node:http'
+import { afterAll, beforeAll } from 'vitest'
+import { httpServer, type Running } from './servers'
 
 /** An error as `Class code message`, the form the harnesses compare. */
 export function describeError(err: unknown): string {
@@ -29,4 +31,18 @@ export function firstOutcome(ms: number, start: (settle: (outcome: string) => vo
 export const answerOk: http.RequestListener = (req, res) => {
   req.resume()
   req.on('end', () => res.end('ok'))
+}
+
+/** A server answering `ok` for the tests of one file: started before them, closed after; `origin` once started. */
+export function okServerForFile(): { origin: string } {
+  const state = { origin: '' }
+  let running: Running | undefined
+  beforeAll(async () => {
+    running = await httpServer(answerOk)
+    state.origin = running.origin
+  })
+  afterAll(async () => {
+    await running?.close()
+  })
+  return state
 }
