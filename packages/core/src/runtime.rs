@@ -76,15 +76,76 @@ pub(crate) fn within<T, F: Future<Output = T>>(
 ) -> impl Future<Output = Result<T, crate::error::CoreError>> {
     match limit {
         Some(limit) => Either::Left(
-            tokio::time::timeout(limit, fut).map(move |outcome| outcome.map_err(|_| on_timeout())),
+            DeadlineFirst {
+                deadline: tokio::time::sleep(limit),
+                fut,
+            }
+            .map(move |outcome| outcome.ok_or_else(on_timeout)),
         ),
         None => Either::Right(fut.map(Ok)),
     }
 }
 
+pin_project_lite::pin_project! {
+    /// `fut` bounded by `deadline`, the deadline looked at first: when a starved worker wakes to find both the
+    /// deadline passed and the work ready, the request has timed out, as undici's timers (which run before its
+    /// socket reads) decide. (`tokio::time::timeout` polls the work first and would deliver the late answer.)
+    struct DeadlineFirst<F> {
+        #[pin]
+        deadline: tokio::time::Sleep,
+        #[pin]
+        fut: F,
+    }
+}
+
+impl<F: Future> Future for DeadlineFirst<F> {
+    type Output = Option<F::Output>;
+
+    fn poll(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        let this = self.project();
+        if this.deadline.poll(cx).is_ready() {
+            return std::task::Poll::Ready(None);
+        }
+        this.fut.poll(cx).map(Some)
+    }
+}
+
 #[cfg(test)]
 mod tests {
-    use super::default_worker_threads;
+    use super::{default_worker_threads, within};
+    use crate::error::CoreError;
+    use std::time::Duration;
+
+    #[tokio::test]
+    async fn a_deadline_passed_wins_over_an_answer_that_arrived_while_the_worker_was_busy() {
+        use std::future::Future;
+        use tokio::io::AsyncReadExt;
+        let late_error = || CoreError::invalid_argument("late");
+        let (mut ours, theirs) = tokio::net::UnixStream::pair().unwrap();
+        let mut byte = [0u8; 1];
+        let late = within(
+            Some(Duration::from_millis(5)),
+            ours.read(&mut byte),
+            late_error,
+        );
+        tokio::pin!(late);
+        // The first poll registers the deadline and the read; neither is ready.
+        let pending =
+            std::future::poll_fn(|cx| std::task::Poll::Ready(late.as_mut().poll(cx).is_pending()))
+                .await;
+        assert!(pending);
+        // The answer comes while the worker is busy past the deadline: one wake finds both ready.
+        theirs.try_write(b"x").unwrap();
+        std::thread::sleep(Duration::from_millis(20));
+        assert!(late.await.is_err());
+
+        let in_time = within(Some(Duration::from_secs(5)), async { 7 }, late_error);
+        assert_eq!(in_time.await.ok(), Some(7));
+        assert_eq!(within(None, async { 7 }, late_error).await.ok(), Some(7));
+    }
 
     #[test]
     fn one_core_is_left_to_javascript_and_at_most_two_workers_run() {
