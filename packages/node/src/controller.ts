@@ -44,10 +44,14 @@ import {
   EVENT_UPGRADE,
   FIELD_SEPARATOR,
   HEAD_FIELDS,
+  SWITCH_CONNECT,
+  SWITCH_NONE,
+  SWITCH_PROTOCOL,
   type NativeAgent
 } from './native'
 import type { NormalizedRequest } from './request'
 import { UpgradedSocket, type SocketHost } from './socket'
+import type { Submissions } from './submissions'
 
 /** What a controller needs from the agent that started it (and its socket, should the request upgrade). */
 export interface RequestHost extends SocketHost {
@@ -263,26 +267,10 @@ export class DispatchController implements Dispatcher.DispatchController {
     }
   }
 
-  /**
-   * Second step: appends this request's `dispatchBatch` fields to `out`, unless it ended already. A request
-   * that leaves HTTP is sent on its own instead, with how it switches.
-   */
-  appendDispatch(out: unknown[]): boolean {
-    if (this.#state === DONE) return false
+  /** Second step: adds this request to the tick's submissions, unless it ended already. */
+  appendDispatch(out: Submissions): void {
+    if (this.#state === DONE) return
     const request = this.#request as NormalizedRequest
-    if (request.switchTo === null) {
-      this.#pushFields(request, out)
-    } else {
-      const fields: unknown[] = []
-      this.#pushFields(request, fields)
-      const connect = request.method === 'CONNECT'
-      binding().dispatchUpgrade(this.#host.native, fields, connect ? null : request.switchTo, connect ? request.switchTo : '')
-    }
-    this.#dispatched = true
-    return true
-  }
-
-  #pushFields(request: NormalizedRequest, out: unknown[]): void {
     const body = request.body
     let mode = BODY_NONE
     let bytes: Uint8Array | null = null
@@ -292,12 +280,15 @@ export class DispatchController implements Dispatcher.DispatchController {
     } else if (body.kind === 'pull') {
       mode = body.length ?? BODY_PULL_UNKNOWN_LENGTH
     }
-    out.push(this.#id, request.method, request.url, request.headers, mode, bytes, request.headersTimeout, request.bodyTimeout)
+    const switchTo = request.switchTo
+    const switchMode = switchTo === null ? SWITCH_NONE : request.method === 'CONNECT' ? SWITCH_CONNECT : SWITCH_PROTOCOL
+    out.add(this.#id, request.method, request.url, request.headers, mode, bytes, request.headersTimeout, request.bodyTimeout, switchMode, switchTo ?? '')
+    this.#dispatched = true
   }
 
   /** Third step, once the batch was handed over: a pause asked for before the request existed takes effect. */
   afterDispatch(): void {
-    if (this.#paused && this.#state !== DONE) binding().requestPause(this.#host.native, this.#id)
+    if (this.#dispatched && this.#paused && this.#state !== DONE) binding().requestPause(this.#host.native, this.#id)
   }
 
   /** One event from the native side. */

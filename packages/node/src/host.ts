@@ -24,6 +24,7 @@ import {
   type NativeAgent
 } from './native'
 import { normalizeOrigin } from './request'
+import { Submissions } from './submissions'
 
 /** The state of an origin's circuit breaker, as `circuitStateChange` events report it. */
 export type CircuitState = 'closed' | 'open' | 'half-open'
@@ -46,6 +47,7 @@ export class AgentHost implements RequestHost {
   #onIdle: Array<() => void> = []
   /** Requests started in this tick, sent to the native side together at its end. */
   #toSend: DispatchController[] = []
+  readonly #submissions = new Submissions()
   /** Upgraded sockets that keep the process alive (open and not `unref()`'d). */
   #heldSockets = 0
   /** Whether the native agent keeps the process alive: requests in flight or held sockets. */
@@ -94,13 +96,15 @@ export class AgentHost implements RequestHost {
     const batch = this.#toSend
     this.#toSend = []
     for (const controller of batch) controller.announceStart()
-    const fields: unknown[] = []
-    const sent: DispatchController[] = []
-    for (const controller of batch) if (controller.appendDispatch(fields)) sent.push(controller)
-    if (sent.length === 0) return
-    // Requests that leave HTTP went on their own (appendDispatch); the others cross together.
-    if (fields.length > 0) binding().dispatchBatch(this.native, fields)
-    for (const controller of sent) controller.afterDispatch()
+    const submissions = this.#submissions
+    for (const controller of batch) controller.appendDispatch(submissions)
+    if (submissions.count === 0) return
+    try {
+      binding().dispatchBatch(this.native, submissions.text, submissions.numbers, submissions.count, submissions.bodies)
+    } finally {
+      submissions.clear()
+    }
+    for (const controller of batch) controller.afterDispatch()
   }
 
   /** Counts `controller` in; returns false when its origin is now saturated (undici's `needDrain`). */

@@ -92,6 +92,7 @@ export interface Protocol {
     number
   >
   bodyModes: Record<'NONE' | 'PULL_UNKNOWN_LENGTH' | 'BYTES', number>
+  switches: Record<'NONE' | 'PROTOCOL' | 'CONNECT', number>
 }
 
 /** Receives batches of events, in the layout of {@link Protocol} (`[dataBuffer, agentId, kind, id, a, b, …]`). */
@@ -117,17 +118,16 @@ export interface NativeBinding {
   /** Whether the origin's retry policy covers `method`. */
   agentRetries(agent: NativeAgent, origin: string, method: string): boolean
   setWorkerThreads(threads: number): boolean
-  /** Starts requests: `requestFields` per request (see {@link REQUEST_FIELDS}). */
-  dispatchBatch(agent: NativeAgent, requests: unknown[]): void
+  /**
+   * Starts `count` requests: `requestFields` numbers per request in `numbers`, their method, URL, headers and
+   * switch target (see `switches`) back to back in `text`, the bodies given as bytes in `bodies` (see
+   * `Submissions`). A request that leaves HTTP then takes writes through `upgradeWrite`.
+   */
+  dispatchBatch(agent: NativeAgent, text: string, numbers: Float64Array, count: number, bodies: Uint8Array[] | null): void
   requestAbort(agent: NativeAgent, id: number): void
   requestPause(agent: NativeAgent, id: number): void
   requestResume(agent: NativeAgent, id: number): void
   requestPushBody(agent: NativeAgent, id: number, chunk: Uint8Array | string | null): void
-  /**
-   * Starts one request that leaves HTTP (`requestFields` in `request`): an upgrade to `protocol`, or, with
-   * `protocol` null, a `CONNECT` whose request target is `target`.
-   */
-  dispatchUpgrade(agent: NativeAgent, request: unknown[], protocol: string | null, target: string): void
   /** One write onto a request's upgraded connection (WRITTEN reports its completion); `null` ends it. */
   upgradeWrite(agent: NativeAgent, id: number, chunks: Uint8Array[] | null): void
 }
@@ -171,17 +171,23 @@ export let BODY_BYTES = 0
 export let HEAD_FIELDS = 0
 /** Values per origin in `agentStats`. */
 export let STATS_FIELDS = 0
+/** Numbers per request in `dispatchBatch`. */
+export let REQUEST_FIELDS = 0
+/** `switch` values: how a request leaves HTTP (an upgrade to a protocol, a CONNECT), or not at all. */
+export let SWITCH_NONE = 0
+export let SWITCH_PROTOCOL = 0
+export let SWITCH_CONNECT = 0
 
 /**
  * The layouts this module's readers and writers are written for: a batch is `[dataBuffer, agentId]` then these
- * per event (batch.ts); a dispatch these per request (`DispatchController#appendDispatch`); stats these per
+ * per event (batch.ts); a dispatch these numbers per request (submissions.ts); stats these per
  * origin (stats.ts). An addon with another layout is refused at load.
  */
 const LAYOUT = {
   batchHeader: 2,
   eventFields: ['kind', 'id', 'a', 'b'],
   headFields: ['remote', 'local', 'statusText'],
-  requestFields: ['id', 'method', 'url', 'headers', 'bodyMode', 'body', 'headersTimeout', 'bodyTimeout'],
+  requestFields: ['id', 'methodLength', 'urlLength', 'headersLength', 'bodyMode', 'headersTimeout', 'bodyTimeout', 'switch', 'switchLength'],
   statsFields: ['origin', 'pending', 'running', 'connected']
 }
 
@@ -214,6 +220,10 @@ function readProtocol(protocol: Protocol | undefined, file: string): void {
   BODY_BYTES = protocol!.bodyModes.BYTES
   HEAD_FIELDS = protocol!.headFields.length
   STATS_FIELDS = protocol!.statsFields.length
+  REQUEST_FIELDS = protocol!.requestFields.length
+  SWITCH_NONE = protocol!.switches.NONE
+  SWITCH_PROTOCOL = protocol!.switches.PROTOCOL
+  SWITCH_CONNECT = protocol!.switches.CONNECT
 }
 
 let loaded: NativeBinding | undefined

@@ -28,11 +28,17 @@
 //! After UPGRADE the request's events are its upgraded connection's: DATA (under the same credit), READ_END,
 //! WRITTEN, and ERROR when the connection fails; it ends silently otherwise.
 //!
-//! **Dispatches** (JS → Rust, one call per tick): [`REQUEST_FIELDS`] values per request, in that order.
-//! A request that leaves HTTP goes alone through `dispatchUpgrade`, with the same fields and how it switches.
-//! `headers` is `name\0value\0…` (latin1); `bodyMode` is [`BODY_NONE`], [`BODY_BYTES`] (bytes in `body`),
-//! [`BODY_PULL_UNKNOWN_LENGTH`] or a non-negative pulled length; timeouts are milliseconds, negative = the
-//! agent's, 0 = disabled.
+//! **Dispatches** (JS → Rust, one call per tick): `dispatchBatch(agent, text, numbers, count, bodies)`.
+//! `numbers` (a `Float64Array`) holds [`REQUEST_FIELDS`] per request, in that order; `text` holds each
+//! request's method, URL, headers and switch target back to back, their lengths given by the `…Length` fields.
+//! `text` is latin1: every char is ≤ U+00FF (the TypeScript layer's validation sees to it), so a length in
+//! chars is a length in bytes. Headers are `name\0value\0…`; `bodyMode` is [`BODY_NONE`], [`BODY_BYTES`] (the
+//! next Buffer of `bodies`, which holds one per such request, in order), [`BODY_PULL_UNKNOWN_LENGTH`] or a
+//! non-negative pulled length; timeouts are milliseconds, negative = the agent's, 0 = disabled. `switch` says
+//! how a request leaves HTTP: [`SWITCH_NONE`], [`SWITCH_PROTOCOL`] (an upgrade to the protocol its text names)
+//! or [`SWITCH_CONNECT`] (a `CONNECT` whose request target its text is); its writes then go through
+//! `upgradeWrite`. One string and one typed array cross instead of an array of values the addon would read one
+//! N-API call at a time.
 //!
 //! **Stats**: [`STATS_FIELDS`] values per origin.
 
@@ -90,28 +96,30 @@ const EVENTS: [(&str, f64); 15] = [
     ("WRITTEN", WRITTEN),
 ];
 
-/// The values of one request in a `dispatchBatch` array, in order.
-pub const REQUEST_FIELDS: [&str; 8] = [
+/// The numbers of one request in `dispatchBatch`'s `Float64Array`, in order.
+pub const REQUEST_FIELDS: [&str; 9] = [
     "id",
-    "method",
-    "url",
-    "headers",
+    "methodLength",
+    "urlLength",
+    "headersLength",
     "bodyMode",
-    "body",
     "headersTimeout",
     "bodyTimeout",
+    "switch",
+    "switchLength",
 ];
 
-/// Index of each request field within its request's values.
+/// Index of each request field within its request's numbers.
 pub mod request {
-    pub const ID: u32 = 0;
-    pub const METHOD: u32 = 1;
-    pub const URL: u32 = 2;
-    pub const HEADERS: u32 = 3;
-    pub const BODY_MODE: u32 = 4;
-    pub const BODY: u32 = 5;
-    pub const HEADERS_TIMEOUT: u32 = 6;
-    pub const BODY_TIMEOUT: u32 = 7;
+    pub const ID: usize = 0;
+    pub const METHOD_LENGTH: usize = 1;
+    pub const URL_LENGTH: usize = 2;
+    pub const HEADERS_LENGTH: usize = 3;
+    pub const BODY_MODE: usize = 4;
+    pub const HEADERS_TIMEOUT: usize = 5;
+    pub const BODY_TIMEOUT: usize = 6;
+    pub const SWITCH: usize = 7;
+    pub const SWITCH_LENGTH: usize = 8;
 }
 
 pub const BODY_NONE: f64 = -1.0;
@@ -124,11 +132,21 @@ const BODY_MODES: [(&str, f64); 3] = [
     ("BYTES", BODY_BYTES),
 ];
 
+pub const SWITCH_NONE: f64 = 0.0;
+pub const SWITCH_PROTOCOL: f64 = 1.0;
+pub const SWITCH_CONNECT: f64 = 2.0;
+
+const SWITCHES: [(&str, f64); 3] = [
+    ("NONE", SWITCH_NONE),
+    ("PROTOCOL", SWITCH_PROTOCOL),
+    ("CONNECT", SWITCH_CONNECT),
+];
+
 /// The values of one origin in `agentStats`, in order.
 pub const STATS_FIELDS: [&str; 4] = ["origin", "pending", "running", "connected"];
 
 /// The protocol as a JavaScript object: `{ fieldSeparator, batchHeader, eventFields, headFields, events,
-/// requestFields, bodyModes, statsFields }`.
+/// requestFields, bodyModes, switches, statsFields }`.
 pub fn describe<'a, C: Context<'a>>(cx: &mut C) -> JsResult<'a, JsObject> {
     let protocol = cx.empty_object();
     let separator = cx.string(FIELD_SEPARATOR.to_string());
@@ -144,7 +162,11 @@ pub fn describe<'a, C: Context<'a>>(cx: &mut C) -> JsResult<'a, JsObject> {
         let list = names(cx, list)?;
         protocol.set(cx, key, list)?;
     }
-    for (key, entries) in [("events", &EVENTS[..]), ("bodyModes", &BODY_MODES[..])] {
+    for (key, entries) in [
+        ("events", &EVENTS[..]),
+        ("bodyModes", &BODY_MODES[..]),
+        ("switches", &SWITCHES[..]),
+    ] {
         let entries = table(cx, entries)?;
         protocol.set(cx, key, entries)?;
     }
@@ -174,10 +196,10 @@ mod tests {
     use super::*;
 
     /// Each index constant is the position of its name in the layout.
-    fn assert_indices(layout: &[&str], indices: &[(&str, u32)]) {
+    fn assert_indices(layout: &[&str], indices: &[(&str, usize)]) {
         for (name, index) in indices {
             let position = layout.iter().position(|n| n == name);
-            assert_eq!(position, Some(*index as usize), "{name}");
+            assert_eq!(position, Some(*index), "{name}");
         }
     }
 
@@ -187,13 +209,14 @@ mod tests {
             &REQUEST_FIELDS,
             &[
                 ("id", request::ID),
-                ("method", request::METHOD),
-                ("url", request::URL),
-                ("headers", request::HEADERS),
+                ("methodLength", request::METHOD_LENGTH),
+                ("urlLength", request::URL_LENGTH),
+                ("headersLength", request::HEADERS_LENGTH),
                 ("bodyMode", request::BODY_MODE),
-                ("body", request::BODY),
                 ("headersTimeout", request::HEADERS_TIMEOUT),
                 ("bodyTimeout", request::BODY_TIMEOUT),
+                ("switch", request::SWITCH),
+                ("switchLength", request::SWITCH_LENGTH),
             ],
         );
     }
@@ -203,10 +226,10 @@ mod tests {
         assert_indices(
             &EVENT_FIELDS,
             &[
-                ("kind", slot::KIND),
-                ("id", slot::ID),
-                ("a", slot::A),
-                ("b", slot::B),
+                ("kind", slot::KIND as usize),
+                ("id", slot::ID as usize),
+                ("a", slot::A as usize),
+                ("b", slot::B as usize),
             ],
         );
     }
