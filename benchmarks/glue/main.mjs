@@ -26,17 +26,17 @@ function loadRoundTrip () {
   for (const name of ['agentNew', 'agentSetActive', 'agentDrainDone', 'agentDrain', 'dispatchBatch']) {
     if (typeof binding[name] !== 'function') throw new Error(`addon has no ${name}() any more`)
   }
-  const { batchHeader, eventFields, bodyModes, switches, events } = binding.protocol
+  const { eventFields, bodyModes, switches, events } = binding.protocol
   const kindAt = eventFields.indexOf('kind')
   const idAt = eventFields.indexOf('id')
   const waiting = new Map()
   let agent = null
-  const deliver = (batch) => {
-    for (let i = batchHeader; i < batch.length; i += eventFields.length) {
-      const kind = batch[i + kindAt]
+  const deliver = (numbers, count) => {
+    for (let i = 0; i < count * eventFields.length; i += eventFields.length) {
+      const kind = numbers[i + kindAt]
       if (kind === events.END || kind === events.ERROR) {
-        const resolve = waiting.get(batch[i + idAt])
-        waiting.delete(batch[i + idAt])
+        const resolve = waiting.get(numbers[i + idAt])
+        waiting.delete(numbers[i + idAt])
         resolve?.()
       }
     }

@@ -68,7 +68,6 @@ export interface NativeProxyOptions {
  */
 export interface Protocol {
   fieldSeparator: string
-  batchHeader: number
   eventFields: string[]
   headFields: string[]
   requestFields: string[]
@@ -95,8 +94,15 @@ export interface Protocol {
   switches: Record<'NONE' | 'PROTOCOL' | 'CONNECT', number>
 }
 
-/** Receives batches of events, in the layout of {@link Protocol} (`[dataBuffer, agentId, kind, id, a, b, …]`). */
-export type DeliverFn = (batch: unknown[]) => void
+/** Receives batches of events, in the layout of {@link Protocol} (see `deliverBatch` in batch.ts). */
+export type DeliverFn = (
+  numbers: Float64Array,
+  count: number,
+  text: string,
+  data: Buffer | undefined,
+  buffers: Buffer[] | undefined,
+  agentId: number
+) => void
 
 export interface NativeBinding {
   readonly protocol: Protocol
@@ -138,6 +144,10 @@ export interface NativeBinding {
  */
 /** Separates fields in head, trailer and request header strings. */
 export let FIELD_SEPARATOR = '\0'
+/** Numbers per event in a batch. */
+export let EVENT_FIELDS = 0
+/** An event that could not be encoded (its request, if any, got an ERROR instead). */
+export let EVENT_NONE = 0
 export let EVENT_START = 0
 export let EVENT_DATA = 0
 export let EVENT_END = 0
@@ -179,20 +189,19 @@ export let SWITCH_PROTOCOL = 0
 export let SWITCH_CONNECT = 0
 
 /**
- * The layouts this module's readers and writers are written for: a batch is `[dataBuffer, agentId]` then these
- * per event (batch.ts); a dispatch these numbers per request (submissions.ts); stats these per
+ * The layouts this module's readers and writers are written for: a batch has these numbers per event
+ * (batch.ts); a dispatch these numbers per request (submissions.ts); stats these per
  * origin (stats.ts). An addon with another layout is refused at load.
  */
 const LAYOUT = {
-  batchHeader: 2,
-  eventFields: ['kind', 'id', 'a', 'b'],
+  eventFields: ['kind', 'id', 'a', 'b', 'text'],
   headFields: ['remote', 'local', 'statusText'],
   requestFields: ['id', 'methodLength', 'urlLength', 'headersLength', 'bodyMode', 'headersTimeout', 'bodyTimeout', 'switch', 'switchLength'],
   statsFields: ['origin', 'pending', 'running', 'connected']
 }
 
 function readProtocol(protocol: Protocol | undefined, file: string): void {
-  const layout = protocol === undefined ? undefined : { batchHeader: protocol.batchHeader, eventFields: protocol.eventFields, headFields: protocol.headFields, requestFields: protocol.requestFields, statsFields: protocol.statsFields }
+  const layout = protocol === undefined ? undefined : { eventFields: protocol.eventFields, headFields: protocol.headFields, requestFields: protocol.requestFields, statsFields: protocol.statsFields }
   if (JSON.stringify(layout) !== JSON.stringify(LAYOUT)) {
     throw new Error(
       `reqwest-dispatcher: the native addon (${file}) speaks another protocol than this JavaScript: a platform ` +
@@ -201,6 +210,8 @@ function readProtocol(protocol: Protocol | undefined, file: string): void {
   }
   const events = protocol!.events
   FIELD_SEPARATOR = protocol!.fieldSeparator
+  EVENT_FIELDS = protocol!.eventFields.length
+  EVENT_NONE = events.NONE
   EVENT_START = events.START
   EVENT_DATA = events.DATA
   EVENT_END = events.END

@@ -3,27 +3,30 @@
 //! `src/native.ts` reads it when it loads the addon (and refuses an addon whose layout it was not written
 //! for), and the glue benchmark reads it too.
 //!
-//! **Batches** (Rust → JS, one call per batch): `[dataBuffer, agentId, kind, id, a, b, kind, id, a, b, …]`.
-//! `dataBuffer` holds the body bytes of the batch's small DATA events; `agentId` names the agent whose queue
-//! the batch comes from. Then [`EVENT_FIELDS`] per event:
+//! **Batches** (Rust → JS, one call per batch): `deliver(numbers, count, text, data, buffers, agentId)`.
+//! `numbers` (a `Float64Array` the queue reuses, so only its first `count` events count) holds
+//! [`EVENT_FIELDS`] per event; `text` holds the strings of every event back to back, each event's piece
+//! `text` chars long (0 for none); `data` (a Buffer, or `undefined`) the batch's small body chunks; `buffers`
+//! (an array, or `undefined`) its large chunks, each a Buffer of its own; `agentId` names the agent whose queue
+//! the batch comes from.
 //!
-//! | kind  | id | a                        | b                                              |
-//! |-------|----|--------------------------|------------------------------------------------|
-//! | START | request | status + 1000 × version (10, 11, 20) | `remote\0local\0statusText\0name\0value…` (latin1) |
-//! | DATA  | request | offset in `dataBuffer`, or a Buffer of its own | length                 |
-//! | END   | request | `name\0value…` (trailers) or `""` | –                                     |
-//! | ERROR | request | code                     | message, then `\0bytesWritten\0bytesRead` when known |
-//! | PULL  | request | –                        | –                                              |
-//! | RETRY | request | retry number (from 1)    | –                                              |
-//! | UPGRADE | request | as START                | as START (the 101, or the answer to CONNECT)   |
-//! | READ_END | request | –                       | –  (the server ended its direction of an upgraded connection) |
-//! | WRITTEN | request | –                        | –  (one `upgradeWrite` of the request completed, in order) |
-//! | CONNECTING | agent | origin                 | –                                              |
-//! | DISCONNECT | agent | origin                 | `upgrade` when the connection left by switching protocols, else – |
-//! | CONNECT | agent | origin                   | `remote\0h1` or `remote\0h2` (remote `ip:port`, empty when unknown) |
-//! | CONNECTION_ERROR | agent | origin          | `code\0message`                                |
-//! | CIRCUIT | agent | origin                   | `closed`, `open` or `half-open`                |
-//! | NONE  | 0  | –                        | –  (an event that could not be encoded; id 0 names nothing) |
+//! | kind  | id | a                        | b      | text                                          |
+//! |-------|----|--------------------------|--------|-----------------------------------------------|
+//! | START | request | status + 1000 × version (10, 11, 20) | – | `remote\0local\0statusText\0name\0value…` (latin1) |
+//! | DATA  | request | offset in `data`, or −(index + 1) in `buffers` | length | –                  |
+//! | END   | request | –                       | –      | trailers `name\0value…`, or none              |
+//! | ERROR | request | –                       | –      | `code\0message`, then `\0bytesWritten\0bytesRead` when known |
+//! | PULL  | request | –                       | –      | –                                             |
+//! | RETRY | request | retry number (from 1)   | –      | –                                             |
+//! | UPGRADE | request | as START                | –      | as START (the 101, or the answer to CONNECT)  |
+//! | READ_END | request | –                       | –      | –  (the server ended its direction of an upgraded connection) |
+//! | WRITTEN | request | –                        | –      | –  (one `upgradeWrite` of the request completed, in order) |
+//! | CONNECTING | agent | –                      | –      | origin                                        |
+//! | DISCONNECT | agent | –                      | –      | origin, then `\0upgrade` when the connection left by switching protocols |
+//! | CONNECT | agent | –                       | –      | `origin\0remote\0h1` or `…\0h2` (remote `ip:port`, empty when unknown) |
+//! | CONNECTION_ERROR | agent | –              | –      | `origin\0code\0message`                        |
+//! | CIRCUIT | agent | –                       | –      | `origin\0state` (`closed`, `open` or `half-open`) |
+//! | NONE  | 0  | –                        | –      | –  (an event that could not be encoded; id 0 names nothing) |
 //!
 //! After UPGRADE the request's events are its upgraded connection's: DATA (under the same credit), READ_END,
 //! WRITTEN, and ERROR when the connection fails; it ends silently otherwise.
@@ -47,17 +50,8 @@ use neon::prelude::*;
 /// Separates fields in head, trailer, header and detail strings: no header name or value can contain NUL.
 pub const FIELD_SEPARATOR: char = '\0';
 
-/// Slots before the first event of a batch: the data Buffer and the agent's id.
-pub const BATCH_HEADER: u32 = 2;
-/// The slots of one event in a batch, in order.
-pub const EVENT_FIELDS: [&str; 4] = ["kind", "id", "a", "b"];
-/// Index of each slot within its event.
-pub mod slot {
-    pub const KIND: u32 = 0;
-    pub const ID: u32 = 1;
-    pub const A: u32 = 2;
-    pub const B: u32 = 3;
-}
+/// The numbers of one event in a batch, in order.
+pub const EVENT_FIELDS: [&str; 5] = ["kind", "id", "a", "b", "text"];
 
 /// Fields of a START event's `b` before the header pairs.
 pub const HEAD_FIELDS: [&str; 3] = ["remote", "local", "statusText"];
@@ -145,14 +139,12 @@ const SWITCHES: [(&str, f64); 3] = [
 /// The values of one origin in `agentStats`, in order.
 pub const STATS_FIELDS: [&str; 4] = ["origin", "pending", "running", "connected"];
 
-/// The protocol as a JavaScript object: `{ fieldSeparator, batchHeader, eventFields, headFields, events,
-/// requestFields, bodyModes, switches, statsFields }`.
+/// The protocol as a JavaScript object: `{ fieldSeparator, eventFields, headFields, events, requestFields,
+/// bodyModes, switches, statsFields }`.
 pub fn describe<'a, C: Context<'a>>(cx: &mut C) -> JsResult<'a, JsObject> {
     let protocol = cx.empty_object();
     let separator = cx.string(FIELD_SEPARATOR.to_string());
     protocol.set(cx, "fieldSeparator", separator)?;
-    let header = cx.number(BATCH_HEADER);
-    protocol.set(cx, "batchHeader", header)?;
     for (key, list) in [
         ("eventFields", &EVENT_FIELDS[..]),
         ("headFields", &HEAD_FIELDS[..]),
@@ -217,19 +209,6 @@ mod tests {
                 ("bodyTimeout", request::BODY_TIMEOUT),
                 ("switch", request::SWITCH),
                 ("switchLength", request::SWITCH_LENGTH),
-            ],
-        );
-    }
-
-    #[test]
-    fn event_slot_indices_follow_the_names() {
-        assert_indices(
-            &EVENT_FIELDS,
-            &[
-                ("kind", slot::KIND as usize),
-                ("id", slot::ID as usize),
-                ("a", slot::A as usize),
-                ("b", slot::B as usize),
             ],
         );
     }
