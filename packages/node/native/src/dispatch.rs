@@ -14,8 +14,8 @@ use bytes::Bytes;
 use neon::prelude::*;
 use neon::types::buffer::TypedArray;
 use reqwest_dispatcher_core::{
-    Agent, BodyChunk, BodyPull, CoreError, DispatchRequest, ErrorKind, RequestBody,
-    RequestController, Switch, Upgrade, UpgradeWrite,
+    BodyChunk, BodyPull, CoreError, DispatchRequest, ErrorKind, RequestBody, RequestController,
+    Switch, Upgrade, UpgradeWrite,
 };
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
@@ -31,8 +31,8 @@ fn request_id(cx: &mut FunctionContext, index: usize) -> NeonResult<u64> {
 const NUMBERS_PER_REQUEST: usize = REQUEST_FIELDS.len();
 
 /// `dispatchBatch(agent, text, numbers, count, bodies)`: starts `count` requests, encoded as `protocol.rs`
-/// describes. Requests started in the same tick travel together: one call into the addon and back-to-back
-/// spawns, so one wake-up of the runtime usually serves them all.
+/// describes. Requests started in the same tick travel together: one call into the addon, and one hand-off to
+/// the runtime, which spawns their tasks (`Agent::dispatch_all`).
 pub fn dispatch_batch(mut cx: FunctionContext) -> JsResult<JsUndefined> {
     let agent = cx.argument::<BoxedAgent>(0)?;
     let text = cx.argument::<JsString>(1)?.value(&mut cx);
@@ -53,6 +53,8 @@ pub fn dispatch_batch(mut cx: FunctionContext) -> JsResult<JsUndefined> {
     let text = string_to_latin1(text);
     let mut parts = Latin1Parts::new(&text);
     let mut bodies_taken = 0;
+    let mut started = Vec::with_capacity(count);
+    let mut outcome = Ok(());
     for fields in numbers.chunks_exact(NUMBERS_PER_REQUEST) {
         // Each request's share of the text and of `bodies` is taken first: whatever happens to this request,
         // the next one reads its own.
@@ -62,7 +64,8 @@ pub fn dispatch_batch(mut cx: FunctionContext) -> JsResult<JsUndefined> {
             parts.next(fields[field::HEADERS_LENGTH]),
             parts.next(fields[field::SWITCH_LENGTH]),
         ) else {
-            return cx.throw_range_error("dispatchBatch: text shorter than its lengths");
+            outcome = cx.throw_range_error("dispatchBatch: text shorter than its lengths");
+            break;
         };
         let body = (fields[field::BODY_MODE] == BODY_BYTES).then(|| {
             bodies_taken += 1;
@@ -82,11 +85,12 @@ pub fn dispatch_batch(mut cx: FunctionContext) -> JsResult<JsUndefined> {
         let id = wire.id;
         // A panic while starting one request fails that request alone: the others of the batch still start,
         // and no exception escapes into the microtask that sent the batch.
-        let started = catch_unwind(AssertUnwindSafe(|| {
-            start_request(&mut cx, &agent, core, wire)
-        }));
-        match started {
-            Ok(result) => result?,
+        match catch_unwind(AssertUnwindSafe(|| start_request(&mut cx, &agent, wire))) {
+            Ok(Ok(request)) => started.push(request),
+            Ok(Err(thrown)) => {
+                outcome = Err(thrown);
+                break;
+            }
             Err(panic) => {
                 agent.queue.remove(id);
                 agent.queue.push(Event::Error(
@@ -96,7 +100,9 @@ pub fn dispatch_batch(mut cx: FunctionContext) -> JsResult<JsUndefined> {
             }
         }
     }
-    Ok(cx.undefined())
+    // What was read goes out even when the rest could not be: those requests are registered already.
+    core.dispatch_all(started);
+    outcome.map(|()| cx.undefined())
 }
 
 /// One request of a `dispatchBatch`, as it crossed: its pieces of the text, its numbers, where its body is
@@ -125,13 +131,12 @@ fn switch_of(mode: f64, text: &[u8]) -> Option<Switch> {
     }
 }
 
-/// Starts one request of a batch: hands it to the core.
+/// Reads one request of a batch and registers it with the agent's queue; returns what the core starts.
 fn start_request(
     cx: &mut FunctionContext,
     agent: &Handle<BoxedAgent>,
-    core: &Agent,
     wire: WireRequest,
-) -> NeonResult<()> {
+) -> NeonResult<(DispatchRequest, RequestController, QueueHandler)> {
     let armed = test_hook::take();
     if armed == Some(Armed::Dispatch) {
         panic!("test panic (Dispatch) armed by the panic-containment hook");
@@ -181,8 +186,7 @@ fn start_request(
             upgrade: writer,
         },
     );
-    core.dispatch(request, controller, handler);
-    Ok(())
+    Ok((request, controller, handler))
 }
 
 /// `requestAbort(agent, id)`: the core drops the request; JS already told the handler.
