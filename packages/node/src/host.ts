@@ -45,6 +45,8 @@ export class AgentHost implements RequestHost {
   readonly #limit: number
   readonly #listener: AgentListener
   #onIdle: Array<() => void> = []
+  /** Whether a microtask will settle `#active` once the requests of this job are over. */
+  #settling = false
   /** Requests started in this tick, sent to the native side together at its end. */
   #toSend: DispatchController[] = []
   readonly #submissions = new Submissions()
@@ -112,7 +114,7 @@ export class AgentHost implements RequestHost {
     inFlight.set(controller.id, controller)
     this.requests.add(controller)
     // While requests are in flight the agent keeps the process alive; idle, it lets it exit.
-    if (this.requests.size === 1) this.#updateActive()
+    if (!this.#active) this.#updateActive()
     let count = this.#perOrigin.get(controller.origin)
     if (count === undefined) this.#perOrigin.set(controller.origin, (count = { running: 0, needDrain: false }))
     count.running++
@@ -136,7 +138,12 @@ export class AgentHost implements RequestHost {
     }
     let waiters: Array<() => void> | null = null
     if (this.requests.size === 0) {
-      this.#updateActive()
+      // Idle once this job is over: a callback that starts the next request right away (a client making one
+      // call at a time) keeps the agent active without a round of native calls.
+      if (!this.#settling) {
+        this.#settling = true
+        queueMicrotask(this.#settle)
+      }
       waiters = this.#onIdle
       this.#onIdle = []
     }
@@ -148,6 +155,11 @@ export class AgentHost implements RequestHost {
   /** An upgraded socket starts (`true`) or stops (`false`) keeping the process alive. */
   hold(held: boolean): void {
     this.#heldSockets += held ? 1 : -1
+    this.#updateActive()
+  }
+
+  readonly #settle = (): void => {
+    this.#settling = false
     this.#updateActive()
   }
 
