@@ -21,22 +21,22 @@ const require = createRequire(import.meta.url)
 const packageDir = dirname(require.resolve('reqwest-dispatcher/package.json'))
 
 function loadRoundTrip () {
-  const binding = require(join(packageDir, 'index.node'))
+  // The addon as the TypeScript layer loads it, which also reads its wire protocol (native/src/protocol.rs).
+  const binding = require(join(packageDir, 'dist', 'native.js')).binding()
   for (const name of ['agentNew', 'agentSetActive', 'agentDrainDone', 'agentDrain', 'dispatchBatch']) {
     if (typeof binding[name] !== 'function') throw new Error(`addon has no ${name}() any more`)
   }
-  // The wire protocol as the addon defines it (packages/node/native/src/protocol.rs).
-  const { batchHeader, eventFields, requestFields, bodyModes, events } = binding.protocol
+  const { eventFields, bodyModes, switches, events } = binding.protocol
   const kindAt = eventFields.indexOf('kind')
   const idAt = eventFields.indexOf('id')
   const waiting = new Map()
   let agent = null
-  const deliver = (batch) => {
-    for (let i = batchHeader; i < batch.length; i += eventFields.length) {
-      const kind = batch[i + kindAt]
+  const deliver = (numbers, count) => {
+    for (let i = 0; i < count * eventFields.length; i += eventFields.length) {
+      const kind = numbers[i + kindAt]
       if (kind === events.END || kind === events.ERROR) {
-        const resolve = waiting.get(batch[i + idAt])
-        waiting.delete(batch[i + idAt])
+        const resolve = waiting.get(numbers[i + idAt])
+        waiting.delete(numbers[i + idAt])
         resolve?.()
       }
     }
@@ -49,10 +49,14 @@ function loadRoundTrip () {
   binding.agentSetActive(agent, true)
   let nextId = 1
   const url = 'http://127.0.0.1:9/'
-  // dispatchBatch(agent, [requestFields of each request]): an empty method makes the core reject the request
-  // before any I/O.
-  const request = { method: '', url, headers: '', bodyMode: bodyModes.NONE, body: null, headersTimeout: -1, bodyTimeout: -1 }
-  const startAll = (ids) => binding.dispatchBatch(agent, ids.flatMap((id) => requestFields.map((field) => field === 'id' ? id : request[field])))
+  // Encoded as the Agent encodes its requests; an empty method makes the core reject the request before any I/O.
+  const { Submissions } = require(join(packageDir, 'dist', 'submissions.js'))
+  const submissions = new Submissions()
+  const startAll = (ids) => {
+    for (const id of ids) submissions.add(id, '', url, '', bodyModes.NONE, null, -1, -1, switches.NONE, '')
+    binding.dispatchBatch(agent, submissions.text, submissions.numbers, submissions.count, submissions.bodies)
+    submissions.clear()
+  }
   const roundTrips = (count) => {
     const ids = Array.from({ length: count }, () => nextId++)
     const done = Promise.all(ids.map((id) => new Promise((resolve) => waiting.set(id, resolve))))

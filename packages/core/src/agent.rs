@@ -8,7 +8,7 @@ use crate::error::CoreError;
 use crate::handler::DispatchHandler;
 use crate::metrics::Metered;
 use crate::options::AgentOptions;
-use crate::policy::upstream::Upstreams;
+use crate::policy::upstream::{Turn, Upstream, Upstreams};
 use crate::policy::CircuitState;
 use crate::request::{origin_of, DispatchRequest};
 use crate::runtime::runtime_handle;
@@ -166,41 +166,93 @@ impl Agent {
         controller: RequestController,
         handler: H,
     ) {
+        let started = self.prepare(request, controller, handler);
         let agent = self.clone();
-        let upstream = self.upstreams.get(origin_of(&request.url));
-        // The rate limiter serves requests in the order they were dispatched: the turn is taken here, on the
-        // caller's thread, not when the task first runs.
-        let turn = upstream.take_turn();
+        self.runtime.spawn(agent.run(started));
+    }
+
+    /// Starts requests given together, as [`Agent::dispatch`] starts each, with one hand-off to the runtime
+    /// for all of them: a caller outside the runtime (the JavaScript thread) pays for one task, not one per
+    /// request; the runtime spawns theirs.
+    pub fn dispatch_all<H: DispatchHandler>(
+        &self,
+        requests: impl IntoIterator<Item = (DispatchRequest, RequestController, H)>,
+    ) {
+        let started: Vec<_> = requests
+            .into_iter()
+            .map(|(request, controller, handler)| self.prepare(request, controller, handler))
+            .collect();
+        if started.is_empty() {
+            return;
+        }
+        let agent = self.clone();
         self.runtime.spawn(async move {
-            let mut handler = Metered::new(handler, &upstream.metrics, &request.method);
-            let outcome = {
-                let attempts = Attempts {
-                    transport: &agent.transport,
-                    slots: &agent.slots,
-                    options: &agent.options,
-                };
-                let work = AssertUnwindSafe(attempts.run(
-                    &upstream,
-                    request,
-                    turn,
-                    &controller,
-                    &mut handler,
-                ))
-                .catch_unwind();
-                tokio::select! {
-                    biased;
-                    _ = controller.aborted() => return,
-                    outcome = work => outcome,
-                }
-            };
-            match outcome {
-                Ok(Ok(())) => {}
-                Ok(Err(error)) => handler.on_error(error),
-                Err(panic) => handler.on_error(CoreError::from_panic(
-                    "internal error in reqwest-dispatcher",
-                    &*panic,
-                )),
+            for started in started {
+                tokio::spawn(agent.clone().run(started));
             }
         });
     }
+
+    /// What starting a request takes on the caller's thread: its origin's state, and its turn with the rate
+    /// limiter, which serves requests in the order they were dispatched (not in the order their tasks run).
+    fn prepare<H: DispatchHandler>(
+        &self,
+        request: DispatchRequest,
+        controller: RequestController,
+        handler: H,
+    ) -> Started<H> {
+        let upstream = self.upstreams.get(origin_of(&request.url));
+        let turn = upstream.take_turn();
+        Started {
+            request,
+            controller,
+            handler,
+            upstream,
+            turn,
+        }
+    }
+
+    /// The task of one request.
+    async fn run<H: DispatchHandler>(self, started: Started<H>) {
+        let Started {
+            request,
+            controller,
+            handler,
+            upstream,
+            turn,
+        } = started;
+        let mut handler = Metered::new(handler, &upstream.metrics, &request.method);
+        let outcome = {
+            let attempts = Attempts {
+                transport: &self.transport,
+                slots: &self.slots,
+                options: &self.options,
+            };
+            let work =
+                AssertUnwindSafe(attempts.run(&upstream, request, turn, &controller, &mut handler))
+                    .catch_unwind();
+            tokio::select! {
+                biased;
+                _ = controller.aborted() => return,
+                outcome = work => outcome,
+            }
+        };
+        match outcome {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => handler.on_error(error),
+            Err(panic) => handler.on_error(CoreError::from_panic(
+                "internal error in reqwest-dispatcher",
+                &*panic,
+            )),
+        }
+    }
+}
+
+/// A request whose origin state and rate-limiter turn were taken, ready for its task.
+struct Started<H> {
+    request: DispatchRequest,
+    controller: RequestController,
+    handler: H,
+    upstream: Arc<Upstream>,
+    turn: Turn,
 }

@@ -7,7 +7,7 @@ use http_body_util::Full;
 use hyper::Response;
 use reqwest_dispatcher_core::{
     Agent, AgentEvent, AgentOptions, BodyChunk, CircuitState, DispatchRequest, ErrorKind, Policies,
-    RequestBody,
+    RequestBody, RequestController,
 };
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -293,6 +293,27 @@ async fn rate_limit_spaces_requests_and_refuses_those_that_would_wait_too_long()
         ),
         2.0
     );
+}
+
+#[tokio::test]
+async fn requests_dispatched_together_take_their_rate_limit_turns_in_the_order_given() {
+    let (addr, seen) = flaky_server(0).await;
+    let agent = agent_with(with_policies(
+        r#"{"rateLimit":{"requestsPerSecond":20,"burst":1,"maxWait":120}}"#,
+    ));
+    let (handlers, all): (Vec<_>, Vec<_>) = (0..5).map(|_| Recorder::new()).unzip();
+    agent.dispatch_all(handlers.into_iter().enumerate().map(|(i, handler)| {
+        let request = DispatchRequest::new("GET", url(addr, &format!("/{i}")));
+        (request, RequestController::new(), handler)
+    }));
+    let mut outcomes = Vec::new();
+    for events in all {
+        outcomes.push(events.finish().await.error.map(|e| e.code()));
+    }
+    // As when each is dispatched alone: the first three in the order given go, the last two are refused.
+    let limited = Some("UND_ERR_RATE_LIMITED");
+    assert_eq!(outcomes, [None, None, None, limited, limited]);
+    assert_eq!(seen.load(Ordering::SeqCst), 3);
 }
 
 #[tokio::test]

@@ -13,6 +13,9 @@ export type PreparedBody =
   | { kind: 'pull'; length: number | null; source: () => AsyncIterator<unknown>; contentType?: string }
 
 const EMPTY = new Uint8Array(0)
+/** Shared by every request without a body: prepared bodies are replaced, never changed. */
+const NO_BODY: PreparedBody = Object.freeze({ kind: 'none' })
+const EMPTY_BODY: PreparedBody = Object.freeze({ kind: 'bytes', bytes: EMPTY })
 
 function isAsyncIterable(value: object): value is AsyncIterable<unknown> {
   return typeof (value as { [Symbol.asyncIterator]?: unknown })[Symbol.asyncIterator] === 'function'
@@ -46,7 +49,7 @@ export function prepareBody(
   checkLength = true
 ): PreparedBody {
   if (body == null) {
-    return expectsPayload || contentLength === 0 ? { kind: 'bytes', bytes: EMPTY } : { kind: 'none' }
+    return expectsPayload || contentLength === 0 ? EMPTY_BODY : NO_BODY
   }
   if (typeof FormData !== 'undefined' && body instanceof FormData) {
     // The web Response serializes FormData as multipart with a fresh boundary, named in its content-type.

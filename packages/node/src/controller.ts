@@ -29,7 +29,7 @@ import {
 } from './diagnostics'
 import type { ConnectionSeen } from './connection-info'
 import { errorFromCore, reportUncaught } from './errors'
-import { headersObject, rawHeaders } from './headers'
+import { headersObject, parseHead, rawHeaders } from './headers'
 import {
   binding,
   BODY_BYTES,
@@ -44,10 +44,14 @@ import {
   EVENT_UPGRADE,
   FIELD_SEPARATOR,
   HEAD_FIELDS,
+  SWITCH_CONNECT,
+  SWITCH_NONE,
+  SWITCH_PROTOCOL,
   type NativeAgent
 } from './native'
 import type { NormalizedRequest } from './request'
 import { UpgradedSocket, type SocketHost } from './socket'
+import type { Submissions } from './submissions'
 
 /** What a controller needs from the agent that started it (and its socket, should the request upgrade). */
 export interface RequestHost extends SocketHost {
@@ -93,7 +97,11 @@ export class DispatchController implements Dispatcher.DispatchController {
   #upgrading: UpgradedSocket | null = null
   /** Events that arrived while paused: `kind, a, b` triples. */
   #backlog: unknown[] | null = null
+  /** The START event's text (`remote\0local\0statusText\0name\0value…`), and its fields once split. */
+  #headText: string | null = null
   #headerFields: string[] | undefined
+  /** The START event's number: status + 1000 × HTTP version × 10. */
+  #startCode = 0
   #trailerFields: string[] | undefined
   #bodySource: AsyncIterator<unknown> | null = null
   #bodyError: Error | null = null
@@ -104,8 +112,6 @@ export class DispatchController implements Dispatcher.DispatchController {
    * head, so it is final by `onResponseStart`).
    */
   readonly context: { retryCount: number } = { retryCount: 0 }
-  /** The connection the response came over, once its head arrived. */
-  #connection: ConnectionSeen | null = null
 
   constructor(host: RequestHost, id: number, handler: Dispatcher.DispatchHandler) {
     this.#host = host
@@ -149,7 +155,21 @@ export class DispatchController implements Dispatcher.DispatchController {
 
   /** The response headers as raw Buffers (`name, value, …`), once they arrived. */
   get rawHeaders(): Buffer[] | null {
-    return this.#headerFields === undefined ? null : rawHeaders(this.#headerFields, HEAD_FIELDS)
+    const fields = this.#fields()
+    return fields === undefined ? null : rawHeaders(fields, HEAD_FIELDS)
+  }
+
+  /** The START event's fields as a list, split on first use: controller-style handlers never need it. */
+  #fields(): string[] | undefined {
+    if (this.#headerFields === undefined && this.#headText !== null) this.#headerFields = this.#headText.split(FIELD_SEPARATOR)
+    return this.#headerFields
+  }
+
+  /** The connection the response came over, once its head arrived. */
+  #connection(): ConnectionSeen | null {
+    const fields = this.#fields()
+    if (fields === undefined) return null
+    return { remote: fields[0], local: fields[1], version: (this.#startCode - (this.#startCode % 1000)) / 1000 }
   }
 
   /** The response trailers as raw Buffers, once the response ended. */
@@ -263,26 +283,10 @@ export class DispatchController implements Dispatcher.DispatchController {
     }
   }
 
-  /**
-   * Second step: appends this request's `dispatchBatch` fields to `out`, unless it ended already. A request
-   * that leaves HTTP is sent on its own instead, with how it switches.
-   */
-  appendDispatch(out: unknown[]): boolean {
-    if (this.#state === DONE) return false
+  /** Second step: adds this request to the tick's submissions, unless it ended already. */
+  appendDispatch(out: Submissions): void {
+    if (this.#state === DONE) return
     const request = this.#request as NormalizedRequest
-    if (request.switchTo === null) {
-      this.#pushFields(request, out)
-    } else {
-      const fields: unknown[] = []
-      this.#pushFields(request, fields)
-      const connect = request.method === 'CONNECT'
-      binding().dispatchUpgrade(this.#host.native, fields, connect ? null : request.switchTo, connect ? request.switchTo : '')
-    }
-    this.#dispatched = true
-    return true
-  }
-
-  #pushFields(request: NormalizedRequest, out: unknown[]): void {
     const body = request.body
     let mode = BODY_NONE
     let bytes: Uint8Array | null = null
@@ -292,12 +296,15 @@ export class DispatchController implements Dispatcher.DispatchController {
     } else if (body.kind === 'pull') {
       mode = body.length ?? BODY_PULL_UNKNOWN_LENGTH
     }
-    out.push(this.#id, request.method, request.url, request.headers, mode, bytes, request.headersTimeout, request.bodyTimeout)
+    const switchTo = request.switchTo
+    const switchMode = switchTo === null ? SWITCH_NONE : request.method === 'CONNECT' ? SWITCH_CONNECT : SWITCH_PROTOCOL
+    out.add(this.#id, request.method, request.url, request.headers, mode, bytes, request.headersTimeout, request.bodyTimeout, switchMode, switchTo ?? '')
+    this.#dispatched = true
   }
 
   /** Third step, once the batch was handed over: a pause asked for before the request existed takes effect. */
   afterDispatch(): void {
-    if (this.#paused && this.#state !== DONE) binding().requestPause(this.#host.native, this.#id)
+    if (this.#dispatched && this.#paused && this.#state !== DONE) binding().requestPause(this.#host.native, this.#id)
   }
 
   /** One event from the native side. */
@@ -336,7 +343,7 @@ export class DispatchController implements Dispatcher.DispatchController {
   #apply(kind: number, a: unknown, b: unknown): void {
     switch (kind) {
       case EVENT_START:
-        this.#onStart(a as number, (b as string).split(FIELD_SEPARATOR))
+        this.#onStart(a as number, b as string)
         break
       case EVENT_DATA:
         this.#onData(a as Buffer)
@@ -368,26 +375,33 @@ export class DispatchController implements Dispatcher.DispatchController {
     this.#handler.onRequestSent?.()
   }
 
-  /** `code`: status + 1000 × HTTP version × 10; `fields`: remote, local, status text, then the headers. */
-  #onStart(code: number, fields: string[]): void {
-    this.#headerFields = fields
+  /** `code`: status + 1000 × HTTP version × 10; `head`: remote, local, status text, then the headers. */
+  #onStart(code: number, head: string): void {
+    this.#headText = head
+    this.#startCode = code
     const status = code % 1000
-    this.#connection = { remote: fields[0], local: fields[1], version: (code - status) / 1000 }
-    const statusText = fields[2]
     const handler = this.#handler
     const request = this.#request as NormalizedRequest
     try {
-      if (channels.sendHeaders.hasSubscribers) publishSendHeaders(this, request, this.#host.native, this.#connection)
+      if (channels.sendHeaders.hasSubscribers) publishSendHeaders(this, request, this.#host.native, this.#connection())
       if (request.body.kind !== 'pull') this.#announceSent()
-      if (channels.headers.hasSubscribers) publishHeaders(this, request, status, rawHeaders(fields, HEAD_FIELDS), statusText)
+      // The common case (a controller-style handler, no diagnostics subscriber) reads the headers object
+      // straight from the text: no list of every field first.
+      const fields = this.#legacy || channels.headers.hasSubscribers ? (this.#fields() as string[]) : null
+      if (fields !== null && channels.headers.hasSubscribers) {
+        publishHeaders(this, request, status, rawHeaders(fields, HEAD_FIELDS), fields[HEAD_FIELDS - 1])
+      }
       // undici calls onResponseStarted on both handler styles, before the head: undici 8's fetch takes the
       // resource-timing entry's responseStart from it.
       handler.onResponseStarted?.()
-      if (this.#legacy) {
+      if (fields === null) {
+        const { statusText, headers } = parseHead(head, HEAD_FIELDS)
+        handler.onResponseStart?.(this, status, headers, statusText)
+      } else if (this.#legacy) {
         const resume = (): void => this.resume()
-        if (handler.onHeaders?.(status, rawHeaders(fields, HEAD_FIELDS), resume, statusText) === false) this.pause()
+        if (handler.onHeaders?.(status, rawHeaders(fields, HEAD_FIELDS), resume, fields[HEAD_FIELDS - 1]) === false) this.pause()
       } else {
-        handler.onResponseStart?.(this, status, headersObject(fields, HEAD_FIELDS), statusText)
+        handler.onResponseStart?.(this, status, headersObject(fields, HEAD_FIELDS), fields[HEAD_FIELDS - 1])
       }
     } catch (err) {
       this.abort(err as Error)
@@ -400,14 +414,14 @@ export class DispatchController implements Dispatcher.DispatchController {
    */
   #onUpgrade(code: number, fields: string[]): void {
     this.#headerFields = fields
+    this.#startCode = code
     const status = code % 1000
-    this.#connection = { remote: fields[0], local: fields[1], version: (code - status) / 1000 }
     const request = this.#request as NormalizedRequest
     this.#finish()
     // Created once the request left the agent's books: from here on its id names the socket.
     const socket = new UpgradedSocket(this.#host, this.#id, fields[0], fields[1], request)
     try {
-      if (channels.sendHeaders.hasSubscribers) publishSendHeaders(this, request, this.#host.native, this.#connection)
+      if (channels.sendHeaders.hasSubscribers) publishSendHeaders(this, request, this.#host.native, this.#connection())
       if (request.body.kind !== 'pull') this.#announceSent()
       if (channels.headers.hasSubscribers) publishHeaders(this, request, status, rawHeaders(fields, HEAD_FIELDS), fields[2])
       if (channels.trailers.hasSubscribers) publishTrailers(this, request, [])
@@ -456,12 +470,12 @@ export class DispatchController implements Dispatcher.DispatchController {
     const counters = written === undefined ? null : { bytesWritten: Number(written), bytesRead: Number(read) }
     // These fail a request that was on a connection already: undici had announced its headers by then.
     if ((code === 'UND_ERR_HEADERS_TIMEOUT' || code === 'UND_ERR_SOCKET') && channels.sendHeaders.hasSubscribers) {
-      publishSendHeaders(this, this.#request as NormalizedRequest, this.#host.native, this.#connection)
+      publishSendHeaders(this, this.#request as NormalizedRequest, this.#host.native, this.#connection())
     }
     const err =
       code === 'UND_ERR_REQUEST_BODY' && this.#bodyError !== null
         ? this.#bodyError
-        : errorFromCore(code, message, this.#request ?? { hostname: '', address: '' }, this.#connection, counters)
+        : errorFromCore(code, message, this.#request ?? { hostname: '', address: '' }, this.#connection(), counters)
     this.#fail(err)
   }
 

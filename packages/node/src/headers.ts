@@ -38,23 +38,50 @@ export function walkHeaders<C>(
 export function headersObject(fields: readonly string[] | undefined, start: number): IncomingHttpHeaders {
   const out: Record<string, string | string[]> = {}
   if (fields === undefined) return out
-  for (let i = start; i + 1 < fields.length; i += 2) {
-    const name = fields[i].toLowerCase()
-    const value = fields[i + 1]
-    const existing = Object.hasOwn(out, name) ? out[name] : undefined
-    if (existing === undefined) {
-      if (name === '__proto__') {
-        Object.defineProperty(out, name, { value, enumerable: true, configurable: true, writable: true })
-      } else {
-        out[name] = value
-      }
-    } else if (typeof existing === 'string') {
-      out[name] = [existing, value]
-    } else {
-      existing.push(value)
-    }
-  }
+  for (let i = start; i + 1 < fields.length; i += 2) addHeader(out, fields[i], fields[i + 1])
   return out
+}
+
+/**
+ * A START event's status text and headers object, read from its text (`\0`-separated: `fields` head fields,
+ * the last of them the status text, then `name, value, …`) without a list of every field in between.
+ */
+export function parseHead(text: string, fields: number): { statusText: string; headers: IncomingHttpHeaders } {
+  let at = 0
+  for (let i = 1; i < fields; i++) at = text.indexOf('\0', at) + 1
+  let end = text.indexOf('\0', at)
+  if (end < 0) end = text.length
+  const statusText = text.slice(at, end)
+  const headers: Record<string, string | string[]> = {}
+  for (at = end + 1; at < text.length; ) {
+    const split = text.indexOf('\0', at)
+    if (split < 0) break
+    let next = text.indexOf('\0', split + 1)
+    if (next < 0) next = text.length
+    addHeader(headers, text.slice(at, split), text.slice(split + 1, next))
+    at = next + 1
+  }
+  return { statusText, headers }
+}
+
+/**
+ * Adds one header as undici's `parseHeaders` does: under its lower-case name (the native side keeps the
+ * server's case for raw headers), a repeated name's values becoming an array.
+ */
+function addHeader(out: Record<string, string | string[]>, rawName: string, value: string): void {
+  const name = rawName.toLowerCase()
+  const existing = Object.hasOwn(out, name) ? out[name] : undefined
+  if (existing === undefined) {
+    if (name === '__proto__') {
+      Object.defineProperty(out, name, { value, enumerable: true, configurable: true, writable: true })
+    } else {
+      out[name] = value
+    }
+  } else if (typeof existing === 'string') {
+    out[name] = [existing, value]
+  } else {
+    existing.push(value)
+  }
 }
 
 /** `[name, value, …]` as Buffers from `fields[start..]`, the shape legacy handlers receive. */

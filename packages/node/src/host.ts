@@ -24,6 +24,7 @@ import {
   type NativeAgent
 } from './native'
 import { normalizeOrigin } from './request'
+import { Submissions } from './submissions'
 
 /** The state of an origin's circuit breaker, as `circuitStateChange` events report it. */
 export type CircuitState = 'closed' | 'open' | 'half-open'
@@ -44,8 +45,11 @@ export class AgentHost implements RequestHost {
   readonly #limit: number
   readonly #listener: AgentListener
   #onIdle: Array<() => void> = []
+  /** Whether a microtask will settle `#active` once the requests of this job are over. */
+  #settling = false
   /** Requests started in this tick, sent to the native side together at its end. */
   #toSend: DispatchController[] = []
+  readonly #submissions = new Submissions()
   /** Upgraded sockets that keep the process alive (open and not `unref()`'d). */
   #heldSockets = 0
   /** Whether the native agent keeps the process alive: requests in flight or held sockets. */
@@ -94,13 +98,15 @@ export class AgentHost implements RequestHost {
     const batch = this.#toSend
     this.#toSend = []
     for (const controller of batch) controller.announceStart()
-    const fields: unknown[] = []
-    const sent: DispatchController[] = []
-    for (const controller of batch) if (controller.appendDispatch(fields)) sent.push(controller)
-    if (sent.length === 0) return
-    // Requests that leave HTTP went on their own (appendDispatch); the others cross together.
-    if (fields.length > 0) binding().dispatchBatch(this.native, fields)
-    for (const controller of sent) controller.afterDispatch()
+    const submissions = this.#submissions
+    for (const controller of batch) controller.appendDispatch(submissions)
+    if (submissions.count === 0) return
+    try {
+      binding().dispatchBatch(this.native, submissions.text, submissions.numbers, submissions.count, submissions.bodies)
+    } finally {
+      submissions.clear()
+    }
+    for (const controller of batch) controller.afterDispatch()
   }
 
   /** Counts `controller` in; returns false when its origin is now saturated (undici's `needDrain`). */
@@ -108,7 +114,7 @@ export class AgentHost implements RequestHost {
     inFlight.set(controller.id, controller)
     this.requests.add(controller)
     // While requests are in flight the agent keeps the process alive; idle, it lets it exit.
-    if (this.requests.size === 1) this.#updateActive()
+    if (!this.#active) this.#updateActive()
     let count = this.#perOrigin.get(controller.origin)
     if (count === undefined) this.#perOrigin.set(controller.origin, (count = { running: 0, needDrain: false }))
     count.running++
@@ -132,7 +138,12 @@ export class AgentHost implements RequestHost {
     }
     let waiters: Array<() => void> | null = null
     if (this.requests.size === 0) {
-      this.#updateActive()
+      // Idle once this job is over: a callback that starts the next request right away (a client making one
+      // call at a time) keeps the agent active without a round of native calls.
+      if (!this.#settling) {
+        this.#settling = true
+        queueMicrotask(this.#settle)
+      }
       waiters = this.#onIdle
       this.#onIdle = []
     }
@@ -144,6 +155,11 @@ export class AgentHost implements RequestHost {
   /** An upgraded socket starts (`true`) or stops (`false`) keeping the process alive. */
   hold(held: boolean): void {
     this.#heldSockets += held ? 1 : -1
+    this.#updateActive()
+  }
+
+  readonly #settle = (): void => {
+    this.#settling = false
     this.#updateActive()
   }
 

@@ -68,7 +68,6 @@ export interface NativeProxyOptions {
  */
 export interface Protocol {
   fieldSeparator: string
-  batchHeader: number
   eventFields: string[]
   headFields: string[]
   requestFields: string[]
@@ -92,10 +91,18 @@ export interface Protocol {
     number
   >
   bodyModes: Record<'NONE' | 'PULL_UNKNOWN_LENGTH' | 'BYTES', number>
+  switches: Record<'NONE' | 'PROTOCOL' | 'CONNECT', number>
 }
 
-/** Receives batches of events, in the layout of {@link Protocol} (`[dataBuffer, agentId, kind, id, a, b, …]`). */
-export type DeliverFn = (batch: unknown[]) => void
+/** Receives batches of events, in the layout of {@link Protocol} (see `deliverBatch` in batch.ts). */
+export type DeliverFn = (
+  numbers: Float64Array,
+  count: number,
+  text: string,
+  data: Buffer | undefined,
+  buffers: Buffer[] | undefined,
+  agentId: number
+) => void
 
 export interface NativeBinding {
   readonly protocol: Protocol
@@ -117,17 +124,16 @@ export interface NativeBinding {
   /** Whether the origin's retry policy covers `method`. */
   agentRetries(agent: NativeAgent, origin: string, method: string): boolean
   setWorkerThreads(threads: number): boolean
-  /** Starts requests: `requestFields` per request (see {@link REQUEST_FIELDS}). */
-  dispatchBatch(agent: NativeAgent, requests: unknown[]): void
+  /**
+   * Starts `count` requests: `requestFields` numbers per request in `numbers`, their method, URL, headers and
+   * switch target (see `switches`) back to back in `text`, the bodies given as bytes in `bodies` (see
+   * `Submissions`). A request that leaves HTTP then takes writes through `upgradeWrite`.
+   */
+  dispatchBatch(agent: NativeAgent, text: string, numbers: Float64Array, count: number, bodies: Uint8Array[] | null): void
   requestAbort(agent: NativeAgent, id: number): void
   requestPause(agent: NativeAgent, id: number): void
   requestResume(agent: NativeAgent, id: number): void
   requestPushBody(agent: NativeAgent, id: number, chunk: Uint8Array | string | null): void
-  /**
-   * Starts one request that leaves HTTP (`requestFields` in `request`): an upgrade to `protocol`, or, with
-   * `protocol` null, a `CONNECT` whose request target is `target`.
-   */
-  dispatchUpgrade(agent: NativeAgent, request: unknown[], protocol: string | null, target: string): void
   /** One write onto a request's upgraded connection (WRITTEN reports its completion); `null` ends it. */
   upgradeWrite(agent: NativeAgent, id: number, chunks: Uint8Array[] | null): void
 }
@@ -138,6 +144,10 @@ export interface NativeBinding {
  */
 /** Separates fields in head, trailer and request header strings. */
 export let FIELD_SEPARATOR = '\0'
+/** Numbers per event in a batch. */
+export let EVENT_FIELDS = 0
+/** An event that could not be encoded (its request, if any, got an ERROR instead). */
+export let EVENT_NONE = 0
 export let EVENT_START = 0
 export let EVENT_DATA = 0
 export let EVENT_END = 0
@@ -171,22 +181,27 @@ export let BODY_BYTES = 0
 export let HEAD_FIELDS = 0
 /** Values per origin in `agentStats`. */
 export let STATS_FIELDS = 0
+/** Numbers per request in `dispatchBatch`. */
+export let REQUEST_FIELDS = 0
+/** `switch` values: how a request leaves HTTP (an upgrade to a protocol, a CONNECT), or not at all. */
+export let SWITCH_NONE = 0
+export let SWITCH_PROTOCOL = 0
+export let SWITCH_CONNECT = 0
 
 /**
- * The layouts this module's readers and writers are written for: a batch is `[dataBuffer, agentId]` then these
- * per event (batch.ts); a dispatch these per request (`DispatchController#appendDispatch`); stats these per
+ * The layouts this module's readers and writers are written for: a batch has these numbers per event
+ * (batch.ts); a dispatch these numbers per request (submissions.ts); stats these per
  * origin (stats.ts). An addon with another layout is refused at load.
  */
 const LAYOUT = {
-  batchHeader: 2,
-  eventFields: ['kind', 'id', 'a', 'b'],
+  eventFields: ['kind', 'id', 'a', 'b', 'text'],
   headFields: ['remote', 'local', 'statusText'],
-  requestFields: ['id', 'method', 'url', 'headers', 'bodyMode', 'body', 'headersTimeout', 'bodyTimeout'],
+  requestFields: ['id', 'methodLength', 'urlLength', 'headersLength', 'bodyMode', 'headersTimeout', 'bodyTimeout', 'switch', 'switchLength'],
   statsFields: ['origin', 'pending', 'running', 'connected']
 }
 
 function readProtocol(protocol: Protocol | undefined, file: string): void {
-  const layout = protocol === undefined ? undefined : { batchHeader: protocol.batchHeader, eventFields: protocol.eventFields, headFields: protocol.headFields, requestFields: protocol.requestFields, statsFields: protocol.statsFields }
+  const layout = protocol === undefined ? undefined : { eventFields: protocol.eventFields, headFields: protocol.headFields, requestFields: protocol.requestFields, statsFields: protocol.statsFields }
   if (JSON.stringify(layout) !== JSON.stringify(LAYOUT)) {
     throw new Error(
       `reqwest-dispatcher: the native addon (${file}) speaks another protocol than this JavaScript: a platform ` +
@@ -195,6 +210,8 @@ function readProtocol(protocol: Protocol | undefined, file: string): void {
   }
   const events = protocol!.events
   FIELD_SEPARATOR = protocol!.fieldSeparator
+  EVENT_FIELDS = protocol!.eventFields.length
+  EVENT_NONE = events.NONE
   EVENT_START = events.START
   EVENT_DATA = events.DATA
   EVENT_END = events.END
@@ -214,6 +231,10 @@ function readProtocol(protocol: Protocol | undefined, file: string): void {
   BODY_BYTES = protocol!.bodyModes.BYTES
   HEAD_FIELDS = protocol!.headFields.length
   STATS_FIELDS = protocol!.statsFields.length
+  REQUEST_FIELDS = protocol!.requestFields.length
+  SWITCH_NONE = protocol!.switches.NONE
+  SWITCH_PROTOCOL = protocol!.switches.PROTOCOL
+  SWITCH_CONNECT = protocol!.switches.CONNECT
 }
 
 let loaded: NativeBinding | undefined

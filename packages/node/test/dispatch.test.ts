@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { Agent } from 'reqwest-dispatcher'
+import { Agent as UndiciAgent } from 'undici'
 import { controllerHandler, legacyHandler } from './helpers/recorder'
 import { echo, httpServer, rawServer, readHead, type Running } from './helpers/servers'
 
@@ -21,6 +22,14 @@ beforeAll(async () => {
     const head = await readHead(socket)
     if (head.startsWith('GET /reason')) {
       socket.end('HTTP/1.1 299 Quite Fine\r\ncontent-length: 2\r\n\r\nhi')
+    } else if (head.startsWith('GET /odd-headers')) {
+      socket.end(
+        Buffer.from(
+          'HTTP/1.1 200 All Good Here\r\n__proto__: polluted\r\nx-empty: \r\nx-latin1: caf\xe9\r\n' +
+            'x-rep: 1\r\nx-rep: 2\r\nx-rep: 3\r\ncontent-length: 2\r\n\r\nok',
+          'latin1'
+        )
+      )
     } else if (head.startsWith('GET /trailers')) {
       socket.end(
         'HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\ntrailer: x-checksum\r\n\r\n' +
@@ -115,6 +124,27 @@ describe('controller-style handler', () => {
     expect(rec.statusCode).toBe(299)
     expect(rec.statusMessage).toBe('Quite Fine')
     expect(rec.body.toString()).toBe('hi')
+  })
+
+  it('delivers a __proto__ header, empty and latin1 values and a thrice repeated name as undici.Agent does', async () => {
+    const reference = new UndiciAgent()
+    try {
+      const [ours, theirs] = await Promise.all(
+        [agent, reference].map((dispatcher) => {
+          const { handler, done } = controllerHandler()
+          dispatcher.dispatch({ origin: raw.origin, path: '/odd-headers', method: 'GET' }, handler)
+          return done
+        })
+      )
+      expect(ours.statusMessage).toBe('All Good Here')
+      expect(ours.statusMessage).toBe(theirs.statusMessage)
+      const own = (headers: object | null | undefined): Array<[string, unknown]> => Object.entries(headers ?? {}).filter(([name]) => !['date', 'connection', 'keep-alive'].includes(name))
+      expect(own(ours.headers)).toEqual(own(theirs.headers))
+      expect(Object.getPrototypeOf(ours.headers)).toBe(Object.prototype)
+      expect(ours.headers?.['x-rep']).toEqual(['1', '2', '3'])
+    } finally {
+      await reference.close()
+    }
   })
 
   it('delivers HTTP/1.1 chunked trailers to onResponseEnd', async () => {

@@ -2,16 +2,20 @@
 //! object is created on the native side (each would be a V8 external with a finalizer for the GC to track).
 
 use crate::agent::BoxedAgent;
-use crate::marshal::{split_fields, timeout_override};
-use crate::protocol::{request as field, BODY_BYTES, BODY_NONE, REQUEST_FIELDS};
+use crate::marshal::{
+    latin1_to_string, split_fields, string_to_latin1, timeout_override, Latin1Parts,
+};
+use crate::protocol::{
+    request as field, BODY_BYTES, BODY_NONE, REQUEST_FIELDS, SWITCH_CONNECT, SWITCH_PROTOCOL,
+};
 use crate::queue::{Event, QueueHandler, RequestHandle};
 use crate::test_hook::{self, Armed};
 use bytes::Bytes;
 use neon::prelude::*;
 use neon::types::buffer::TypedArray;
 use reqwest_dispatcher_core::{
-    Agent, BodyChunk, BodyPull, CoreError, DispatchRequest, ErrorKind, RequestBody,
-    RequestController, Switch, Upgrade, UpgradeWrite,
+    BodyChunk, BodyPull, CoreError, DispatchRequest, ErrorKind, RequestBody, RequestController,
+    Switch, Upgrade, UpgradeWrite,
 };
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
@@ -23,138 +27,147 @@ fn request_id(cx: &mut FunctionContext, index: usize) -> NeonResult<u64> {
     Ok(cx.argument::<JsNumber>(index)?.value(cx) as u64)
 }
 
-/// Values of one request in a `dispatchBatch` array.
-const FIELDS_PER_REQUEST: u32 = REQUEST_FIELDS.len() as u32;
+/// Numbers of one request in `dispatchBatch`'s `Float64Array`.
+const NUMBERS_PER_REQUEST: usize = REQUEST_FIELDS.len();
 
-/// `dispatchBatch(agent, requests)`: starts every request of `requests`, a flat array of
-/// [`REQUEST_FIELDS`] per request (see `protocol.rs`). Requests started in the same tick travel together: one
-/// call into the addon and back-to-back spawns, so one wake-up of the runtime usually serves them all.
+/// `dispatchBatch(agent, text, numbers, count, bodies)`: starts `count` requests, encoded as `protocol.rs`
+/// describes. Requests started in the same tick travel together: one call into the addon, and one hand-off to
+/// the runtime, which spawns their tasks (`Agent::dispatch_all`).
 pub fn dispatch_batch(mut cx: FunctionContext) -> JsResult<JsUndefined> {
     let agent = cx.argument::<BoxedAgent>(0)?;
-    let list = cx.argument::<JsArray>(1)?;
+    let text = cx.argument::<JsString>(1)?.value(&mut cx);
+    let numbers = cx.argument::<JsTypedArray<f64>>(2)?;
+    let count = cx.argument::<JsNumber>(3)?.value(&mut cx) as usize;
+    let bodies = cx
+        .argument::<JsValue>(4)?
+        .downcast::<JsArray, _>(&mut cx)
+        .ok();
     let core = agent.core.borrow();
     let Some(core) = core.as_ref() else {
         return cx.throw_error("the agent is closed");
     };
-    let len = list.len(&mut cx);
-    let mut at = 0;
-    while at + FIELDS_PER_REQUEST <= len {
-        let id = list
-            .get::<JsNumber, _, _>(&mut cx, at + field::ID)?
-            .value(&mut cx) as u64;
-        start_contained(&mut cx, &agent, core, list, at, id, None)?;
-        at += FIELDS_PER_REQUEST;
-    }
-    Ok(cx.undefined())
-}
-
-/// `dispatchUpgrade(agent, request, protocol, target)`: starts one request that leaves HTTP, its
-/// [`REQUEST_FIELDS`] in `request`: an upgrade to `protocol`, or (`protocol` null) a `CONNECT` for `target`.
-/// Its upgraded connection takes writes through `upgradeWrite`.
-pub fn dispatch_upgrade(mut cx: FunctionContext) -> JsResult<JsUndefined> {
-    let agent = cx.argument::<BoxedAgent>(0)?;
-    let list = cx.argument::<JsArray>(1)?;
-    let protocol = cx.argument::<JsValue>(2)?;
-    let target = cx.argument::<JsString>(3)?.value(&mut cx);
-    let switch = match protocol.downcast::<JsString, _>(&mut cx) {
-        Ok(protocol) => Switch::Protocol(protocol.value(&mut cx)),
-        Err(_) => Switch::Connect(target),
+    let Some(numbers) = numbers.as_slice(&cx).get(..count * NUMBERS_PER_REQUEST) else {
+        return cx.throw_range_error("dispatchBatch: fewer numbers than requests");
     };
-    let core = agent.core.borrow();
-    let Some(core) = core.as_ref() else {
-        return cx.throw_error("the agent is closed");
-    };
-    let id = list
-        .get::<JsNumber, _, _>(&mut cx, field::ID)?
-        .value(&mut cx) as u64;
-    start_contained(&mut cx, &agent, core, list, 0, id, Some(switch))?;
-    Ok(cx.undefined())
-}
-
-/// Starts the request at `at` in `list`. A panic while starting it fails that request alone: the others of
-/// a batch still start, and no exception escapes into the microtask that sent them.
-fn start_contained(
-    cx: &mut FunctionContext,
-    agent: &Handle<BoxedAgent>,
-    core: &Agent,
-    list: Handle<JsArray>,
-    at: u32,
-    id: u64,
-    switch: Option<Switch>,
-) -> NeonResult<()> {
-    let started = catch_unwind(AssertUnwindSafe(|| {
-        start_request(cx, agent, core, list, at, id, switch)
-    }));
-    match started {
-        Ok(result) => result,
-        Err(panic) => {
-            agent.queue.remove(id);
-            agent.queue.push(Event::Error(
-                id,
-                CoreError::from_panic("internal error in reqwest-dispatcher", &*panic),
-            ));
-            Ok(())
+    let numbers = numbers.to_vec();
+    let text = string_to_latin1(text);
+    let mut parts = Latin1Parts::new(&text);
+    let mut bodies_taken = 0;
+    let mut started = Vec::with_capacity(count);
+    let mut outcome = Ok(());
+    for fields in numbers.chunks_exact(NUMBERS_PER_REQUEST) {
+        // Each request's share of the text and of `bodies` is taken first: whatever happens to this request,
+        // the next one reads its own.
+        let (Some(method), Some(url), Some(headers), Some(switch_to)) = (
+            parts.next(fields[field::METHOD_LENGTH]),
+            parts.next(fields[field::URL_LENGTH]),
+            parts.next(fields[field::HEADERS_LENGTH]),
+            parts.next(fields[field::SWITCH_LENGTH]),
+        ) else {
+            outcome = cx.throw_range_error("dispatchBatch: text shorter than its lengths");
+            break;
+        };
+        let body = (fields[field::BODY_MODE] == BODY_BYTES).then(|| {
+            bodies_taken += 1;
+            bodies_taken - 1
+        });
+        let wire = WireRequest {
+            id: fields[field::ID] as u64,
+            method,
+            url,
+            headers,
+            body_mode: fields[field::BODY_MODE],
+            body: body.zip(bodies),
+            headers_timeout: fields[field::HEADERS_TIMEOUT],
+            body_timeout: fields[field::BODY_TIMEOUT],
+            switch: switch_of(fields[field::SWITCH], switch_to),
+        };
+        let id = wire.id;
+        // A panic while starting one request fails that request alone: the others of the batch still start,
+        // and no exception escapes into the microtask that sent the batch.
+        match catch_unwind(AssertUnwindSafe(|| start_request(&mut cx, &agent, wire))) {
+            Ok(Ok(request)) => started.push(request),
+            Ok(Err(thrown)) => {
+                outcome = Err(thrown);
+                break;
+            }
+            Err(panic) => {
+                agent.queue.remove(id);
+                agent.queue.push(Event::Error(
+                    id,
+                    CoreError::from_panic("internal error in reqwest-dispatcher", &*panic),
+                ));
+            }
         }
     }
+    // What was read goes out even when the rest could not be: those requests are registered already.
+    core.dispatch_all(started);
+    outcome.map(|()| cx.undefined())
 }
 
-/// Reads the request at `at` in `list` and hands it to the core; `switch`: how it leaves HTTP, if it does.
+/// One request of a `dispatchBatch`, as it crossed: its pieces of the text, its numbers, where its body is
+/// (its index in `bodies`) when given as bytes, and how it leaves HTTP if it does.
+struct WireRequest<'t, 'a> {
+    id: u64,
+    method: &'t [u8],
+    url: &'t [u8],
+    headers: &'t [u8],
+    body_mode: f64,
+    body: Option<(u32, Handle<'a, JsArray>)>,
+    headers_timeout: f64,
+    body_timeout: f64,
+    switch: Option<Switch>,
+}
+
+/// How a request leaves HTTP: its `switch` field and its piece of the text (the protocol, or CONNECT's target).
+fn switch_of(mode: f64, text: &[u8]) -> Option<Switch> {
+    let text = || latin1_to_string(text);
+    if mode == SWITCH_PROTOCOL {
+        Some(Switch::Protocol(text()))
+    } else if mode == SWITCH_CONNECT {
+        Some(Switch::Connect(text()))
+    } else {
+        None
+    }
+}
+
+/// Reads one request of a batch and registers it with the agent's queue; returns what the core starts.
 fn start_request(
     cx: &mut FunctionContext,
     agent: &Handle<BoxedAgent>,
-    core: &Agent,
-    list: Handle<JsArray>,
-    at: u32,
-    id: u64,
-    switch: Option<Switch>,
-) -> NeonResult<()> {
+    wire: WireRequest,
+) -> NeonResult<(DispatchRequest, RequestController, QueueHandler)> {
     let armed = test_hook::take();
     if armed == Some(Armed::Dispatch) {
         panic!("test panic (Dispatch) armed by the panic-containment hook");
     }
-    let method = list
-        .get::<JsString, _, _>(cx, at + field::METHOD)?
-        .value(cx);
-    let url = list.get::<JsString, _, _>(cx, at + field::URL)?.value(cx);
-    let headers = list
-        .get::<JsString, _, _>(cx, at + field::HEADERS)?
-        .value(cx);
-    let body_mode = list
-        .get::<JsNumber, _, _>(cx, at + field::BODY_MODE)?
-        .value(cx);
-    let headers_timeout = list
-        .get::<JsNumber, _, _>(cx, at + field::HEADERS_TIMEOUT)?
-        .value(cx);
-    let body_timeout = list
-        .get::<JsNumber, _, _>(cx, at + field::BODY_TIMEOUT)?
-        .value(cx);
-
+    let id = wire.id;
     let controller = RequestController::with_credit(RESPONSE_CREDIT);
     let mut sender = None;
-    let body = if body_mode == BODY_NONE {
+    let body = if wire.body_mode == BODY_NONE {
         RequestBody::Empty
-    } else if body_mode == BODY_BYTES {
-        let bytes = list.get::<JsTypedArray<u8>, _, _>(cx, at + field::BODY)?;
+    } else if let Some((index, bodies)) = wire.body {
+        let bytes = bodies.get::<JsTypedArray<u8>, _, _>(cx, index)?;
         RequestBody::Bytes(Bytes::copy_from_slice(bytes.as_slice(cx)))
+    } else if wire.body_mode == BODY_BYTES {
+        return cx.throw_type_error("dispatchBatch: a body in bytes, and no bodies");
     } else {
-        let length = (body_mode >= 0.0).then_some(body_mode as u64);
+        let length = (wire.body_mode >= 0.0).then_some(wire.body_mode as u64);
         let queue = agent.queue.clone();
         let (tx, pull) = BodyPull::channel(length, move || queue.push(Event::Pull(id)));
         sender = Some(tx);
         RequestBody::Pull(pull)
     };
 
-    let mut request = DispatchRequest::new(method, url).body(body);
-    request.headers = split_fields(&headers)
-        .into_iter()
-        .map(|(name, value)| (name, Bytes::from(value)))
-        .collect();
-    request.headers_timeout = timeout_override(headers_timeout);
-    request.body_timeout = timeout_override(body_timeout);
+    let mut request =
+        DispatchRequest::new(latin1_to_string(wire.method), latin1_to_string(wire.url)).body(body);
+    request.headers = split_fields(wire.headers);
+    request.headers_timeout = timeout_override(wire.headers_timeout);
+    request.body_timeout = timeout_override(wire.body_timeout);
     if let Some(Armed::Core(point)) = armed {
         request.panic_at = Some(point);
     }
-    let writer = switch.map(|switch| {
+    let writer = wire.switch.map(|switch| {
         let (writer, upgrade) = Upgrade::new(switch);
         request.upgrade = Some(upgrade);
         writer
@@ -173,8 +186,7 @@ fn start_request(
             upgrade: writer,
         },
     );
-    core.dispatch(request, controller, handler);
-    Ok(())
+    Ok((request, controller, handler))
 }
 
 /// `requestAbort(agent, id)`: the core drops the request; JS already told the handler.

@@ -1,16 +1,19 @@
-//! Encoding of one batch of events into the flat array JavaScript reads (layout in `protocol.rs`): an encoder
-//! per event kind, and the containment of a failure to the event it happened in.
+//! Encoding of one batch of events into what JavaScript reads (layout in `protocol.rs`): an encoder per event
+//! kind, and the containment of a failure to the event it happened in.
 //!
-//! One string per head instead of one per header, and one Buffer per batch for small body chunks instead of one
-//! per chunk, keep the number of N-API calls per request small; both showed up in profiles. Large chunks that
-//! nothing else shares travel as Buffers of their own, uncopied.
+//! A batch is numbers, one string and the body bytes. The numbers ([`protocol::EVENT_FIELDS`] per event) go to
+//! a `Float64Array` the queue keeps from batch to batch; every string of the batch (heads, trailers, error
+//! texts, origins) is appended to one text, each event giving the length of its own piece; small body chunks
+//! are copied into one Buffer, large ones that nothing else shares travel as Buffers of their own, uncopied.
+//! So a batch costs a handful of N-API calls, whatever the number of its events: per-event and per-header
+//! JavaScript values showed up in profiles.
 //!
-//! Creating a string or a Buffer can fail (an exception: a string beyond V8's limit; a panic: a host that
-//! forbids external Buffers). Such a failure ends the request the event belongs to with `UND_ERR_INTERNAL`
-//! and the rest of the batch is encoded as usual: one bad event never strands the others.
+//! Creating a Buffer of a chunk's own can fail (a panic: a host that forbids external Buffers), as can a head
+//! under the test hooks. Such a failure ends the request the event belongs to with `UND_ERR_INTERNAL` and the
+//! rest of the batch is encoded as usual: one bad event never strands the others.
 
 use crate::marshal::{join_fields, join_fields_after};
-use crate::protocol::{self, slot, FIELD_SEPARATOR};
+use crate::protocol::{self, FIELD_SEPARATOR};
 use crate::queue::Event;
 use bytes::{Bytes, BytesMut};
 use neon::prelude::*;
@@ -23,7 +26,13 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 
 /// An encoded batch and what the queue must do once it is delivered.
 pub struct Batch<'a> {
-    pub array: Handle<'a, JsArray>,
+    /// [`protocol::EVENT_FIELDS`] numbers per event, to be copied into the queue's `Float64Array`.
+    pub numbers: Vec<f64>,
+    pub text: Handle<'a, JsString>,
+    /// The small body chunks, back to back.
+    pub data: Option<Handle<'a, JsBuffer>>,
+    /// The large body chunks, each a Buffer of its own.
+    pub buffers: Option<Handle<'a, JsArray>>,
     /// Body bytes handed over, to be released from each request's credit once JavaScript has them.
     pub released: Vec<(RequestController, usize)>,
     /// Requests whose end or error the batch carries.
@@ -40,12 +49,8 @@ const UNDELIVERABLE: &str = "reqwest-dispatcher could not hand a response event 
 /// responses). Smaller ones share the batch Buffer: one N-API Buffer per batch, not per chunk.
 const OWN_BUFFER_BYTES: usize = 64 * 1024;
 
-/// Encodes `events`, the batch of the agent whose JS id is `agent`.
-pub fn batch<'a, C: Context<'a>>(
-    cx: &mut C,
-    agent: u64,
-    mut events: Vec<Event>,
-) -> NeonResult<Batch<'a>> {
+/// Encodes `events`.
+pub fn batch<'a, C: Context<'a>>(cx: &mut C, mut events: Vec<Event>) -> NeonResult<Batch<'a>> {
     // Large unshared chunks of requests that were never paused go as Buffers of their own; every other
     // chunk is copied into the batch's one Buffer.
     let mut owned: Vec<Option<BytesMut>> = Vec::with_capacity(events.len());
@@ -68,34 +73,25 @@ pub fn batch<'a, C: Context<'a>>(
     } else {
         None
     };
-    let array = JsArray::new(
-        cx,
-        protocol::BATCH_HEADER as usize + events.len() * protocol::EVENT_FIELDS.len(),
-    );
     let mut writer = Writer {
-        array,
+        numbers: Vec::with_capacity(events.len() * protocol::EVENT_FIELDS.len()),
+        text: Text::default(),
         data,
         filled: 0,
+        buffers: None,
+        buffer_count: 0,
         released: Vec::new(),
         finished: Vec::new(),
     };
     let mut failed = Vec::new();
-    let mut pending = events.into_iter().zip(owned).enumerate();
-    loop {
-        // The slot and request of the event being encoded, to contain a failure to it.
-        let mut current: Option<(u32, Option<u64>)> = None;
+    for (event, own) in events.into_iter().zip(owned) {
+        let request = event.request();
+        let mark = writer.mark();
         let outcome = catch_unwind(AssertUnwindSafe(|| {
-            cx.try_catch(|cx| {
-                for (i, (event, own)) in &mut pending {
-                    let at = slot_of(i);
-                    current = Some((at, event.request()));
-                    writer.event(cx, at, event, own)?;
-                }
-                Ok(())
-            })
+            cx.try_catch(|cx| writer.event(cx, event, own))
         }));
         let error = match outcome {
-            Ok(Ok(())) => break,
+            Ok(Ok(())) => continue,
             Ok(Err(exception)) => {
                 let text = describe(cx, exception);
                 CoreError::new(ErrorKind::Internal, format!("{UNDELIVERABLE}: {text}"))
@@ -106,254 +102,251 @@ pub fn batch<'a, C: Context<'a>>(
                 CoreError::from_panic(UNDELIVERABLE, &*panic)
             }
         };
-        let Some((at, request)) = current else { break };
+        writer.rewind(mark);
         if let Some(id) = request {
             failed.push(id);
         }
-        // Writing the replacement uses only small strings and numbers; should even that fail, the slot is
-        // left as it is and JavaScript skips what it cannot read.
-        let _ = cx.try_catch(|cx| writer.failure(cx, at, request, &error));
+        writer.failure(request, &error);
     }
-    let agent = cx.number(agent as f64);
-    writer.array.set(cx, 1, agent)?;
-    if let Some(buffer) = writer.data {
-        writer.array.set(cx, 0, buffer)?;
-    }
+    let Writer {
+        numbers,
+        text,
+        data,
+        buffers,
+        released,
+        finished,
+        ..
+    } = writer;
+    let text = cx.string(text.string);
     Ok(Batch {
-        array: writer.array,
-        released: writer.released,
-        finished: writer.finished,
+        numbers,
+        text,
+        data,
+        buffers,
+        released,
+        finished,
         failed,
     })
 }
 
-/// Where the event at `index` of a batch starts.
-fn slot_of(index: usize) -> u32 {
-    protocol::BATCH_HEADER + (index * protocol::EVENT_FIELDS.len()) as u32
+/// The batch's text, and its length in UTF-16 code units (JavaScript's string offsets).
+#[derive(Default)]
+struct Text {
+    string: String,
+    units: usize,
+}
+
+impl Text {
+    fn push_str(&mut self, s: &str) {
+        self.string.push_str(s);
+        self.units += if s.is_ascii() {
+            s.len()
+        } else {
+            s.encode_utf16().count()
+        };
+    }
+
+    /// `first\0second`.
+    fn push_pair(&mut self, first: &str, second: &str) {
+        self.push_str(first);
+        self.push_str(FIELD_SEPARATOR.encode_utf8(&mut [0; 4]));
+        self.push_str(second);
+    }
+}
+
+/// How far a writer had got, to undo an event that failed half-way.
+struct Mark {
+    numbers: usize,
+    bytes: usize,
+    units: usize,
+    filled: usize,
+    released: usize,
+    finished: usize,
 }
 
 struct Writer<'a> {
-    array: Handle<'a, JsArray>,
+    numbers: Vec<f64>,
+    text: Text,
     data: Option<Handle<'a, JsBuffer>>,
     /// Bytes of the data Buffer written so far.
     filled: usize,
+    buffers: Option<Handle<'a, JsArray>>,
+    buffer_count: u32,
     released: Vec<(RequestController, usize)>,
     finished: Vec<u64>,
 }
 
 impl<'a> Writer<'a> {
+    fn mark(&self) -> Mark {
+        Mark {
+            numbers: self.numbers.len(),
+            bytes: self.text.string.len(),
+            units: self.text.units,
+            filled: self.filled,
+            released: self.released.len(),
+            finished: self.finished.len(),
+        }
+    }
+
+    fn rewind(&mut self, mark: Mark) {
+        self.numbers.truncate(mark.numbers);
+        self.text.string.truncate(mark.bytes);
+        self.text.units = mark.units;
+        self.filled = mark.filled;
+        self.released.truncate(mark.released);
+        self.finished.truncate(mark.finished);
+    }
+
+    /// Encodes one event: its numbers, and its piece of the text (whose length ends the numbers).
     fn event<C: Context<'a>>(
         &mut self,
         cx: &mut C,
-        at: u32,
         event: Event,
         own: Option<BytesMut>,
     ) -> NeonResult<()> {
-        let (kind, id) = match event {
-            Event::Start(id, head) => (self.start(cx, at, &head)?, id),
-            Event::Data(id, chunk, controller) => (self.data(cx, at, chunk, own, controller)?, id),
-            Event::End(id, trailers) => (self.end(cx, at, id, &trailers)?, id),
-            Event::Error(id, error) => (self.error(cx, at, id, &error)?, id),
-            Event::Pull(id) => (protocol::PULL, id),
-            Event::Retry(id, retry) => (self.retry(cx, at, retry)?, id),
+        let units = self.text.units;
+        let (kind, id, a, b) = match event {
+            Event::Start(id, head) => (protocol::START, id, self.start(cx, &head)?, 0.0),
+            Event::Data(id, chunk, controller) => {
+                let (at, length) = self.data(cx, chunk, own, controller)?;
+                (protocol::DATA, id, at, length)
+            }
+            Event::End(id, trailers) => {
+                self.end(id, &trailers);
+                (protocol::END, id, 0.0, 0.0)
+            }
+            Event::Error(id, error) => {
+                self.error(id, &error);
+                (protocol::ERROR, id, 0.0, 0.0)
+            }
+            Event::Pull(id) => (protocol::PULL, id, 0.0, 0.0),
+            Event::Retry(id, retry) => (protocol::RETRY, id, f64::from(retry), 0.0),
             Event::Agent(agent, AgentEvent::Circuit { origin, state }) => {
-                (self.circuit(cx, at, &origin, state.as_str())?, agent)
+                self.text.push_pair(&origin, state.as_str());
+                (protocol::CIRCUIT, agent, 0.0, 0.0)
             }
             Event::Agent(agent, AgentEvent::Connection(event)) => {
-                (self.connection(cx, at, event)?, agent)
+                (self.connection(event), agent, 0.0, 0.0)
             }
-            Event::Upgrade(id, head) => {
-                self.start(cx, at, &head)?;
-                (protocol::UPGRADE, id)
-            }
-            Event::ReadEnd(id) => (protocol::READ_END, id),
-            Event::Written(id) => (protocol::WRITTEN, id),
+            Event::Upgrade(id, head) => (protocol::UPGRADE, id, self.start(cx, &head)?, 0.0),
+            Event::ReadEnd(id) => (protocol::READ_END, id, 0.0, 0.0),
+            Event::Written(id) => (protocol::WRITTEN, id, 0.0, 0.0),
         };
-        self.head(cx, at, kind, id as f64)
-    }
-
-    /// The `kind` and `id` slots.
-    fn head<C: Context<'a>>(&mut self, cx: &mut C, at: u32, kind: f64, id: f64) -> NeonResult<()> {
-        let kind = cx.number(kind);
-        self.array.set(cx, at + slot::KIND, kind)?;
-        let id = cx.number(id);
-        self.array.set(cx, at + slot::ID, id)?;
+        let text = (self.text.units - units) as f64;
+        self.numbers
+            .extend_from_slice(&[kind, id as f64, a, b, text]);
         Ok(())
     }
 
-    fn set<C: Context<'a>, V: Value>(
-        &mut self,
-        cx: &mut C,
-        at: u32,
-        field: u32,
-        value: Handle<'a, V>,
-    ) -> NeonResult<()> {
-        self.array.set(cx, at + field, value).map(|_| ())
-    }
-
-    fn start<C: Context<'a>>(
-        &mut self,
-        cx: &mut C,
-        at: u32,
-        head: &ResponseHead,
-    ) -> NeonResult<f64> {
+    /// The head's fields go to the text; returns the START number.
+    fn start<C: Context<'a>>(&mut self, cx: &mut C, head: &ResponseHead) -> NeonResult<f64> {
         test_hooks::on_start(cx, head.status)?;
-        let code = cx.number(start_code(head));
-        self.set(cx, at, slot::A, code)?;
-        let fields = cx.string(join_fields_after(
+        self.text.push_str(&join_fields_after(
             connection_fields(head),
             Some(&head.status_text),
             &head.headers,
         ));
-        self.set(cx, at, slot::B, fields)?;
-        Ok(protocol::START)
+        Ok(start_code(head))
     }
 
+    /// Returns the DATA numbers: the offset in the data Buffer, or −(index + 1) in the Buffers of their
+    /// own; and the length.
     fn data<C: Context<'a>>(
         &mut self,
         cx: &mut C,
-        at: u32,
         chunk: Bytes,
         own: Option<BytesMut>,
         controller: RequestController,
-    ) -> NeonResult<f64> {
-        let length = match (own, self.data) {
+    ) -> NeonResult<(f64, f64)> {
+        let (at, length) = match (own, self.data) {
             // A large chunk nothing else shares becomes a Buffer of its own, uncopied.
             (Some(owned), _) => {
                 let length = owned.len();
                 let buffer = JsBuffer::external(cx, owned);
-                self.set(cx, at, slot::A, buffer)?;
-                length
+                let list = match self.buffers {
+                    Some(list) => list,
+                    None => *self.buffers.insert(JsArray::new(cx, 1)),
+                };
+                list.set(cx, self.buffer_count, buffer)?;
+                self.buffer_count += 1;
+                (-f64::from(self.buffer_count), length)
             }
             (None, Some(mut buffer)) => {
                 let length = chunk.len();
                 let filled = self.filled;
                 buffer.as_mut_slice(cx)[filled..filled + length].copy_from_slice(&chunk);
-                let offset = cx.number(filled as f64);
-                self.set(cx, at, slot::A, offset)?;
                 self.filled += length;
-                length
+                (filled as f64, length)
             }
             // Cannot happen: every chunk not owned counted towards the batch Buffer's length.
             (None, None) => return cx.throw_error("reqwest-dispatcher: batch Buffer missing"),
         };
         self.released.push((controller, length));
-        let length = cx.number(length as f64);
-        self.set(cx, at, slot::B, length)?;
-        Ok(protocol::DATA)
+        Ok((at, length as f64))
     }
 
-    fn end<C: Context<'a>>(
-        &mut self,
-        cx: &mut C,
-        at: u32,
-        id: u64,
-        trailers: &RawHeaders,
-    ) -> NeonResult<f64> {
-        let fields = cx.string(join_fields(None, trailers));
-        self.set(cx, at, slot::A, fields)?;
+    fn end(&mut self, id: u64, trailers: &RawHeaders) {
+        self.text.push_str(&join_fields(None, trailers));
         self.finished.push(id);
-        Ok(protocol::END)
     }
 
-    fn error<C: Context<'a>>(
-        &mut self,
-        cx: &mut C,
-        at: u32,
-        id: u64,
-        error: &CoreError,
-    ) -> NeonResult<f64> {
-        let code = cx.string(error.code());
-        self.set(cx, at, slot::A, code)?;
-        // `message`, then `\0bytesWritten\0bytesRead` when the failed connection's counters are known.
-        let message = match error.socket {
-            Some(counters) => cx.string(format!(
-                "{}{FIELD_SEPARATOR}{}{FIELD_SEPARATOR}{}",
-                error.message, counters.bytes_written, counters.bytes_read
-            )),
-            None => cx.string(&error.message),
-        };
-        self.set(cx, at, slot::B, message)?;
+    /// The text is `code\0message`, then `\0bytesWritten\0bytesRead` when the failed connection's counters
+    /// are known.
+    fn error(&mut self, id: u64, error: &CoreError) {
+        self.text.push_pair(error.code(), &error.message);
+        if let Some(counters) = error.socket {
+            self.text.push_str(&format!(
+                "{FIELD_SEPARATOR}{}{FIELD_SEPARATOR}{}",
+                counters.bytes_written, counters.bytes_read
+            ));
+        }
         self.finished.push(id);
-        Ok(protocol::ERROR)
     }
 
-    fn retry<C: Context<'a>>(&mut self, cx: &mut C, at: u32, retry: u32) -> NeonResult<f64> {
-        let retry = cx.number(retry);
-        self.set(cx, at, slot::A, retry)?;
-        Ok(protocol::RETRY)
-    }
-
-    fn circuit<C: Context<'a>>(
-        &mut self,
-        cx: &mut C,
-        at: u32,
-        origin: &str,
-        state: &str,
-    ) -> NeonResult<f64> {
-        let origin = cx.string(origin);
-        self.set(cx, at, slot::A, origin)?;
-        let state = cx.string(state);
-        self.set(cx, at, slot::B, state)?;
-        Ok(protocol::CIRCUIT)
-    }
-
-    fn connection<C: Context<'a>>(
-        &mut self,
-        cx: &mut C,
-        at: u32,
-        event: ConnectionEvent,
-    ) -> NeonResult<f64> {
-        let (kind, origin, detail) = match event {
-            ConnectionEvent::Connecting { origin } => (protocol::CONNECTING, origin, None),
+    /// The text is `origin` or `origin\0detail`; returns the event's kind.
+    fn connection(&mut self, event: ConnectionEvent) -> f64 {
+        match event {
+            ConnectionEvent::Connecting { origin } => {
+                self.text.push_str(&origin);
+                protocol::CONNECTING
+            }
             ConnectionEvent::Connected { origin, remote, h2 } => {
                 // `remote\0h2|h1`: the peer (empty when unknown) and the negotiated protocol.
                 let remote = remote.map(|a| a.to_string()).unwrap_or_default();
                 let protocol = if h2 { "h2" } else { "h1" };
-                (
-                    protocol::CONNECT,
-                    origin,
-                    Some(format!("{remote}{FIELD_SEPARATOR}{protocol}")),
-                )
+                self.text
+                    .push_pair(&origin, &format!("{remote}{FIELD_SEPARATOR}{protocol}"));
+                protocol::CONNECT
             }
-            ConnectionEvent::Disconnected { origin, upgraded } => (
-                protocol::DISCONNECT,
-                origin,
-                upgraded.then(|| "upgrade".to_string()),
-            ),
-            ConnectionEvent::Failed { origin, error } => (
-                protocol::CONNECTION_ERROR,
-                origin,
-                Some(format!(
-                    "{}{FIELD_SEPARATOR}{}",
-                    error.code(),
-                    error.message
-                )),
-            ),
-        };
-        let origin = cx.string(origin);
-        self.set(cx, at, slot::A, origin)?;
-        if let Some(detail) = detail {
-            let detail = cx.string(detail);
-            self.set(cx, at, slot::B, detail)?;
+            ConnectionEvent::Disconnected { origin, upgraded } => {
+                if upgraded {
+                    self.text.push_pair(&origin, "upgrade");
+                } else {
+                    self.text.push_str(&origin);
+                }
+                protocol::DISCONNECT
+            }
+            ConnectionEvent::Failed { origin, error } => {
+                let detail = format!("{}{FIELD_SEPARATOR}{}", error.code(), error.message);
+                self.text.push_pair(&origin, &detail);
+                protocol::CONNECTION_ERROR
+            }
         }
-        Ok(kind)
     }
 
-    /// Replaces the event at `at`, which could not be encoded: an error for its request, or nothing for an
-    /// event of the agent's own.
-    fn failure<C: Context<'a>>(
-        &mut self,
-        cx: &mut C,
-        at: u32,
-        request: Option<u64>,
-        error: &CoreError,
-    ) -> NeonResult<()> {
+    /// Stands in for an event that could not be encoded: an error for its request, or nothing for an event
+    /// of the agent's own.
+    fn failure(&mut self, request: Option<u64>, error: &CoreError) {
         let Some(id) = request else {
-            return self.head(cx, at, protocol::NONE, 0.0);
+            self.numbers
+                .extend_from_slice(&[protocol::NONE, 0.0, 0.0, 0.0, 0.0]);
+            return;
         };
-        self.error(cx, at, id, error)?;
-        self.head(cx, at, protocol::ERROR, id as f64)
+        let units = self.text.units;
+        self.error(id, error);
+        let text = (self.text.units - units) as f64;
+        self.numbers
+            .extend_from_slice(&[protocol::ERROR, id as f64, 0.0, 0.0, text]);
     }
 }
 

@@ -40,7 +40,6 @@ fn main(mut cx: ModuleContext) -> NeonResult<()> {
     cx.export_function("requestPause", dispatch::request_pause)?;
     cx.export_function("requestResume", dispatch::request_resume)?;
     cx.export_function("requestPushBody", dispatch::request_push_body)?;
-    cx.export_function("dispatchUpgrade", dispatch::dispatch_upgrade)?;
     cx.export_function("upgradeWrite", dispatch::upgrade_write)?;
     if test_hook::enabled() {
         cx.export_function("testArmPanic", test_hook::arm)?;

@@ -4,6 +4,7 @@
 //! value, so any byte sequence survives the round trip.
 
 use crate::protocol::FIELD_SEPARATOR;
+use bytes::Bytes;
 use reqwest_dispatcher_core::RawHeaders;
 use std::time::Duration;
 
@@ -49,12 +50,20 @@ fn push_latin1(out: &mut String, bytes: &[u8]) {
     }
 }
 
-/// Splits `name\0value\0…` (latin1) into header pairs.
-pub fn split_fields(joined: &str) -> Vec<(String, Vec<u8>)> {
+/// Latin1 bytes as a string, one char per byte.
+pub fn latin1_to_string(bytes: &[u8]) -> String {
+    match std::str::from_utf8(bytes) {
+        Ok(s) if s.is_ascii() => s.to_owned(),
+        _ => bytes.iter().map(|&b| char::from(b)).collect(),
+    }
+}
+
+/// Splits latin1 `name\0value\0…` into header pairs.
+pub fn split_fields(joined: &[u8]) -> Vec<(String, Bytes)> {
     let mut out = Vec::new();
-    let mut parts = joined.split(FIELD_SEPARATOR);
+    let mut parts = joined.split(|&b| b == FIELD_SEPARATOR as u8);
     while let (Some(name), Some(value)) = (parts.next(), parts.next()) {
-        out.push((name.to_owned(), string_to_latin1(value.to_owned())));
+        out.push((latin1_to_string(name), Bytes::copy_from_slice(value)));
     }
     out
 }
@@ -69,6 +78,28 @@ pub fn millis(ms: f64) -> Duration {
         Duration::ZERO
     } else {
         Duration::from_secs_f64(ms.min(LONGEST_WAIT_MS) / 1000.0)
+    }
+}
+
+/// Consecutive pieces of a latin1 text whose lengths are given one after the other (`dispatchBatch`'s text).
+pub struct Latin1Parts<'t> {
+    text: &'t [u8],
+}
+
+impl<'t> Latin1Parts<'t> {
+    pub fn new(text: &'t [u8]) -> Self {
+        Latin1Parts { text }
+    }
+
+    /// The next `length` bytes; `None` when fewer are left (or `length` is not a length).
+    pub fn next(&mut self, length: f64) -> Option<&'t [u8]> {
+        // NaN compares false both ways: it is no length either.
+        if length.is_nan() || length < 0.0 || length > self.text.len() as f64 {
+            return None;
+        }
+        let (part, rest) = self.text.split_at(length as usize);
+        self.text = rest;
+        Some(part)
     }
 }
 
@@ -109,10 +140,13 @@ mod tests {
         let joined = join_fields(Some(b"OK"), &headers);
         let (status, rest) = joined.split_once(FIELD_SEPARATOR).unwrap();
         assert_eq!(status, "OK");
-        let pairs = split_fields(rest);
+        let pairs = split_fields(&string_to_latin1(rest.to_string()));
         assert_eq!(pairs.len(), 3);
-        assert_eq!(pairs[0], ("Set-Cookie".to_string(), b"a=1".to_vec()));
-        assert_eq!(pairs[2], ("x-latin1".to_string(), b"caf\xe9".to_vec()));
+        assert_eq!(pairs[0], ("Set-Cookie".to_string(), Bytes::from("a=1")));
+        assert_eq!(
+            pairs[2],
+            ("x-latin1".to_string(), Bytes::from(&b"caf\xe9"[..]))
+        );
         assert_eq!(join_fields(None, &RawHeaders::new()), "");
         assert_eq!(join_fields(Some(b""), &RawHeaders::new()), "");
     }
@@ -137,6 +171,23 @@ mod tests {
         assert_eq!(millis(1e300), millis(LONGEST_WAIT_MS));
         assert_eq!(millis(f64::NAN), Duration::ZERO);
         assert_eq!(timeout_option(f64::INFINITY), Some(millis(LONGEST_WAIT_MS)));
+    }
+
+    #[test]
+    fn latin1_text_is_cut_at_the_lengths_given() {
+        let text = b"GEThttp://h/caf\xe9a\0b";
+        let mut parts = Latin1Parts::new(text);
+        assert_eq!(parts.next(3.0), Some(&b"GET"[..]));
+        let url = parts.next(13.0).unwrap();
+        assert_eq!(latin1_to_string(url), "http://h/caf\u{e9}");
+        assert_eq!(
+            split_fields(parts.next(3.0).unwrap()),
+            vec![("a".to_string(), Bytes::from("b"))]
+        );
+        assert_eq!(parts.next(0.0), Some(&b""[..]));
+        assert_eq!(parts.next(1.0), None);
+        assert_eq!(Latin1Parts::new(b"ab").next(-1.0), None);
+        assert_eq!(Latin1Parts::new(b"ab").next(f64::NAN), None);
     }
 
     #[test]
@@ -173,7 +224,20 @@ mod tests {
 
             #[test]
             fn any_field_string_splits_without_panicking(text in "\\PC{0,100}") {
-                let _ = split_fields(&text);
+                let _ = split_fields(text.as_bytes());
+            }
+
+            #[test]
+            fn any_lengths_cut_a_text_without_panicking(
+                text in proptest::collection::vec(any::<u8>(), 0..64),
+                lengths in proptest::collection::vec(any::<f64>(), 0..8),
+            ) {
+                let mut parts = Latin1Parts::new(&text);
+                let mut taken = 0;
+                for length in lengths {
+                    taken += parts.next(length).map_or(0, <[u8]>::len);
+                }
+                prop_assert!(taken <= text.len());
             }
 
             #[test]
@@ -185,8 +249,9 @@ mod tests {
                     headers.push(name.clone(), value.clone());
                 }
                 let joined = join_fields(None, &headers);
-                let expected: Vec<(String, Vec<u8>)> = pairs.clone();
-                prop_assert_eq!(split_fields(&joined), expected);
+                let expected: Vec<(String, Bytes)> =
+                    pairs.iter().map(|(name, value)| (name.clone(), Bytes::from(value.clone()))).collect();
+                prop_assert_eq!(split_fields(&string_to_latin1(joined)), expected);
             }
 
             #[test]

@@ -3,36 +3,45 @@
 //! `src/native.ts` reads it when it loads the addon (and refuses an addon whose layout it was not written
 //! for), and the glue benchmark reads it too.
 //!
-//! **Batches** (Rust → JS, one call per batch): `[dataBuffer, agentId, kind, id, a, b, kind, id, a, b, …]`.
-//! `dataBuffer` holds the body bytes of the batch's small DATA events; `agentId` names the agent whose queue
-//! the batch comes from. Then [`EVENT_FIELDS`] per event:
+//! **Batches** (Rust → JS, one call per batch): `deliver(numbers, count, text, data, buffers, agentId)`.
+//! `numbers` (a `Float64Array` the queue reuses, so only its first `count` events count) holds
+//! [`EVENT_FIELDS`] per event; `text` holds the strings of every event back to back, each event's piece
+//! `text` chars long (0 for none); `data` (a Buffer, or `undefined`) the batch's small body chunks; `buffers`
+//! (an array, or `undefined`) its large chunks, each a Buffer of its own; `agentId` names the agent whose queue
+//! the batch comes from.
 //!
-//! | kind  | id | a                        | b                                              |
-//! |-------|----|--------------------------|------------------------------------------------|
-//! | START | request | status + 1000 × version (10, 11, 20) | `remote\0local\0statusText\0name\0value…` (latin1) |
-//! | DATA  | request | offset in `dataBuffer`, or a Buffer of its own | length                 |
-//! | END   | request | `name\0value…` (trailers) or `""` | –                                     |
-//! | ERROR | request | code                     | message, then `\0bytesWritten\0bytesRead` when known |
-//! | PULL  | request | –                        | –                                              |
-//! | RETRY | request | retry number (from 1)    | –                                              |
-//! | UPGRADE | request | as START                | as START (the 101, or the answer to CONNECT)   |
-//! | READ_END | request | –                       | –  (the server ended its direction of an upgraded connection) |
-//! | WRITTEN | request | –                        | –  (one `upgradeWrite` of the request completed, in order) |
-//! | CONNECTING | agent | origin                 | –                                              |
-//! | DISCONNECT | agent | origin                 | `upgrade` when the connection left by switching protocols, else – |
-//! | CONNECT | agent | origin                   | `remote\0h1` or `remote\0h2` (remote `ip:port`, empty when unknown) |
-//! | CONNECTION_ERROR | agent | origin          | `code\0message`                                |
-//! | CIRCUIT | agent | origin                   | `closed`, `open` or `half-open`                |
-//! | NONE  | 0  | –                        | –  (an event that could not be encoded; id 0 names nothing) |
+//! | kind  | id | a                        | b      | text                                          |
+//! |-------|----|--------------------------|--------|-----------------------------------------------|
+//! | START | request | status + 1000 × version (10, 11, 20) | – | `remote\0local\0statusText\0name\0value…` (latin1) |
+//! | DATA  | request | offset in `data`, or −(index + 1) in `buffers` | length | –                  |
+//! | END   | request | –                       | –      | trailers `name\0value…`, or none              |
+//! | ERROR | request | –                       | –      | `code\0message`, then `\0bytesWritten\0bytesRead` when known |
+//! | PULL  | request | –                       | –      | –                                             |
+//! | RETRY | request | retry number (from 1)   | –      | –                                             |
+//! | UPGRADE | request | as START                | –      | as START (the 101, or the answer to CONNECT)  |
+//! | READ_END | request | –                       | –      | –  (the server ended its direction of an upgraded connection) |
+//! | WRITTEN | request | –                        | –      | –  (one `upgradeWrite` of the request completed, in order) |
+//! | CONNECTING | agent | –                      | –      | origin                                        |
+//! | DISCONNECT | agent | –                      | –      | origin, then `\0upgrade` when the connection left by switching protocols |
+//! | CONNECT | agent | –                       | –      | `origin\0remote\0h1` or `…\0h2` (remote `ip:port`, empty when unknown) |
+//! | CONNECTION_ERROR | agent | –              | –      | `origin\0code\0message`                        |
+//! | CIRCUIT | agent | –                       | –      | `origin\0state` (`closed`, `open` or `half-open`) |
+//! | NONE  | 0  | –                        | –      | –  (an event that could not be encoded; id 0 names nothing) |
 //!
 //! After UPGRADE the request's events are its upgraded connection's: DATA (under the same credit), READ_END,
 //! WRITTEN, and ERROR when the connection fails; it ends silently otherwise.
 //!
-//! **Dispatches** (JS → Rust, one call per tick): [`REQUEST_FIELDS`] values per request, in that order.
-//! A request that leaves HTTP goes alone through `dispatchUpgrade`, with the same fields and how it switches.
-//! `headers` is `name\0value\0…` (latin1); `bodyMode` is [`BODY_NONE`], [`BODY_BYTES`] (bytes in `body`),
-//! [`BODY_PULL_UNKNOWN_LENGTH`] or a non-negative pulled length; timeouts are milliseconds, negative = the
-//! agent's, 0 = disabled.
+//! **Dispatches** (JS → Rust, one call per tick): `dispatchBatch(agent, text, numbers, count, bodies)`.
+//! `numbers` (a `Float64Array`) holds [`REQUEST_FIELDS`] per request, in that order; `text` holds each
+//! request's method, URL, headers and switch target back to back, their lengths given by the `…Length` fields.
+//! `text` is latin1: every char is ≤ U+00FF (the TypeScript layer's validation sees to it), so a length in
+//! chars is a length in bytes. Headers are `name\0value\0…`; `bodyMode` is [`BODY_NONE`], [`BODY_BYTES`] (the
+//! next Buffer of `bodies`, which holds one per such request, in order), [`BODY_PULL_UNKNOWN_LENGTH`] or a
+//! non-negative pulled length; timeouts are milliseconds, negative = the agent's, 0 = disabled. `switch` says
+//! how a request leaves HTTP: [`SWITCH_NONE`], [`SWITCH_PROTOCOL`] (an upgrade to the protocol its text names)
+//! or [`SWITCH_CONNECT`] (a `CONNECT` whose request target its text is); its writes then go through
+//! `upgradeWrite`. One string and one typed array cross instead of an array of values the addon would read one
+//! N-API call at a time.
 //!
 //! **Stats**: [`STATS_FIELDS`] values per origin.
 
@@ -41,17 +50,8 @@ use neon::prelude::*;
 /// Separates fields in head, trailer, header and detail strings: no header name or value can contain NUL.
 pub const FIELD_SEPARATOR: char = '\0';
 
-/// Slots before the first event of a batch: the data Buffer and the agent's id.
-pub const BATCH_HEADER: u32 = 2;
-/// The slots of one event in a batch, in order.
-pub const EVENT_FIELDS: [&str; 4] = ["kind", "id", "a", "b"];
-/// Index of each slot within its event.
-pub mod slot {
-    pub const KIND: u32 = 0;
-    pub const ID: u32 = 1;
-    pub const A: u32 = 2;
-    pub const B: u32 = 3;
-}
+/// The numbers of one event in a batch, in order.
+pub const EVENT_FIELDS: [&str; 5] = ["kind", "id", "a", "b", "text"];
 
 /// Fields of a START event's `b` before the header pairs.
 pub const HEAD_FIELDS: [&str; 3] = ["remote", "local", "statusText"];
@@ -90,28 +90,30 @@ const EVENTS: [(&str, f64); 15] = [
     ("WRITTEN", WRITTEN),
 ];
 
-/// The values of one request in a `dispatchBatch` array, in order.
-pub const REQUEST_FIELDS: [&str; 8] = [
+/// The numbers of one request in `dispatchBatch`'s `Float64Array`, in order.
+pub const REQUEST_FIELDS: [&str; 9] = [
     "id",
-    "method",
-    "url",
-    "headers",
+    "methodLength",
+    "urlLength",
+    "headersLength",
     "bodyMode",
-    "body",
     "headersTimeout",
     "bodyTimeout",
+    "switch",
+    "switchLength",
 ];
 
-/// Index of each request field within its request's values.
+/// Index of each request field within its request's numbers.
 pub mod request {
-    pub const ID: u32 = 0;
-    pub const METHOD: u32 = 1;
-    pub const URL: u32 = 2;
-    pub const HEADERS: u32 = 3;
-    pub const BODY_MODE: u32 = 4;
-    pub const BODY: u32 = 5;
-    pub const HEADERS_TIMEOUT: u32 = 6;
-    pub const BODY_TIMEOUT: u32 = 7;
+    pub const ID: usize = 0;
+    pub const METHOD_LENGTH: usize = 1;
+    pub const URL_LENGTH: usize = 2;
+    pub const HEADERS_LENGTH: usize = 3;
+    pub const BODY_MODE: usize = 4;
+    pub const HEADERS_TIMEOUT: usize = 5;
+    pub const BODY_TIMEOUT: usize = 6;
+    pub const SWITCH: usize = 7;
+    pub const SWITCH_LENGTH: usize = 8;
 }
 
 pub const BODY_NONE: f64 = -1.0;
@@ -124,17 +126,25 @@ const BODY_MODES: [(&str, f64); 3] = [
     ("BYTES", BODY_BYTES),
 ];
 
+pub const SWITCH_NONE: f64 = 0.0;
+pub const SWITCH_PROTOCOL: f64 = 1.0;
+pub const SWITCH_CONNECT: f64 = 2.0;
+
+const SWITCHES: [(&str, f64); 3] = [
+    ("NONE", SWITCH_NONE),
+    ("PROTOCOL", SWITCH_PROTOCOL),
+    ("CONNECT", SWITCH_CONNECT),
+];
+
 /// The values of one origin in `agentStats`, in order.
 pub const STATS_FIELDS: [&str; 4] = ["origin", "pending", "running", "connected"];
 
-/// The protocol as a JavaScript object: `{ fieldSeparator, batchHeader, eventFields, headFields, events,
-/// requestFields, bodyModes, statsFields }`.
+/// The protocol as a JavaScript object: `{ fieldSeparator, eventFields, headFields, events, requestFields,
+/// bodyModes, switches, statsFields }`.
 pub fn describe<'a, C: Context<'a>>(cx: &mut C) -> JsResult<'a, JsObject> {
     let protocol = cx.empty_object();
     let separator = cx.string(FIELD_SEPARATOR.to_string());
     protocol.set(cx, "fieldSeparator", separator)?;
-    let header = cx.number(BATCH_HEADER);
-    protocol.set(cx, "batchHeader", header)?;
     for (key, list) in [
         ("eventFields", &EVENT_FIELDS[..]),
         ("headFields", &HEAD_FIELDS[..]),
@@ -144,7 +154,11 @@ pub fn describe<'a, C: Context<'a>>(cx: &mut C) -> JsResult<'a, JsObject> {
         let list = names(cx, list)?;
         protocol.set(cx, key, list)?;
     }
-    for (key, entries) in [("events", &EVENTS[..]), ("bodyModes", &BODY_MODES[..])] {
+    for (key, entries) in [
+        ("events", &EVENTS[..]),
+        ("bodyModes", &BODY_MODES[..]),
+        ("switches", &SWITCHES[..]),
+    ] {
         let entries = table(cx, entries)?;
         protocol.set(cx, key, entries)?;
     }
@@ -174,10 +188,10 @@ mod tests {
     use super::*;
 
     /// Each index constant is the position of its name in the layout.
-    fn assert_indices(layout: &[&str], indices: &[(&str, u32)]) {
+    fn assert_indices(layout: &[&str], indices: &[(&str, usize)]) {
         for (name, index) in indices {
             let position = layout.iter().position(|n| n == name);
-            assert_eq!(position, Some(*index as usize), "{name}");
+            assert_eq!(position, Some(*index), "{name}");
         }
     }
 
@@ -187,26 +201,14 @@ mod tests {
             &REQUEST_FIELDS,
             &[
                 ("id", request::ID),
-                ("method", request::METHOD),
-                ("url", request::URL),
-                ("headers", request::HEADERS),
+                ("methodLength", request::METHOD_LENGTH),
+                ("urlLength", request::URL_LENGTH),
+                ("headersLength", request::HEADERS_LENGTH),
                 ("bodyMode", request::BODY_MODE),
-                ("body", request::BODY),
                 ("headersTimeout", request::HEADERS_TIMEOUT),
                 ("bodyTimeout", request::BODY_TIMEOUT),
-            ],
-        );
-    }
-
-    #[test]
-    fn event_slot_indices_follow_the_names() {
-        assert_indices(
-            &EVENT_FIELDS,
-            &[
-                ("kind", slot::KIND),
-                ("id", slot::ID),
-                ("a", slot::A),
-                ("b", slot::B),
+                ("switch", request::SWITCH),
+                ("switchLength", request::SWITCH_LENGTH),
             ],
         );
     }

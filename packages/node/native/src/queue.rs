@@ -11,8 +11,10 @@
 //! leaves the queue able to deliver again before it is reported.
 
 use crate::encode::{self, Batch};
+use crate::protocol;
 use bytes::Bytes;
 use neon::prelude::*;
+use neon::types::buffer::TypedArray;
 use reqwest_dispatcher_core::{
     AgentEvent, BodySender, CoreError, DispatchHandler, RawHeaders, RequestController,
     ResponseHead, UpgradeWriter,
@@ -83,6 +85,9 @@ pub struct EventQueue {
     requests: Mutex<HashMap<u64, RequestHandle>>,
     channel: Channel,
     deliver: Root<JsFunction>,
+    /// The `Float64Array` batches' numbers are written into, kept from batch to batch (JavaScript reads it
+    /// before the delivery returns) and replaced by a larger one when a batch outgrows it.
+    numbers: Mutex<Option<Root<JsTypedArray<f64>>>>,
 }
 
 impl EventQueue {
@@ -94,6 +99,7 @@ impl EventQueue {
             requests: Mutex::new(HashMap::new()),
             channel,
             deliver,
+            numbers: Mutex::new(None),
         })
     }
 
@@ -175,14 +181,17 @@ impl EventQueue {
         }
     }
 
-    /// Hands the next batch to JavaScript.
+    /// Hands the next batch to JavaScript: `deliver(numbers, count, text, data, buffers, agentId)`.
     pub fn drain<'a, C: Context<'a>>(self: &Arc<Self>, cx: &mut C) -> NeonResult<()> {
         let Batch {
-            array,
+            numbers,
+            text,
+            data,
+            buffers,
             released,
             finished,
             failed,
-        } = encode::batch(cx, self.agent, self.take_batch())?;
+        } = encode::batch(cx, self.take_batch())?;
         if !finished.is_empty() || !failed.is_empty() {
             let mut requests = lock(&self.requests);
             for id in finished {
@@ -195,8 +204,25 @@ impl EventQueue {
                 }
             }
         }
+        let mut array = self.numbers_array(cx, numbers.len())?;
+        array.as_mut_slice(cx)[..numbers.len()].copy_from_slice(&numbers);
+        let count = cx.number((numbers.len() / protocol::EVENT_FIELDS.len()) as f64);
+        let agent = cx.number(self.agent as f64);
+        let data = match data {
+            Some(buffer) => buffer.upcast::<JsValue>(),
+            None => cx.undefined().upcast(),
+        };
+        let buffers = match buffers {
+            Some(list) => list.upcast::<JsValue>(),
+            None => cx.undefined().upcast(),
+        };
         let deliver = self.deliver.to_inner(cx);
-        let delivered = cx.try_catch(|cx| deliver.call_with(cx).arg(array).exec(cx));
+        let delivered = cx.try_catch(|cx| {
+            deliver
+                .call_with(cx)
+                .args((array, count, text, data, buffers, agent))
+                .exec(cx)
+        });
         // The JS side has taken the data (or dropped it with its request): it no longer counts as in flight.
         for (controller, bytes) in released {
             controller.release(bytes);
@@ -210,6 +236,28 @@ impl EventQueue {
             return cx.throw(exception);
         }
         Ok(())
+    }
+}
+
+impl EventQueue {
+    /// The queue's `Float64Array`, holding at least `len` numbers.
+    fn numbers_array<'a, C: Context<'a>>(
+        &self,
+        cx: &mut C,
+        len: usize,
+    ) -> JsResult<'a, JsTypedArray<f64>> {
+        let mut kept = lock(&self.numbers);
+        if let Some(root) = kept.as_ref() {
+            let array = root.to_inner(cx);
+            if array.len(cx) >= len {
+                return Ok(array);
+            }
+        }
+        let array = JsTypedArray::<f64>::new(cx, len.next_power_of_two().max(1024))?;
+        if let Some(old) = kept.replace(array.root(cx)) {
+            old.drop(cx);
+        }
+        Ok(array)
     }
 }
 
