@@ -108,23 +108,13 @@ pub fn batch<'a, C: Context<'a>>(cx: &mut C, mut events: Vec<Event>) -> NeonResu
         }
         writer.failure(request, &error);
     }
-    let Writer {
-        numbers,
-        text,
-        data,
-        buffers,
-        released,
-        finished,
-        ..
-    } = writer;
-    let text = cx.string(text.string);
     Ok(Batch {
-        numbers,
-        text,
-        data,
-        buffers,
-        released,
-        finished,
+        text: cx.string(&writer.text.string),
+        numbers: writer.numbers,
+        data: writer.data,
+        buffers: writer.buffers,
+        released: writer.released,
+        finished: writer.finished,
         failed,
     })
 }
