@@ -5,8 +5,8 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { subscribe, unsubscribe } from 'node:diagnostics_channel'
-import { Agent as UndiciAgent, getGlobalDispatcher, setGlobalDispatcher, WebSocket, type Dispatcher } from 'undici'
-import { Agent } from 'reqwest-dispatcher'
+import { Agent as UndiciAgent, EnvHttpProxyAgent as UndiciEnvHttpProxyAgent, getGlobalDispatcher, setGlobalDispatcher, WebSocket, type Dispatcher } from 'undici'
+import { Agent, EnvHttpProxyAgent } from 'reqwest-dispatcher'
 import { undiciMajor } from './helpers/differential'
 import { makePki, type Pki } from './helpers/transport-certs'
 import { connectProxy, echoMessages, onBoth, proxyAgents, wsServer, type WsPeer } from './helpers/upgrades'
@@ -286,6 +286,28 @@ describe('WebSocket over the agent', () => {
         events: ['close 4002 "proxied" wasClean=true'],
         tunnel: `CONNECT 127.0.0.1:${secure.port} HTTP/1.1`
       })
+    } finally {
+      await Promise.all([secure.close(), proxy.close()])
+    }
+  })
+
+  it('wss:// through an EnvHttpProxyAgent: the https proxy it names, a CONNECT tunnel, as undici.EnvHttpProxyAgent', async () => {
+    const secure = await wsServer(echoMessages, pki.server)
+    const proxy = await connectProxy()
+    try {
+      // The origin's CA both ways undici's and ours take it (requestTls for undici's ProxyAgent, connect for ours).
+      const options = { httpsProxy: proxy.origin, noProxy: '', requestTls: { ca: pki.ca.cert }, connect: { ca: pki.ca.cert } }
+      const [theirs, ours] = await onBoth(
+        async (agent) => {
+          const back = await echoOnce(secure.url, agent, 'from the environment')
+          return { back, tunnel: proxy.requests.at(-1)?.split('\r\n')[0] }
+        },
+        options,
+        (o) => new UndiciEnvHttpProxyAgent(o as UndiciEnvHttpProxyAgent.Options),
+        (o) => new EnvHttpProxyAgent(o as ConstructorParameters<typeof EnvHttpProxyAgent>[0])
+      )
+      expect(ours).toEqual(theirs)
+      expect(ours).toEqual({ back: 'from the environment', tunnel: `CONNECT 127.0.0.1:${secure.port} HTTP/1.1` })
     } finally {
       await Promise.all([secure.close(), proxy.close()])
     }
