@@ -186,9 +186,16 @@ impl Agent {
             return;
         }
         let agent = self.clone();
+        let several = started.len() > 1;
         self.runtime.spawn(async move {
             for started in started {
                 tokio::spawn(agent.clone().run(started));
+            }
+            if several {
+                // The worker runs the task spawned last first (tokio's LIFO slot): an empty task takes that
+                // place, so the requests' tasks start in dispatch order and take their places in line for a
+                // connection (`connections`) as undici queues them.
+                tokio::spawn(async {});
             }
         });
     }

@@ -61,7 +61,7 @@ impl Attempts<'_> {
             let slot = self.slots.acquire(&template.url).await;
             let sent = within(
                 headers_timeout,
-                self.transport.send(template.attempt()),
+                self.transport.send(template.attempt(controller)),
                 || CoreError::new(ErrorKind::HeadersTimeout, "Headers Timeout Error"),
             )
             .await

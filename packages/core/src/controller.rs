@@ -1,9 +1,10 @@
 //! Control of one request in flight from outside its task: abort, pause/resume, and the credit that bounds
 //! how many response bytes may sit between the core and a consumer that has not taken them yet.
 
+use crate::error::{CoreError, ErrorKind};
 use std::future::Future;
 use std::pin::{pin, Pin};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use tokio::sync::futures::Notified;
@@ -20,7 +21,14 @@ struct ControlState {
     /// Most bytes that may be outstanding before the core stops reading; 0 = no limit.
     credit: usize,
     changed: Notify,
+    /// The gate of a gated request ([`RequestController::open_gate`]): [`GATE_SHUT`] until its connection is
+    /// announced, [`GATE_ANNOUNCED`] while the caller decides, [`GATE_OPEN`] once it said go.
+    gate: AtomicU8,
 }
+
+const GATE_SHUT: u8 = 0;
+const GATE_ANNOUNCED: u8 = 1;
+const GATE_OPEN: u8 = 2;
 
 /// A cloneable handle on one request. Aborting drops the request's future, which closes (HTTP/1.1) or resets
 /// (HTTP/2) its stream; pausing stops reading the response so the server meets TCP/flow-control backpressure.
@@ -53,6 +61,14 @@ impl RequestController {
     pub fn pause(&self) {
         self.state.paused.store(true, Ordering::SeqCst);
         self.state.was_paused.store(true, Ordering::Relaxed);
+    }
+
+    /// Lets a gated request (one dispatched with [`DispatchRequest::gate`](crate::DispatchRequest::gate)) write
+    /// itself onto the connection it was announced with. Nothing of it is written before; an abort instead
+    /// leaves that connection unwritten.
+    pub fn open_gate(&self) {
+        self.state.gate.store(GATE_OPEN, Ordering::SeqCst);
+        self.state.changed.notify_waiters();
     }
 
     /// Whether the request was ever paused: its consumer reads slower than the network delivers.
@@ -122,6 +138,36 @@ impl RequestController {
         }
     }
 
+    /// The step of a gated request between getting its connection and writing on it: the first time, tells the
+    /// caller (`announce`), then waits for [`Self::open_gate`]; at once once the gate is open (a retry). Fails
+    /// when the request is aborted meanwhile.
+    pub(crate) async fn pass_gate(
+        &self,
+        announce: &(dyn Fn() + Send + Sync),
+    ) -> Result<(), CoreError> {
+        let gate = &self.state.gate;
+        if gate.load(Ordering::SeqCst) == GATE_OPEN {
+            return Ok(());
+        }
+        if gate
+            .compare_exchange(
+                GATE_SHUT,
+                GATE_ANNOUNCED,
+                Ordering::SeqCst,
+                Ordering::SeqCst,
+            )
+            .is_ok()
+        {
+            announce();
+        }
+        self.wait_until(|c| c.is_aborted() || c.state.gate.load(Ordering::SeqCst) == GATE_OPEN)
+            .await;
+        if self.is_aborted() {
+            return Err(CoreError::new(ErrorKind::Aborted, "Request aborted"));
+        }
+        Ok(())
+    }
+
     async fn wait_until(&self, cond: impl Fn(&Self) -> bool) {
         // Fast path, taken for nearly every body frame: no waiter is registered (that locks the Notify).
         if cond(self) {
@@ -136,6 +182,20 @@ impl RequestController {
             }
             notified.await;
         }
+    }
+}
+
+/// The gate of one attempt of a gated request: passed ([`Gate::pass`]) once its connection is assigned,
+/// before anything is written on it.
+#[derive(Clone, Copy)]
+pub(crate) struct Gate<'a> {
+    pub(crate) controller: &'a RequestController,
+    pub(crate) announce: &'a (dyn Fn() + Send + Sync),
+}
+
+impl Gate<'_> {
+    pub(crate) async fn pass(self) -> Result<(), CoreError> {
+        self.controller.pass_gate(self.announce).await
     }
 }
 
@@ -156,6 +216,43 @@ mod tests {
         assert!(!waiter.is_finished());
         c.resume();
         waiter.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn gate_announces_once_and_waits_for_go() {
+        let c = RequestController::new();
+        let announced = Arc::new(AtomicUsize::new(0));
+        let announce = {
+            let announced = Arc::clone(&announced);
+            move || {
+                announced.fetch_add(1, Ordering::SeqCst);
+            }
+        };
+        let waiter = {
+            let c = c.clone();
+            let announce = announce.clone();
+            tokio::spawn(async move { c.pass_gate(&announce).await })
+        };
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert!(!waiter.is_finished());
+        assert_eq!(announced.load(Ordering::SeqCst), 1);
+        c.open_gate();
+        waiter.await.unwrap().unwrap();
+        // A later attempt passes at once, unannounced.
+        c.pass_gate(&announce).await.unwrap();
+        assert_eq!(announced.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn gate_fails_on_abort() {
+        let c = RequestController::new();
+        let waiter = {
+            let c = c.clone();
+            tokio::spawn(async move { c.pass_gate(&|| {}).await })
+        };
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        c.abort();
+        assert_eq!(waiter.await.unwrap().unwrap_err().kind, ErrorKind::Aborted);
     }
 
     #[tokio::test]

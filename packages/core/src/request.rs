@@ -2,6 +2,7 @@
 //! the template every attempt of it is built from.
 
 use crate::body::BodyPull;
+use crate::controller::{Gate, RequestController};
 use crate::error::CoreError;
 use crate::metrics::OriginMetrics;
 use crate::transport::{h1, Outgoing, OutgoingBody};
@@ -38,6 +39,11 @@ pub struct DispatchRequest {
     pub panic_at: Option<PanicPoint>,
     /// The request leaves HTTP (an upgrade, or `CONNECT`): see `upgrade.rs`.
     pub upgrade: Option<Upgrade>,
+    /// A gated request: once a connection is assigned to it (opened, or taken from the pool), and before
+    /// anything of it is written, the core calls this (once per dispatch, whatever the retries) and waits for
+    /// [`RequestController::open_gate`](crate::RequestController::open_gate). undici announces a request to its
+    /// handler (`onConnect`) at that point; the caller may abort then, and the request is never sent.
+    pub gate: Option<Box<dyn Fn() + Send + Sync>>,
 }
 
 /// Where a request armed by the panic-containment test hook panics.
@@ -73,6 +79,7 @@ impl DispatchRequest {
             body_timeout: None,
             panic_at: None,
             upgrade: None,
+            gate: None,
         }
     }
 
@@ -109,6 +116,8 @@ pub(crate) struct Template {
     /// How the request leaves HTTP, and (until its connection switched) where its writes wait.
     switch: Option<Switch>,
     writes: Option<UpgradeWrites>,
+    /// What announces a gated request's connection (see [`DispatchRequest::gate`]).
+    gate: Option<Box<dyn Fn() + Send + Sync>>,
 }
 
 impl Template {
@@ -161,6 +170,7 @@ impl Template {
             metrics: Arc::clone(metrics),
             switch,
             writes,
+            gate: request.gate,
         })
     }
 
@@ -171,7 +181,7 @@ impl Template {
 
     /// The next attempt. A replayable request keeps its body for another attempt; a pulled body moves
     /// into its only attempt.
-    pub(crate) fn attempt(&mut self) -> Outgoing<'_> {
+    pub(crate) fn attempt<'a>(&'a mut self, controller: &'a RequestController) -> Outgoing<'a> {
         let metrics = &self.metrics;
         let body = match (&self.bytes, self.body.take()) {
             (Some(bytes), _) => {
@@ -190,6 +200,10 @@ impl Template {
             headers: &self.headers,
             body,
             switch: self.switch.as_ref(),
+            gate: self.gate.as_deref().map(|announce| Gate {
+                controller,
+                announce,
+            }),
         }
     }
 }

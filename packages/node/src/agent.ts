@@ -87,7 +87,8 @@ export class Agent extends Dispatcher {
     registerAgent(native, nativeOptions)
     const limit = options.connections ? options.connections * Math.max(1, options.pipelining ?? 1) : Infinity
     const emit = (name: string, ...args: unknown[]): boolean => EventEmitter.prototype.emit.call(this, name, ...args)
-    this.#host = new AgentHost(native, limit, {
+    const routes = { engine: nativeOptions.proxy === null && !nativeOptions.h2c, allowH2: nativeOptions.allowH2 }
+    this.#host = new AgentHost(native, limit, routes, {
       // undici's arguments: (origin URL, [dispatchers]) for connect; plus the error for disconnect/connectionError.
       connection: (kind, origin, error) => {
         const name = kind === EVENT_CONNECT ? 'connect' : kind === EVENT_DISCONNECT ? 'disconnect' : 'connectionError'

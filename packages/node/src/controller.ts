@@ -35,6 +35,7 @@ import {
   BODY_BYTES,
   BODY_NONE,
   BODY_PULL_UNKNOWN_LENGTH,
+  EVENT_CONNECTED,
   EVENT_DATA,
   EVENT_END,
   EVENT_ERROR,
@@ -60,6 +61,10 @@ export interface RequestHost extends SocketHost {
   send(controller: DispatchController): void
   /** Returns whether the agent can take more requests for this origin right now. */
   started(controller: DispatchController): boolean
+  /** Whether a request just started waits for its connection before its start callback (see AgentHost). */
+  gates(origin: string, switches: boolean): boolean
+  /** A gated request's start callback ran and did not abort it: it may write itself. */
+  proceed(id: number): void
   finished(controller: DispatchController): void
 }
 
@@ -89,6 +94,8 @@ export class DispatchController implements Dispatcher.DispatchController {
   #request: NormalizedRequest | null = null
   /** The native side knows this request (dispatched, not yet ended or aborted there). */
   #dispatched = false
+  /** Its start callback waits for its connection (the CONNECTED event): see AgentHost. */
+  #gated = false
   #state = UNDECIDED
   #aborted = false
   #paused = false
@@ -225,6 +232,7 @@ export class DispatchController implements Dispatcher.DispatchController {
   start(request: NormalizedRequest): boolean {
     this.#request = request
     const more = this.#host.started(this)
+    this.#gated = this.#host.gates(request.origin, request.switchTo !== null)
     this.#host.send(this)
     return more
   }
@@ -238,6 +246,7 @@ export class DispatchController implements Dispatcher.DispatchController {
   startReplayable(request: NormalizedRequest, length: number): boolean {
     this.#request = request
     const more = this.#host.started(this)
+    this.#gated = this.#host.gates(request.origin, request.switchTo !== null)
     void this.#readWholeBody(request, length)
     return more
   }
@@ -271,8 +280,24 @@ export class DispatchController implements Dispatcher.DispatchController {
     this.#host.send(this)
   }
 
-  /** First step of sending (see AgentHost): `onRequestStart`/`onConnect`, which may abort or pause. */
+  /**
+   * First step of sending (see AgentHost): `onRequestStart`/`onConnect`, which may abort or pause; a gated
+   * request's come once it has its connection (#onConnected).
+   */
   announceStart(): void {
+    if (this.#gated) return
+    this.#callStart()
+  }
+
+  /** A gated request has its connection: its start callback runs, then it proceeds unless that aborted it. */
+  #onConnected(): void {
+    if (!this.#gated) return
+    this.#gated = false
+    this.#callStart()
+    if (!this.#aborted && this.#state !== DONE) this.#host.proceed(this.#id)
+  }
+
+  #callStart(): void {
     if (this.#state === DONE) return
     const handler = this.#handler
     try {
@@ -298,7 +323,19 @@ export class DispatchController implements Dispatcher.DispatchController {
     }
     const switchTo = request.switchTo
     const switchMode = switchTo === null ? SWITCH_NONE : request.method === 'CONNECT' ? SWITCH_CONNECT : SWITCH_PROTOCOL
-    out.add(this.#id, request.method, request.url, request.headers, mode, bytes, request.headersTimeout, request.bodyTimeout, switchMode, switchTo ?? '')
+    out.add(
+      this.#id,
+      request.method,
+      request.url,
+      request.headers,
+      mode,
+      bytes,
+      request.headersTimeout,
+      request.bodyTimeout,
+      switchMode,
+      switchTo ?? '',
+      this.#gated
+    )
     this.#dispatched = true
   }
 
@@ -314,6 +351,8 @@ export class DispatchController implements Dispatcher.DispatchController {
       this.#pullBody()
     } else if (kind === EVENT_RETRY) {
       this.context.retryCount = a as number
+    } else if (kind === EVENT_CONNECTED) {
+      this.#onConnected()
     } else if (kind === EVENT_UPGRADE) {
       // Never held back: from the switch on, the connection's events (paused or not) are the socket's.
       this.#onUpgrade(a as number, (b as string).split(FIELD_SEPARATOR))
@@ -468,8 +507,9 @@ export class DispatchController implements Dispatcher.DispatchController {
   #onError(code: string, detail: string): void {
     const [message, written, read] = detail.split(FIELD_SEPARATOR)
     const counters = written === undefined ? null : { bytesWritten: Number(written), bytesRead: Number(read) }
-    // These fail a request that was on a connection already: undici had announced its headers by then.
-    if ((code === 'UND_ERR_HEADERS_TIMEOUT' || code === 'UND_ERR_SOCKET') && channels.sendHeaders.hasSubscribers) {
+    // These fail a request that was on a connection already: undici had announced its headers by then. A gated
+    // request still waiting for its CONNECTED had none.
+    if ((code === 'UND_ERR_HEADERS_TIMEOUT' || code === 'UND_ERR_SOCKET') && !this.#gated && channels.sendHeaders.hasSubscribers) {
       publishSendHeaders(this, this.#request as NormalizedRequest, this.#host.native, this.#connection())
     }
     const err =

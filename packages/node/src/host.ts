@@ -5,6 +5,14 @@
  * together, keeps the process alive while requests are in flight, tells `close()` when the agent is idle, and
  * turns the agent's native connection and circuit events into diagnostics messages and the agent's events.
  *
+ * It also decides which requests are gated. undici calls `onConnect`/`onRequestStart` once a socket is assigned
+ * to the request, right before writing it. When a connection of the HTTP/1.1 engine is surely free for a request
+ * (more connections open to its origin than its other requests in flight), one is assigned at once, so the
+ * callback runs before the request is handed over, as today. Otherwise the request is gated: the core holds it
+ * once it has a connection (opened, or freed by another request) and sends CONNECTED; the callback runs then,
+ * and the request proceeds (or, aborted, is never written). Requests over HTTP/2 or through a proxy take
+ * hyper-util's pool, which gives no such point: they are never gated (see COMPATIBILITY.md).
+ *
  * Listener exceptions never corrupt this bookkeeping: counts are settled before any listener runs, and what a
  * `drain` listener or a `close()` callback throws is reported without keeping the others from running.
  */
@@ -37,12 +45,28 @@ export interface AgentListener {
   drain(origin: string): void
 }
 
+/** How an agent's requests reach the network, as far as gating goes (see {@link AgentHost}). */
+export interface Routes {
+  /** The HTTP/1.1 engine serves the agent (no proxy, no h2c). */
+  engine: boolean
+  /** `https:` origins are offered HTTP/2 (through hyper-util), but for requests that switch protocols. */
+  allowH2: boolean
+}
+
 export class AgentHost implements RequestHost {
   readonly native: NativeAgent
   readonly requests = new Set<DispatchController>()
   /** Requests in flight per origin, and whether `drain` is owed once it drops below the limit. */
   readonly #perOrigin = new Map<string, { running: number; needDrain: boolean }>()
   readonly #limit: number
+  readonly #routes: Routes
+  /** Connections open per origin, from the connection events. */
+  readonly #open = new Map<string, number>()
+  /** Gated requests whose start callback ran, told to proceed at the end of the tick (`count` of them). */
+  #proceeding = new Float64Array(64)
+  #proceedCount = 0
+  /** A microtask will send what this tick started or let proceed. */
+  #flushing = false
   readonly #listener: AgentListener
   #onIdle: Array<() => void> = []
   /** Whether a microtask will settle `#active` once the requests of this job are over. */
@@ -56,9 +80,10 @@ export class AgentHost implements RequestHost {
   #active = false
 
   /** `limit`: requests per origin before `dispatch()` answers false (undici: connections × pipelining). */
-  constructor(native: NativeAgent, limit: number, listener: AgentListener) {
+  constructor(native: NativeAgent, limit: number, routes: Routes, listener: AgentListener) {
     this.native = native
     this.#limit = limit
+    this.#routes = routes
     this.#listener = listener
   }
 
@@ -72,6 +97,13 @@ export class AgentHost implements RequestHost {
       // undici has no event for it; diagnostics_channel has `beforeConnect`.
       publishConnection(this.native, kind, origin, null)
       return
+    }
+    if (kind === EVENT_CONNECT) {
+      this.#open.set(origin, (this.#open.get(origin) ?? 0) + 1)
+    } else if (kind === EVENT_DISCONNECT) {
+      const open = (this.#open.get(origin) ?? 0) - 1
+      if (open > 0) this.#open.set(origin, open)
+      else this.#open.delete(origin)
     }
     let error: Error | null = null
     if (kind === EVENT_DISCONNECT) {
@@ -87,15 +119,54 @@ export class AgentHost implements RequestHost {
   }
 
   send(controller: DispatchController): void {
-    if (this.#toSend.push(controller) === 1) queueMicrotask(this.#flush)
+    this.#toSend.push(controller)
+    this.#schedule()
+  }
+
+  /**
+   * Whether a request just started (counted in by {@link started}) to `origin` waits for its connection before
+   * its start callback: unless a connection of the engine is surely free for it.
+   */
+  gates(origin: string, switches: boolean): boolean {
+    const routes = this.#routes
+    if (!routes.engine) return false
+    // With allowH2, `https:` requests go through hyper-util's pool, but for those that switch protocols, which
+    // take the engine: their origin's open connections are not all the engine's, so these always wait.
+    if (routes.allowH2 && origin.startsWith('https:')) return switches
+    return (this.#open.get(origin) ?? 0) < (this.#perOrigin.get(origin)?.running ?? 0)
+  }
+
+  /** Gated request `id`'s start callback ran and did not abort it: it may write itself (sent with the tick's batch). */
+  proceed(id: number): void {
+    if (this.#proceedCount === this.#proceeding.length) {
+      const grown = new Float64Array(this.#proceeding.length * 2)
+      grown.set(this.#proceeding)
+      this.#proceeding = grown
+    }
+    this.#proceeding[this.#proceedCount++] = id
+    this.#schedule()
+  }
+
+  #schedule(): void {
+    if (this.#flushing) return
+    this.#flushing = true
+    queueMicrotask(this.#flush)
   }
 
   /**
    * Sends the requests started in this tick: every start callback runs first (any may abort or pause), then
-   * the survivors cross into the addon in one call.
+   * the survivors cross into the addon in one call; and lets the gated requests announced in it proceed, in
+   * one more.
    */
   readonly #flush = (): void => {
+    this.#flushing = false
+    const count = this.#proceedCount
+    if (count > 0) {
+      this.#proceedCount = 0
+      binding().requestsProceed(this.native, this.#proceeding, count)
+    }
     const batch = this.#toSend
+    if (batch.length === 0) return
     this.#toSend = []
     for (const controller of batch) controller.announceStart()
     const submissions = this.#submissions

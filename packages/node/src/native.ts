@@ -87,7 +87,8 @@ export interface Protocol {
     | 'CONNECTING'
     | 'UPGRADE'
     | 'READ_END'
-    | 'WRITTEN',
+    | 'WRITTEN'
+    | 'CONNECTED',
     number
   >
   bodyModes: Record<'NONE' | 'PULL_UNKNOWN_LENGTH' | 'BYTES', number>
@@ -131,6 +132,7 @@ export interface NativeBinding {
    */
   dispatchBatch(agent: NativeAgent, text: string, numbers: Float64Array, count: number, bodies: Uint8Array[] | null): void
   requestAbort(agent: NativeAgent, id: number): void
+  requestsProceed(agent: NativeAgent, ids: Float64Array, count: number): void
   requestPause(agent: NativeAgent, id: number): void
   requestResume(agent: NativeAgent, id: number): void
   requestPushBody(agent: NativeAgent, id: number, chunk: Uint8Array | string | null): void
@@ -173,6 +175,11 @@ export let EVENT_CONNECTING = 0
 export let EVENT_UPGRADE = 0
 export let EVENT_READ_END = 0
 export let EVENT_WRITTEN = 0
+/**
+ * A gated request has its connection (see `gated` in `dispatchBatch`): its start callback runs now, then
+ * `requestsProceed` lets it write itself, or `requestAbort` drops it unwritten.
+ */
+export let EVENT_CONNECTED = 0
 /** `bodyMode` values besides a non-negative pulled length. */
 export let BODY_NONE = 0
 export let BODY_PULL_UNKNOWN_LENGTH = 0
@@ -196,7 +203,7 @@ export let SWITCH_CONNECT = 0
 const LAYOUT = {
   eventFields: ['kind', 'id', 'a', 'b', 'text'],
   headFields: ['remote', 'local', 'statusText'],
-  requestFields: ['id', 'methodLength', 'urlLength', 'headersLength', 'bodyMode', 'headersTimeout', 'bodyTimeout', 'switch', 'switchLength'],
+  requestFields: ['id', 'methodLength', 'urlLength', 'headersLength', 'bodyMode', 'headersTimeout', 'bodyTimeout', 'switch', 'switchLength', 'gated'],
   statsFields: ['origin', 'pending', 'running', 'connected']
 }
 
@@ -226,6 +233,7 @@ function readProtocol(protocol: Protocol | undefined, file: string): void {
   EVENT_UPGRADE = events.UPGRADE
   EVENT_READ_END = events.READ_END
   EVENT_WRITTEN = events.WRITTEN
+  EVENT_CONNECTED = events.CONNECTED
   BODY_NONE = protocol!.bodyModes.NONE
   BODY_PULL_UNKNOWN_LENGTH = protocol!.bodyModes.PULL_UNKNOWN_LENGTH
   BODY_BYTES = protocol!.bodyModes.BYTES

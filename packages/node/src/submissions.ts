@@ -4,7 +4,8 @@
  * call at a time.
  *
  * Per request, `REQUEST_FIELDS` numbers (id, the lengths of method, URL and headers, body mode, timeouts, how it
- * leaves HTTP and the length of its switch target); the text is every request's method, URL, `name\0value\0…`
+ * leaves HTTP, the length of its switch target, and whether it is gated: held once its connection is assigned
+ * until its start callback ran, see `DispatchController`); the text is every request's method, URL, `name\0value\0…`
  * headers and switch target (an upgrade's protocol, a CONNECT's request target, or nothing) back to back. Every char is latin1
  * (validation rejects anything above U+00FF), so lengths in chars are lengths in bytes. Bodies given as bytes
  * travel in `bodies`, in request order.
@@ -28,7 +29,8 @@ export class Submissions {
     headersTimeout: number,
     bodyTimeout: number,
     switchMode: number,
-    switchTo: string
+    switchTo: string,
+    gated: boolean
   ): void {
     let at = this.count * REQUEST_FIELDS
     if (at + REQUEST_FIELDS > this.numbers.length) {
@@ -45,7 +47,8 @@ export class Submissions {
     numbers[at++] = headersTimeout
     numbers[at++] = bodyTimeout
     numbers[at++] = switchMode
-    numbers[at] = switchTo.length
+    numbers[at++] = switchTo.length
+    numbers[at] = gated ? 1 : 0
     this.text += method + url + headers + switchTo
     if (body !== null) (this.bodies ??= []).push(body)
     this.count++

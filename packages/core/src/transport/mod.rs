@@ -25,6 +25,7 @@ pub(crate) mod tls;
 mod upgraded;
 
 use crate::body::PullBody;
+use crate::controller::Gate;
 use crate::error::CoreError;
 use crate::handler::RawHeaders;
 use crate::options::AgentOptions;
@@ -77,6 +78,8 @@ pub(crate) struct Outgoing<'a> {
     pub body: OutgoingBody,
     /// How the request asks to leave HTTP, if it does.
     pub switch: Option<&'a Switch>,
+    /// A gated request's gate: passed once a connection is assigned, before anything is written.
+    pub gate: Option<Gate<'a>>,
 }
 
 /// A response head from any path, and its body.
@@ -143,6 +146,12 @@ impl Transport {
 
     /// Sends a request through hyper-util (HTTP/2, proxies).
     async fn send_other(&self, request: Outgoing<'_>) -> Result<Response, CoreError> {
+        // hyper-util's pool takes its connection inside `request()`, where no step can be put between getting it
+        // and writing on it: a gated request passes its gate before it is handed over (the TypeScript layer
+        // gates only requests that take the engine).
+        if let Some(gate) = request.gate {
+            gate.pass().await?;
+        }
         // Through a proxy, an upgrade is hyper's: it asks for it with the headers undici writes and hands over
         // the connection after a 101. CONNECT (whose every answer switches, as undici has it) and h2c are not.
         let upgrading = match (request.switch, &self.other) {
@@ -258,6 +267,7 @@ async fn send_h1(h1: &h1::Http1, request: Outgoing<'_>) -> Result<Response, Core
                 headers: request.headers,
                 body,
                 upgrade,
+                gate: request.gate,
             },
         )
         .await?;

@@ -81,6 +81,7 @@ pub fn dispatch_batch(mut cx: FunctionContext) -> JsResult<JsUndefined> {
             headers_timeout: fields[field::HEADERS_TIMEOUT],
             body_timeout: fields[field::BODY_TIMEOUT],
             switch: switch_of(fields[field::SWITCH], switch_to),
+            gated: fields[field::GATED] != 0.0,
         };
         let id = wire.id;
         // A panic while starting one request fails that request alone: the others of the batch still start,
@@ -117,6 +118,8 @@ struct WireRequest<'t, 'a> {
     headers_timeout: f64,
     body_timeout: f64,
     switch: Option<Switch>,
+    /// Held once its connection is assigned until JavaScript answers its CONNECTED event.
+    gated: bool,
 }
 
 /// How a request leaves HTTP: its `switch` field and its piece of the text (the protocol, or CONNECT's target).
@@ -164,6 +167,10 @@ fn start_request(
     request.headers = split_fields(wire.headers);
     request.headers_timeout = timeout_override(wire.headers_timeout);
     request.body_timeout = timeout_override(wire.body_timeout);
+    if wire.gated {
+        let queue = agent.queue.clone();
+        request.gate = Some(Box::new(move || queue.push(Event::Connected(id))));
+    }
     if let Some(Armed::Core(point)) = armed {
         request.panic_at = Some(point);
     }
@@ -195,6 +202,24 @@ pub fn request_abort(mut cx: FunctionContext) -> JsResult<JsUndefined> {
     let id = request_id(&mut cx, 1)?;
     if let Some(handle) = agent.queue.remove(id) {
         handle.controller.abort();
+    }
+    Ok(cx.undefined())
+}
+
+/// `requestsProceed(agent, ids, count)`: the gated requests named by the first `count` numbers of `ids` (a
+/// `Float64Array`) were announced to their handlers, which did not abort them: each writes itself onto its
+/// connection. The answers of one tick cross together.
+pub fn requests_proceed(mut cx: FunctionContext) -> JsResult<JsUndefined> {
+    let agent = cx.argument::<BoxedAgent>(0)?;
+    let ids = cx.argument::<JsTypedArray<f64>>(1)?;
+    let count = cx.argument::<JsNumber>(2)?.value(&mut cx) as usize;
+    let Some(ids) = ids.as_slice(&cx).get(..count) else {
+        return cx.throw_range_error("requestsProceed: fewer ids than the count");
+    };
+    for &id in ids {
+        agent
+            .queue
+            .with_request(id as u64, |h| h.controller.open_gate());
     }
     Ok(cx.undefined())
 }

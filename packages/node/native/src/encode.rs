@@ -210,6 +210,7 @@ impl<'a> Writer<'a> {
                 (protocol::ERROR, id, 0.0, 0.0)
             }
             Event::Pull(id) => (protocol::PULL, id, 0.0, 0.0),
+            Event::Connected(id) => (protocol::CONNECTED, id, 0.0, 0.0),
             Event::Retry(id, retry) => (protocol::RETRY, id, f64::from(retry), 0.0),
             Event::Agent(agent, AgentEvent::Circuit { origin, state }) => {
                 self.text.push_pair(&origin, state.as_str());

@@ -37,6 +37,7 @@ fn main(mut cx: ModuleContext) -> NeonResult<()> {
     cx.export_function("setWorkerThreads", agent::set_worker_threads)?;
     cx.export_function("dispatchBatch", dispatch::dispatch_batch)?;
     cx.export_function("requestAbort", dispatch::request_abort)?;
+    cx.export_function("requestsProceed", dispatch::requests_proceed)?;
     cx.export_function("requestPause", dispatch::request_pause)?;
     cx.export_function("requestResume", dispatch::request_resume)?;
     cx.export_function("requestPushBody", dispatch::request_push_body)?;

@@ -21,6 +21,7 @@
 //! | UPGRADE | request | as START                | –      | as START (the 101, or the answer to CONNECT)  |
 //! | READ_END | request | –                       | –      | –  (the server ended its direction of an upgraded connection) |
 //! | WRITTEN | request | –                        | –      | –  (one `upgradeWrite` of the request completed, in order) |
+//! | CONNECTED | request | –                      | –      | –  (a gated request has its connection: `requestsProceed` or `requestAbort` it) |
 //! | CONNECTING | agent | –                      | –      | origin                                        |
 //! | DISCONNECT | agent | –                      | –      | origin, then `\0upgrade` when the connection left by switching protocols |
 //! | CONNECT | agent | –                       | –      | `origin\0remote\0h1` or `…\0h2` (remote `ip:port`, empty when unknown) |
@@ -40,8 +41,10 @@
 //! non-negative pulled length; timeouts are milliseconds, negative = the agent's, 0 = disabled. `switch` says
 //! how a request leaves HTTP: [`SWITCH_NONE`], [`SWITCH_PROTOCOL`] (an upgrade to the protocol its text names)
 //! or [`SWITCH_CONNECT`] (a `CONNECT` whose request target its text is); its writes then go through
-//! `upgradeWrite`. One string and one typed array cross instead of an array of values the addon would read one
-//! N-API call at a time.
+//! `upgradeWrite`. `gated` (1 or 0) asks the core to hold the request, once a connection is assigned to it,
+//! until JavaScript answers its CONNECTED event: `requestsProceed(agent, ids, count)` (a `Float64Array` of request
+//! ids, every answer of one tick in one call) lets it write itself, `requestAbort` drops it unwritten. One
+//! string and one typed array cross instead of an array of values the addon would read one N-API call at a time.
 //!
 //! **Stats**: [`STATS_FIELDS`] values per origin.
 
@@ -71,8 +74,9 @@ pub const CONNECTING: f64 = 11.0;
 pub const UPGRADE: f64 = 12.0;
 pub const READ_END: f64 = 13.0;
 pub const WRITTEN: f64 = 14.0;
+pub const CONNECTED: f64 = 15.0;
 
-const EVENTS: [(&str, f64); 15] = [
+const EVENTS: [(&str, f64); 16] = [
     ("NONE", NONE),
     ("START", START),
     ("DATA", DATA),
@@ -88,10 +92,11 @@ const EVENTS: [(&str, f64); 15] = [
     ("UPGRADE", UPGRADE),
     ("READ_END", READ_END),
     ("WRITTEN", WRITTEN),
+    ("CONNECTED", CONNECTED),
 ];
 
 /// The numbers of one request in `dispatchBatch`'s `Float64Array`, in order.
-pub const REQUEST_FIELDS: [&str; 9] = [
+pub const REQUEST_FIELDS: [&str; 10] = [
     "id",
     "methodLength",
     "urlLength",
@@ -101,6 +106,7 @@ pub const REQUEST_FIELDS: [&str; 9] = [
     "bodyTimeout",
     "switch",
     "switchLength",
+    "gated",
 ];
 
 /// Index of each request field within its request's numbers.
@@ -114,6 +120,7 @@ pub mod request {
     pub const BODY_TIMEOUT: usize = 6;
     pub const SWITCH: usize = 7;
     pub const SWITCH_LENGTH: usize = 8;
+    pub const GATED: usize = 9;
 }
 
 pub const BODY_NONE: f64 = -1.0;
@@ -209,6 +216,7 @@ mod tests {
                 ("bodyTimeout", request::BODY_TIMEOUT),
                 ("switch", request::SWITCH),
                 ("switchLength", request::SWITCH_LENGTH),
+                ("gated", request::GATED),
             ],
         );
     }

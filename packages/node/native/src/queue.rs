@@ -33,6 +33,8 @@ pub enum Event {
     End(u64, RawHeaders),
     Error(u64, CoreError),
     Pull(u64),
+    /// A gated request has its connection and waits for JavaScript's answer.
+    Connected(u64),
     /// The retry policy sends the request again (retry number).
     Retry(u64, u32),
     /// A connection or circuit event of the agent whose JS id is given (not a request's).
@@ -54,6 +56,7 @@ impl Event {
             | Event::End(id, _)
             | Event::Error(id, _)
             | Event::Pull(id)
+            | Event::Connected(id)
             | Event::Retry(id, _)
             | Event::Upgrade(id, _)
             | Event::ReadEnd(id)

@@ -19,6 +19,7 @@ mod head;
 mod pool;
 mod write;
 
+use crate::controller::Gate;
 use crate::error::{CoreError, ErrorKind};
 use crate::handler::RawHeaders;
 use crate::options::AgentOptions;
@@ -58,6 +59,8 @@ pub(crate) struct Request<'a> {
     pub body: RequestBody,
     /// The protocol a request asks to switch to (the `upgrade` header); `CONNECT` needs none.
     pub upgrade: Option<&'a str>,
+    /// A gated request's gate, passed once the connection is assigned and before anything is written.
+    pub gate: Option<Gate<'a>>,
 }
 
 /// A response head and what is needed to read its body.
@@ -105,6 +108,11 @@ impl Http1 {
             // rare; inline, every request's future would carry (and move) its 1.5 KiB.
             None => Box::pin(self.open(origin, target)).await?,
         };
+        if let Some(gate) = request.gate {
+            // Aborted here, the connection closes unwritten (as undici destroys the socket of a request
+            // aborted in `onConnect`).
+            gate.pass().await?;
+        }
         let reused = connection.served > 0;
         let body_framing = match &request.body {
             RequestBody::None => write::BodyFraming::None,
