@@ -317,3 +317,112 @@ async fn a_flood_of_informational_responses_is_skipped_as_undici_skips_it() {
     assert_eq!(head.status, 200);
     assert_eq!(body, b"ok");
 }
+
+/// A server that reports every byte it receives on `bytes`, and answers each request head with [`OK`].
+async fn byte_counting_server() -> (std::net::SocketAddr, mpsc::UnboundedReceiver<usize>) {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let addr = raw_server(move |mut stream| {
+        let tx = tx.clone();
+        async move {
+            use tokio::io::AsyncReadExt;
+            let mut buffer = [0u8; 4096];
+            loop {
+                match stream.read(&mut buffer).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => {
+                        let _ = tx.send(n);
+                        if buffer[..n].windows(4).any(|w| w == b"\r\n\r\n")
+                            && stream.write_all(OK).await.is_err()
+                        {
+                            return;
+                        }
+                    }
+                }
+            }
+        }
+    })
+    .await;
+    (addr, rx)
+}
+
+/// A gated request whose announcements are counted.
+fn gated(method: &str, addr: std::net::SocketAddr) -> (DispatchRequest, Arc<AtomicUsize>) {
+    let announced = Arc::new(AtomicUsize::new(0));
+    let counter = Arc::clone(&announced);
+    let mut request = DispatchRequest::new(method, url(addr, "/"));
+    request.gate = Some(Box::new(move || {
+        counter.fetch_add(1, Ordering::SeqCst);
+    }));
+    (request, announced)
+}
+
+async fn until_announced(announced: &AtomicUsize) {
+    for _ in 0..500 {
+        if announced.load(Ordering::SeqCst) > 0 {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    panic!("the gated request was never announced");
+}
+
+#[tokio::test]
+async fn a_gated_request_is_announced_once_connected_and_written_only_once_let_through() {
+    let (addr, mut bytes) = byte_counting_server().await;
+    let agent = agent();
+    let (request, announced) = gated("GET", addr);
+    let controller = reqwest_dispatcher_core::RequestController::new();
+    let events = dispatch_with(&agent, request, controller.clone());
+    until_announced(&announced).await;
+    // Connected and announced: nothing written yet.
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert!(bytes.try_recv().is_err());
+    controller.open_gate();
+    let (head, body, _) = events.finish().await.ok();
+    assert_eq!((head.status, body.as_slice()), (200, &b"ok"[..]));
+    assert_eq!(announced.load(Ordering::SeqCst), 1);
+    assert!(bytes.try_recv().is_ok());
+}
+
+#[tokio::test]
+async fn a_gated_request_aborted_when_announced_writes_nothing() {
+    let (addr, mut bytes) = byte_counting_server().await;
+    let (agent, connections) = observed_agent(AgentOptions::default());
+    let (mut request, announced) = gated("POST", addr);
+    request = request.body(reqwest_dispatcher_core::RequestBody::Bytes(
+        bytes::Bytes::from_static(b"payload"),
+    ));
+    let controller = reqwest_dispatcher_core::RequestController::new();
+    let _events = dispatch_with(&agent, request, controller.clone());
+    until_announced(&announced).await;
+    controller.abort();
+    // The unwritten connection closes.
+    for _ in 0..200 {
+        if connections
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|e| matches!(e, ConnectionEvent::Disconnected { .. }))
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert!(connections
+        .lock()
+        .unwrap()
+        .iter()
+        .any(|e| matches!(e, ConnectionEvent::Disconnected { .. })));
+    assert!(bytes.try_recv().is_err());
+}
+
+#[tokio::test]
+async fn a_gated_request_that_cannot_connect_fails_unannounced() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    drop(listener);
+    let (request, announced) = gated("GET", addr);
+    let outcome = dispatch(&agent(), request).finish().await;
+    assert_eq!(outcome.err().kind, ErrorKind::Os("ECONNREFUSED"));
+    assert_eq!(announced.load(Ordering::SeqCst), 0);
+}

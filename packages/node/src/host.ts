@@ -62,6 +62,8 @@ export class AgentHost implements RequestHost {
   readonly #routes: Routes
   /** Connections open per origin, from the connection events. */
   readonly #open = new Map<string, number>()
+  /** Origins whose circuit breaker is not closed, from the circuit events: their requests may be refused. */
+  readonly #circuits = new Set<string>()
   /** Gated requests whose start callback ran, told to proceed at the end of the tick (`count` of them). */
   #proceeding = new Float64Array(64)
   #proceedCount = 0
@@ -90,6 +92,8 @@ export class AgentHost implements RequestHost {
   /** A connection or circuit event of this agent, from the native side. */
   agentEvent(kind: number, origin: string, detail: string | undefined): void {
     if (kind === EVENT_CIRCUIT) {
+      if (detail === 'closed') this.#circuits.delete(origin)
+      else this.#circuits.add(origin)
       this.#listener.circuit(origin, detail as CircuitState)
       return
     }
@@ -128,6 +132,9 @@ export class AgentHost implements RequestHost {
    * its start callback: unless a connection of the engine is surely free for it.
    */
   gates(origin: string, switches: boolean): boolean {
+    // A circuit that is not closed may refuse the request before any connection: only `onError` then, as for
+    // a connection that fails. (On the other paths too: the core passes the gate before sending there.)
+    if (this.#circuits.size > 0 && this.#circuits.has(origin)) return true
     const routes = this.#routes
     if (!routes.engine) return false
     // With allowH2, `https:` requests go through hyper-util's pool, but for those that switch protocols, which

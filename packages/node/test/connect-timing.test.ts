@@ -234,6 +234,30 @@ describe('ours only', () => {
     }
   })
 
+  it('an open circuit refuses a request before any connection: only the error callback, though a connection is free', async () => {
+    reset()
+    const agent = new Agent({ circuitBreaker: { minimumRequests: 2, threshold: 0.5, halfOpenAfter: 60_000 } })
+    const states: string[] = []
+    agent.on('circuitStateChange', (_origin, state) => states.push(state))
+    try {
+      for (let i = 0; i < 2; i++) {
+        flaky = 0
+        const { handler, done } = controllerHandler()
+        agent.dispatch({ origin: server.origin, path: '/flaky', method: 'GET' }, handler)
+        expect((await done).statusCode).toBe(503)
+      }
+      await until(() => states.length === 1)
+      expect(states).toEqual(['open'])
+      const { handler, done } = legacyHandler()
+      agent.dispatch({ origin: server.origin, path: '/', method: 'GET' }, handler)
+      const recorded = await done
+      expect(recorded.events).toEqual(['error'])
+      expect((recorded.error as Error & { code?: string }).code).toBe('UND_ERR_CIRCUIT_OPEN')
+    } finally {
+      await agent.close()
+    }
+  })
+
   it('a burst on a new origin: each request starts once it has its connection, all are answered', async () => {
     reset()
     const agent = new Agent()

@@ -74,7 +74,9 @@ describe('1000 concurrent mixed requests', () => {
     const agent = new Agent()
     const results = await Promise.all(Array.from({ length: 1000 }, (_, i) => run(agent, FATES[i % FATES.length])))
     for (const r of results) {
-      expect(r.sequence, `${r.fate}: ${r.sequence}`).toMatch(VALID)
+      // A timeout may come while the request's connection is still being opened (headersTimeout covers the
+      // connect here): then, as for any failure before a connection is assigned, only the error callback runs.
+      if (r.fate !== 'timeout' || r.sequence !== 'error') expect(r.sequence, `${r.fate}: ${r.sequence}`).toMatch(VALID)
       switch (r.fate) {
         case 'plain':
           expect(r.sequence).toBe('start headers data end')
