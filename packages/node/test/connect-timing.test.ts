@@ -5,9 +5,11 @@
  * `undici.Agent` and on ours.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import diagnostics from 'node:diagnostics_channel'
 import net from 'node:net'
-import { Agent as UndiciAgent, fetch as undiciFetch, type Dispatcher } from 'undici'
+import { fetch as undiciFetch, type Dispatcher } from 'undici'
 import { Agent, ProxyAgent } from 'reqwest-dispatcher'
+import { undiciAgent } from './helpers/differential'
 import { controllerHandler, legacyHandler } from './helpers/recorder'
 import { closedPort, serve, type Running } from './helpers/servers'
 
@@ -72,7 +74,8 @@ const until = async (check: () => boolean): Promise<void> => {
 
 type Make = (options?: Record<string, unknown>) => Dispatcher
 const implementations: Array<[string, Make]> = [
-  ['undici', (options) => new UndiciAgent(options)],
+  // undici 8's Agent refuses legacy handlers: those go to undici 7's there (helpers/differential.ts).
+  ['undici', (options) => undiciAgent(options)],
   ['ours', (options) => new Agent(options)]
 ]
 
@@ -132,6 +135,8 @@ describe.each(implementations)('%s', (_name, make) => {
     const log: string[] = []
     const logged = (name: string): Dispatcher.DispatchHandler => ({
       onRequestStart: () => void log.push(`${name} start`),
+      onResponseStart: () => {},
+      onResponseData: () => {},
       onResponseEnd: () => void log.push(`${name} end`),
       onResponseError: () => void log.push(`${name} error`)
     })
@@ -171,6 +176,26 @@ describe.each(implementations)('%s', (_name, make) => {
       expect(requests).toEqual(['GET /slow HTTP/1.1'])
     } finally {
       release()
+      await agent.close()
+    }
+  })
+
+  it('diagnostics: `undici:client:connected`, then the start callback, then `undici:client:sendHeaders`', async () => {
+    reset()
+    const agent = make()
+    const log: string[] = []
+    const connected = (): void => void log.push('connected')
+    const sent = (): void => void log.push('sendHeaders')
+    diagnostics.subscribe('undici:client:connected', connected)
+    diagnostics.subscribe('undici:client:sendHeaders', sent)
+    try {
+      const { handler, done } = controllerHandler({ onRequestStart: () => void log.push('start') })
+      agent.dispatch({ origin: server.origin, path: '/', method: 'GET' }, handler)
+      expect((await done).events).toEqual(['start', 'headers', 'data', 'end'])
+      expect(log).toEqual(['connected', 'start', 'sendHeaders'])
+    } finally {
+      diagnostics.unsubscribe('undici:client:connected', connected)
+      diagnostics.unsubscribe('undici:client:sendHeaders', sent)
       await agent.close()
     }
   })
