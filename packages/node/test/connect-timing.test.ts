@@ -200,6 +200,33 @@ describe.each(implementations)('%s', (_name, make) => {
     }
   })
 
+  it('paused in the start callback of a request without a connection: its body waits for resume()', async () => {
+    reset()
+    const agent = make()
+    let resumedAt = 0
+    let dataAt = 0
+    try {
+      const { handler, done } = controllerHandler({
+        onRequestStart: (controller) => {
+          controller.pause()
+          setTimeout(() => {
+            resumedAt = Date.now()
+            controller.resume()
+          }, 100)
+        },
+        onResponseData: () => void (dataAt = Date.now())
+      })
+      agent.dispatch({ origin: server.origin, path: '/', method: 'GET' }, handler)
+      const recorded = await done
+      expect(recorded.events).toEqual(['start', 'headers', 'data', 'end'])
+      expect(recorded.body.toString()).toBe('ok')
+      expect(resumedAt).toBeGreaterThan(0)
+      expect(dataAt).toBeGreaterThanOrEqual(resumedAt)
+    } finally {
+      await agent.close()
+    }
+  })
+
   it('an upgrade aborted in onConnect sends nothing', async () => {
     reset()
     const agent = make()
