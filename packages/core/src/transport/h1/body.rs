@@ -41,6 +41,19 @@ enum Chunk {
     Trailers,
 }
 
+/// The first `n` bytes of `buf`, as body data. When they are all `buf` holds and fill at least half of
+/// what is left of its allocation, that allocation goes with them: the data then shares its memory with
+/// nothing (the bridge hands such chunks to JavaScript without copying them, which it cannot do while the
+/// connection's buffer still points into the same allocation), and the little room left over is not worth
+/// keeping. Smaller pieces are split off, so that a trickle of small reads shares one allocation.
+fn take_data(buf: &mut BytesMut, n: usize) -> Bytes {
+    if n == buf.len() && buf.capacity() - n <= n {
+        std::mem::take(buf).freeze()
+    } else {
+        buf.split_to(n).freeze()
+    }
+}
+
 /// Most hex digits of a chunk size (llhttp's limit: a size must fit 64 bits).
 const MAX_SIZE_DIGITS: u8 = 16;
 
@@ -104,13 +117,14 @@ impl BodyDecoder {
                     if *left == 0 {
                         self.state = State::Done;
                     }
-                    return Ok(Decoded::Data(buf.split_to(take).freeze()));
+                    return Ok(Decoded::Data(take_data(buf, take)));
                 }
                 State::Close => {
                     if buf.is_empty() {
                         return Ok(Decoded::NeedMore);
                     }
-                    return Ok(Decoded::Data(buf.split().freeze()));
+                    let all = buf.len();
+                    return Ok(Decoded::Data(take_data(buf, all)));
                 }
                 State::Chunked(chunk) => {
                     if let Chunk::Data { left } = chunk {
@@ -122,7 +136,7 @@ impl BodyDecoder {
                         if *left == 0 {
                             *chunk = Chunk::DataCr;
                         }
-                        return Ok(Decoded::Data(buf.split_to(take).freeze()));
+                        return Ok(Decoded::Data(take_data(buf, take)));
                     }
                     if *chunk == Chunk::Trailers {
                         return match self.trailers(buf)? {
@@ -379,5 +393,29 @@ pub(super) mod tests {
         );
         assert!(decoder.is_done());
         assert_eq!(&buf[..], b"HTTP/1.1");
+    }
+
+    #[test]
+    fn data_filling_the_buffer_owns_its_memory_and_small_reads_share_one_allocation() {
+        let mut decoder = BodyDecoder::new(Framing::Length(100_000), 16 * 1024);
+        let mut buf = BytesMut::with_capacity(64 * 1024);
+        buf.extend_from_slice(&[7; 64 * 1024]);
+        let Decoded::Data(data) = decoder.decode(&mut buf).unwrap() else {
+            panic!("expected data")
+        };
+        assert_eq!(data.len(), 64 * 1024);
+        assert!(data.try_into_mut().is_ok(), "a full read shares nothing");
+        assert_eq!(buf.capacity(), 0);
+
+        buf.reserve(64 * 1024);
+        buf.extend_from_slice(&[1; 100]);
+        let Decoded::Data(small) = decoder.decode(&mut buf).unwrap() else {
+            panic!("expected data")
+        };
+        assert_eq!(small.len(), 100);
+        assert!(
+            buf.capacity() >= 60 * 1024,
+            "the room after a small read stays"
+        );
     }
 }
