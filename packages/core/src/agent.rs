@@ -13,7 +13,7 @@ use crate::policy::CircuitState;
 use crate::request::{origin_of, DispatchRequest};
 use crate::runtime::runtime_handle;
 use crate::transport::connections::{ConnectionEvent, ConnectionObserver};
-use crate::transport::slots::Slots;
+use crate::transport::slots::{Entry, Slots};
 use crate::transport::Transport;
 use futures_util::FutureExt;
 use std::collections::BTreeMap;
@@ -168,7 +168,7 @@ impl Agent {
     ) {
         let started = self.prepare(request, controller, handler);
         let agent = self.clone();
-        self.runtime.spawn(agent.run(started));
+        self.runtime.spawn(agent.run(started, None));
     }
 
     /// Starts requests given together, as [`Agent::dispatch`] starts each, with one hand-off to the runtime
@@ -186,16 +186,12 @@ impl Agent {
             return;
         }
         let agent = self.clone();
-        let several = started.len() > 1;
         self.runtime.spawn(async move {
             for started in started {
-                tokio::spawn(agent.clone().run(started));
-            }
-            if several {
-                // The worker runs the task spawned last first (tokio's LIFO slot): an empty task takes that
-                // place, so the requests' tasks start in dispatch order and take their places in line for a
-                // connection (`connections`) as undici queues them.
-                tokio::spawn(async {});
+                // Each takes its place in line for a connection (`connections`) here, in dispatch order as
+                // undici queues them: the tasks themselves start in no set order (the one spawned last first).
+                let entry = agent.slots.enter(&started.request.url);
+                tokio::spawn(agent.clone().run(started, Some(entry)));
             }
         });
     }
@@ -219,8 +215,8 @@ impl Agent {
         }
     }
 
-    /// The task of one request.
-    async fn run<H: DispatchHandler>(self, started: Started<H>) {
+    /// The task of one request; `entry`: its place in line for a connection, when taken already.
+    async fn run<H: DispatchHandler>(self, started: Started<H>, entry: Option<Entry>) {
         let Started {
             request,
             controller,
@@ -235,9 +231,14 @@ impl Agent {
                 slots: &self.slots,
                 options: &self.options,
             };
-            let work =
-                AssertUnwindSafe(attempts.run(&upstream, request, turn, &controller, &mut handler))
-                    .catch_unwind();
+            let work = AssertUnwindSafe(attempts.run(
+                &upstream,
+                request,
+                (turn, entry),
+                &controller,
+                &mut handler,
+            ))
+            .catch_unwind();
             tokio::select! {
                 biased;
                 _ = controller.aborted() => return,

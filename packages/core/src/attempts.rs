@@ -10,7 +10,7 @@ use crate::policy::upstream::{upstream_failed, Turn, Upstream};
 use crate::request::{DispatchRequest, PanicPoint, Template};
 use crate::response::deliver;
 use crate::runtime::within;
-use crate::transport::slots::Slots;
+use crate::transport::slots::{Entry, Slots};
 use crate::transport::Transport;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
@@ -28,12 +28,13 @@ pub(crate) struct Attempts<'a> {
 
 impl Attempts<'_> {
     /// Carries one request through its origin's policies: circuit breaker, rate limit, a request slot (the
-    /// `connections` cap, the HTTP/2 probe), then attempts until one is not retried.
+    /// `connections` cap, the HTTP/2 probe; the first attempt's place in line may be taken already), then
+    /// attempts until one is not retried.
     pub(crate) async fn run<H: DispatchHandler>(
         &self,
         upstream: &Arc<Upstream>,
         request: DispatchRequest,
-        first_turn: Turn,
+        (first_turn, entry): (Turn, Option<Entry>),
         controller: &RequestController,
         handler: &mut H,
     ) -> Result<(), CoreError> {
@@ -54,11 +55,15 @@ impl Attempts<'_> {
         // new connection whatever the method: the server did not act on them.
         let mut resent = 0u32;
         let mut turn = Some(first_turn);
+        let mut entry = entry;
         loop {
             let turn = turn.take().unwrap_or_else(|| upstream.take_turn());
             let permit = upstream.breaker_permit()?;
             upstream.wait_turn(turn).await?;
-            let slot = self.slots.acquire(&template.url).await;
+            let slot = match entry.take() {
+                Some(entry) => entry.wait().await,
+                None => self.slots.acquire(&template.url).await,
+            };
             let sent = within(
                 headers_timeout,
                 self.transport.send(template.attempt(controller)),

@@ -150,73 +150,44 @@ impl Slots {
 
     /// Waits until a request to `url`'s origin may start. The returned slot holds its place until dropped.
     pub(crate) async fn acquire(self: &Arc<Self>, url: &str) -> Slot {
+        self.enter(url).wait().await
+    }
+
+    /// Takes a request's place in line for `url`'s origin at once (admitted, or queued behind those before
+    /// it): requests entered in some order are admitted in that order, whichever of their tasks runs first.
+    pub(crate) fn enter(self: &Arc<Self>, url: &str) -> Entry {
         let key = origin_of(url);
-        let (id, mut admitted) = {
-            let mut state = self.lock();
-            let id = state.next_id;
-            state.next_id += 1;
-            let protocol = if self.all_h2 {
-                Protocol::Http2
-            } else {
-                Protocol::Unknown
-            };
-            if state.origins.len() >= state.next_sweep && !state.origins.contains_key(key) {
-                state
-                    .origins
-                    .retain(|_, o| o.running > 0 || !o.waiters.is_empty());
-                state.next_sweep = (state.origins.len() * 2).max(FIRST_SWEEP);
-            }
-            let origin = state
+        let mut state = self.lock();
+        let id = state.next_id;
+        state.next_id += 1;
+        let protocol = if self.all_h2 {
+            Protocol::Http2
+        } else {
+            Protocol::Unknown
+        };
+        if state.origins.len() >= state.next_sweep && !state.origins.contains_key(key) {
+            state
                 .origins
-                .entry(key.to_string())
-                .or_insert_with(|| OriginSlots::new(protocol));
-            if origin.waiters.is_empty() && self.try_admit(key, origin, Instant::now()) {
-                return Slot::new(self, key);
-            }
+                .retain(|_, o| o.running > 0 || !o.waiters.is_empty());
+            state.next_sweep = (state.origins.len() * 2).max(FIRST_SWEEP);
+        }
+        let origin = state
+            .origins
+            .entry(key.to_string())
+            .or_insert_with(|| OriginSlots::new(protocol));
+        let admitted = if origin.waiters.is_empty() && self.try_admit(key, origin, Instant::now()) {
+            None
+        } else {
             let (tx, rx) = oneshot::channel();
             origin.waiters.push_back(Waiter { id, admit: tx });
-            (id, rx)
+            Some(rx)
         };
-        let mut waiting = Waiting {
-            slots: self,
-            key,
+        Entry {
+            slots: Arc::clone(self),
+            key: key.to_string(),
             id,
+            admitted,
             done: false,
-        };
-        loop {
-            let deadline = self.lock().origins.get(key).and_then(|o| o.probe_until);
-            let expired = match deadline {
-                Some(deadline) => {
-                    tokio::select! {
-                        result = &mut admitted => { let _ = result; false }
-                        _ = tokio::time::sleep_until(deadline) => true,
-                    }
-                }
-                None => {
-                    let _ = (&mut admitted).await;
-                    false
-                }
-            };
-            if !expired {
-                waiting.done = true;
-                return Slot::new(self, key);
-            }
-            // The probe is slow to answer: stop holding the others back.
-            let mut state = self.lock();
-            if let Some(origin) = state.origins.get_mut(key) {
-                if origin
-                    .probe_until
-                    .is_some_and(|until| Instant::now() >= until)
-                {
-                    origin.probe_until = None;
-                    self.admit_waiting(key, origin);
-                }
-            }
-            drop(state);
-            if let Ok(()) = admitted.try_recv() {
-                waiting.done = true;
-                return Slot::new(self, key);
-            }
         }
     }
 
@@ -271,14 +242,6 @@ pub(crate) struct Slot {
 }
 
 impl Slot {
-    fn new(slots: &Arc<Slots>, key: &str) -> Slot {
-        Slot {
-            slots: Arc::clone(slots),
-            key: key.to_string(),
-            protocol: Mutex::new(None),
-        }
-    }
-
     /// Records the protocol the response came over and lets requests held behind a probe go.
     pub(crate) fn observe(&self, version: http::Version) {
         let protocol = if version == http::Version::HTTP_2 {
@@ -298,31 +261,88 @@ impl Drop for Slot {
     }
 }
 
-/// Removes a request that stops waiting (aborted) from its origin's queue, or gives back the slot it was
-/// admitted to just as it went away.
-struct Waiting<'a> {
-    slots: &'a Arc<Slots>,
-    key: &'a str,
+/// A request's place in line for a [`Slot`] ([`Slots::enter`]). Dropped before it was admitted (the request
+/// was aborted or refused), it leaves the queue; admitted and dropped unused, it gives the slot back.
+pub(crate) struct Entry {
+    slots: Arc<Slots>,
+    key: String,
     id: u64,
+    /// `None`: admitted when entered.
+    admitted: Option<oneshot::Receiver<()>>,
+    /// The slot was taken: nothing to undo.
     done: bool,
 }
 
-impl Drop for Waiting<'_> {
+impl Entry {
+    /// Waits for the slot (at once when admitted on entering).
+    pub(crate) async fn wait(mut self) -> Slot {
+        let slots = Arc::clone(&self.slots);
+        // Kept in `self` while waiting: should this future be dropped (an abort), `drop` leaves the queue.
+        if let Some(admitted) = self.admitted.as_mut() {
+            loop {
+                let deadline = slots
+                    .lock()
+                    .origins
+                    .get(&self.key)
+                    .and_then(|o| o.probe_until);
+                let expired = match deadline {
+                    Some(deadline) => {
+                        tokio::select! {
+                            result = &mut *admitted => { let _ = result; false }
+                            _ = tokio::time::sleep_until(deadline) => true,
+                        }
+                    }
+                    None => {
+                        let _ = (&mut *admitted).await;
+                        false
+                    }
+                };
+                if !expired {
+                    break;
+                }
+                // The probe is slow to answer: stop holding the others back.
+                let mut state = slots.lock();
+                if let Some(origin) = state.origins.get_mut(&self.key) {
+                    if origin
+                        .probe_until
+                        .is_some_and(|until| Instant::now() >= until)
+                    {
+                        origin.probe_until = None;
+                        slots.admit_waiting(&self.key, origin);
+                    }
+                }
+                drop(state);
+                if let Ok(()) = admitted.try_recv() {
+                    break;
+                }
+            }
+        }
+        self.done = true;
+        Slot {
+            slots,
+            key: std::mem::take(&mut self.key),
+            protocol: Mutex::new(None),
+        }
+    }
+}
+
+impl Drop for Entry {
     fn drop(&mut self) {
         if self.done {
             return;
         }
-        let mut state = self.slots.lock();
-        let Some(origin) = state.origins.get_mut(self.key) else {
-            return;
-        };
-        if let Some(at) = origin.waiters.iter().position(|w| w.id == self.id) {
-            origin.waiters.remove(at);
-            return;
+        if self.admitted.is_some() {
+            let mut state = self.slots.lock();
+            let Some(origin) = state.origins.get_mut(&self.key) else {
+                return;
+            };
+            if let Some(at) = origin.waiters.iter().position(|w| w.id == self.id) {
+                origin.waiters.remove(at);
+                return;
+            }
         }
-        drop(state);
-        // Not queued any more: it was admitted and never took its slot.
-        self.slots.release(self.key, None);
+        // Admitted (on entering, or since) and never took its slot.
+        self.slots.release(&self.key, None);
     }
 }
 
@@ -335,6 +355,51 @@ mod tests {
         let counts = slots.counts();
         assert_eq!(counts.len(), 1);
         (counts[0].1, counts[0].2)
+    }
+
+    #[tokio::test]
+    async fn entries_are_admitted_in_the_order_they_were_entered_whatever_order_they_wait_in() {
+        let slots = Arc::new(Slots::new(Some(1), false, false));
+        let first = slots.enter("http://a.test/1");
+        let second = slots.enter("http://a.test/2");
+        let third = slots.enter("http://a.test/3");
+        assert_eq!(counts(&slots), (2, 1));
+        let third = tokio::spawn(third.wait());
+        let second = tokio::spawn(second.wait());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert!(!second.is_finished() && !third.is_finished());
+        drop(first.wait().await);
+        let second = second.await.unwrap();
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert!(!third.is_finished());
+        drop(second);
+        drop(third.await.unwrap());
+        assert!(slots.counts().is_empty());
+    }
+
+    #[tokio::test]
+    async fn an_entry_dropped_leaves_the_line_or_gives_its_slot_back() {
+        let slots = Arc::new(Slots::new(Some(1), false, false));
+        let first = slots.enter("http://a.test/1");
+        let second = slots.enter("http://a.test/2");
+        let third = slots.enter("http://a.test/3");
+        drop(second);
+        assert_eq!(counts(&slots), (1, 1));
+        // Admitted on entering, never waited for: its slot goes to the next in line.
+        drop(first);
+        drop(third.wait().await);
+        assert!(slots.counts().is_empty());
+        // A wait dropped midway (an abort) leaves the line too.
+        let held = slots.enter("http://a.test/4").wait().await;
+        let waiting = slots.enter("http://a.test/5");
+        assert!(
+            tokio::time::timeout(Duration::from_millis(20), waiting.wait())
+                .await
+                .is_err()
+        );
+        assert_eq!(counts(&slots), (0, 1));
+        drop(held);
+        assert!(slots.counts().is_empty());
     }
 
     #[tokio::test]
