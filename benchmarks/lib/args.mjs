@@ -5,7 +5,7 @@
  *   --rounds=N           rounds per scenario (default 3; medians are taken across rounds)
  *   --duration=MS        measured time per run (default 2000), --warmup=MS (default 500)
  *   --only=a,b           scenario ids to run (h1-get-64, h1-post-4k, h1-get-1m, h1s-get-64, h1-busy-64,
- *                        h1-latency-64, h2-get-64, h2-post-4k, h1-stream-100m, h1-scale-10k, ws-echo-1k, ws-echo-1m, glue)
+ *                        h1-latency-64, h1-get-64-c8, h2-get-64, h2-post-4k, h1-stream-100m, h1-scale-10k, ws-echo-1k, ws-echo-1m, glue)
  *   --clients=a,b        client ids to run (ours-dispatch, undici-fetch, node, impit, ceiling, …)
  *   --cpu-prof           write a V8 CPU profile of each client process to <out>/profiles/
  *   --out=DIR            where RESULTS.md, results.svg and results.json go (default: benchmarks/)

@@ -96,6 +96,20 @@ function allScenarios (quick) {
       concurrency: 1,
       clients: [...API_PAIRS, 'node']
     },
+    {
+      // No target: a service with a few calls in flight at once, between the latency row and the 100 of the
+      // load rows, where each thread's fixed cost per wake-up is shared by few requests.
+      id: 'h1-get-64-c8',
+      title: 'HTTP/1.1 GET 64 B, 8 in flight',
+      short: 'HTTP/1.1 GET 64 B, 8 in flight',
+      kind: 'load',
+      protocol: 'h1',
+      method: 'GET',
+      path: '/bytes/64',
+      requestBytes: 0,
+      concurrency: 8,
+      clients: API_PAIRS
+    },
     { id: 'h2-get-64', title: 'HTTP/2 (TLS) GET 64 B', kind: 'load', protocol: 'h2', method: 'GET', path: '/bytes/64', requestBytes: 0, clients: LOAD_CLIENTS },
     { id: 'h2-post-4k', title: 'HTTP/2 (TLS) POST 4 KiB', kind: 'load', protocol: 'h2', method: 'POST', path: '/upload', requestBytes: 4096, clients: LOAD_CLIENTS },
     {

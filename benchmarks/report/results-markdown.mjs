@@ -28,7 +28,7 @@ function machineSection (meta) {
 
 const METHOD = `Each client runs in a process of its own, forked by the runner; the servers (node:http, node:https and
 node:http2 over TLS, with a CA made for the run) run in another. A client keeps 100 requests in flight (1 in
-the latency row), reads every response body to the end, and reports requests/s, latency percentiles and CPU
+the latency row, 8 in the row that says so), reads every response body to the end, and reports requests/s, latency percentiles and CPU
 per request over the measured window, three ways: **all** threads of the client process
 (\`process.cpuUsage()\`: JS, libuv, V8's helper threads, tokio), the **JS** thread alone
 (\`/proc/self/task/<pid>/schedstat\`) and the **core**'s tokio threads (named \`reqwest-dispatc…\`); what is left
