@@ -23,6 +23,7 @@ mod error;
 #[cfg(test)]
 mod fuzz;
 mod handler;
+mod inline;
 mod metrics;
 mod options;
 mod policy;
