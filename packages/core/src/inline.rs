@@ -2,8 +2,8 @@
 //! first waits, so a request that finds an idle plain HTTP/1.1 connection is on the wire before the dispatch
 //! returns, and the task reaches the runtime only when its response arrives (`start_here`). With one request
 //! in flight the runtime's worker so wakes once per round trip instead of twice, and the JavaScript thread
-//! writes the request itself, as undici does: measured on the 1-in-flight row, the client's CPU per round
-//! trip fell by a fifth and the round trip by as much.
+//! writes the request itself, as undici does. Measured on the 1-in-flight row (`npm run bench`, 5 rounds):
+//! the client's CPU per round trip 134 → 115 µs (the runtime's share 64 → 29 µs), p50 174 → 164 µs.
 //!
 //! Only what costs the caller little runs there: the policies' bookkeeping, the pool checkout, the head's
 //! encoding and one non-blocking write of a small request. Everything else — opening a connection, TLS,
