@@ -53,7 +53,7 @@ fn thread_server(
 }
 
 /// Reads one request head (and a body of `content-length` bytes); `None` at the end of the stream.
-fn read_request(stream: &mut TcpStream) -> Option<String> {
+fn read_request(stream: &mut impl Read) -> Option<String> {
     let mut head = Vec::new();
     let mut byte = [0u8; 1];
     while !head.ends_with(b"\r\n\r\n") {
@@ -275,4 +275,74 @@ async fn a_request_written_here_fails_as_it_fails_on_the_runtime() {
         "{here:?}"
     );
     assert_eq!((&here.kind, &here.message), (&there.kind, &there.message));
+}
+
+#[tokio::test]
+async fn a_request_on_an_idle_tls_connection_is_left_to_the_runtime() {
+    let _worker = one_worker().await;
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = rcgen::CertificateParams::new(vec!["127.0.0.1".to_string()])
+        .unwrap()
+        .self_signed(&key)
+        .unwrap();
+    let config = std::sync::Arc::new(
+        rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(
+            vec![cert.der().clone()],
+            rustls::pki_types::PrivateKeyDer::try_from(key.serialize_der()).unwrap(),
+        )
+        .unwrap(),
+    );
+    // The same keep-alive server, over TLS (rustls on the server's own thread).
+    let (addr, seen) = thread_server(move |n, stream, seen| {
+        let connection = rustls::ServerConnection::new(std::sync::Arc::clone(&config)).unwrap();
+        let mut tls = rustls::StreamOwned::new(connection, stream);
+        while let Some(line) = read_request(&mut tls) {
+            let _ = seen.send(Seen::Request(n, line));
+            if tls.write_all(OK).and_then(|()| tls.flush()).is_err() {
+                return;
+            }
+        }
+    });
+    let agent = agent_with(reqwest_dispatcher_core::AgentOptions {
+        tls: reqwest_dispatcher_core::TlsOptions {
+            reject_unauthorized: false,
+            ..Default::default()
+        },
+        ..Default::default()
+    });
+    let https = |path: &str| format!("https://{addr}{path}");
+    let (ended_tx, ended) = channel();
+    let (release, release_rx) = channel();
+    agent.dispatch(
+        DispatchRequest::new("GET", https("/hold")),
+        RequestController::new(),
+        Blocking {
+            ended: ended_tx,
+            release: release_rx,
+        },
+    );
+    ended
+        .recv_timeout(LIMIT)
+        .expect("the holding request ended");
+
+    let (handler, events) = Recorder::new();
+    agent.dispatch_all_here([(
+        DispatchRequest::new("GET", https("/tls")),
+        RequestController::new(),
+        handler,
+    )]);
+    // TLS is the runtime's work: nothing reaches the server while the worker is held.
+    assert_eq!(next_request(&seen, Duration::from_millis(300)), None);
+    drop(release);
+    assert_eq!(events.finish().await.ok().0.status, 200);
+    assert_eq!(
+        next_request(&seen, LIMIT),
+        Some(Seen::Request(1, "GET /tls HTTP/1.1".into()))
+    );
 }
