@@ -196,6 +196,24 @@ impl Agent {
         });
     }
 
+    /// Starts requests given together, each first driven on the calling thread until it waits (`inline.rs`):
+    /// a small request to an origin with an idle plain HTTP/1.1 connection is written before this returns,
+    /// and its task reaches the runtime when the response arrives. For a caller with few requests in flight,
+    /// whose runtime worker is likely parked: the worker then wakes once per request, not twice. (With many
+    /// in flight the worker is awake anyway, and [`Agent::dispatch_all`] keeps the writes off the caller's
+    /// thread.)
+    pub fn dispatch_all_here<H: DispatchHandler>(
+        &self,
+        requests: impl IntoIterator<Item = (DispatchRequest, RequestController, H)>,
+    ) {
+        for (request, controller, handler) in requests {
+            let started = self.prepare(request, controller, handler);
+            // In line for a connection in dispatch order, as in `dispatch_all`.
+            let entry = self.slots.enter(&started.request.url);
+            crate::inline::start_here(&self.runtime, self.clone().run(started, Some(entry)));
+        }
+    }
+
     /// What starting a request takes on the caller's thread: its origin's state, and its turn with the rate
     /// limiter, which serves requests in the order they were dispatched (not in the order their tasks run).
     fn prepare<H: DispatchHandler>(

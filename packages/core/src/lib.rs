@@ -5,7 +5,8 @@
 //! decompression, no redirect following, status message and trailers kept, errors carrying undici's codes.
 //! The Node bridge (`packages/node/native`) only marshals these types to and from JavaScript.
 //!
-//! Layout: [`Agent`] (`agent.rs`) spawns one task per request, the attempt loop (`attempts.rs`), which takes
+//! Layout: [`Agent`] (`agent.rs`) spawns one task per request (or, with few in flight, starts it on the caller's
+//! thread until it waits: `inline.rs`), the attempt loop (`attempts.rs`), which takes
 //! the request ([`DispatchRequest`], `request.rs`) through its origin's policies (`policy/`: retry, circuit
 //! breaker, rate limit) and over the network (`transport/`: the HTTP/1.1 engine in `transport/h1/`,
 //! hyper-util for HTTP/2 and proxies, connections, TLS, the classification of their failures), then streams
@@ -23,6 +24,7 @@ mod error;
 #[cfg(test)]
 mod fuzz;
 mod handler;
+mod inline;
 mod metrics;
 mod options;
 mod policy;

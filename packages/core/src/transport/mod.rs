@@ -140,7 +140,11 @@ impl Transport {
             Some(h1) => send_h1(h1, request).await,
             // Boxed: the other paths' futures are large, and would otherwise make every request's future
             // (moved several times per request) as large.
-            None => Box::pin(self.send_other(request)).await,
+            None => {
+                // HTTP/2 and proxies run on the runtime only.
+                crate::inline::leave().await;
+                Box::pin(self.send_other(request)).await
+            }
         }
     }
 

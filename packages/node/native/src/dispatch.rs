@@ -23,6 +23,12 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 /// keep a fast consumer busy between two drains, small enough that 100 large responses queue at most 25 MiB.
 const RESPONSE_CREDIT: usize = 256 * 1024;
 
+/// Most requests an agent may have in flight (these included) for a batch to start on the JavaScript thread
+/// (`Agent::dispatch_all_here`: a small request on an idle HTTP/1.1 connection is written before
+/// `dispatchBatch` returns). With few in flight the runtime's worker is likely parked, and its wake-up would
+/// delay the request; with more it is awake, and the writes stay off the JavaScript thread.
+const START_HERE_IN_FLIGHT: usize = 4;
+
 fn request_id(cx: &mut FunctionContext, index: usize) -> NeonResult<u64> {
     Ok(cx.argument::<JsNumber>(index)?.value(cx) as u64)
 }
@@ -102,7 +108,11 @@ pub fn dispatch_batch(mut cx: FunctionContext) -> JsResult<JsUndefined> {
         }
     }
     // What was read goes out even when the rest could not be: those requests are registered already.
-    core.dispatch_all(started);
+    if agent.queue.in_flight() <= START_HERE_IN_FLIGHT {
+        core.dispatch_all_here(started);
+    } else {
+        core.dispatch_all(started);
+    }
     outcome.map(|()| cx.undefined())
 }
 

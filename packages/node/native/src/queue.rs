@@ -110,6 +110,11 @@ impl EventQueue {
         lock(&self.requests).insert(id, handle);
     }
 
+    /// How many requests are in flight.
+    pub fn in_flight(&self) -> usize {
+        lock(&self.requests).len()
+    }
+
     /// Runs `f` on the handle of request `id`, if it is still in flight.
     pub fn with_request<T>(&self, id: u64, f: impl FnOnce(&RequestHandle) -> T) -> Option<T> {
         lock(&self.requests).get(&id).map(f)

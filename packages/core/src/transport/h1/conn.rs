@@ -181,6 +181,17 @@ impl Connection {
         true
     }
 
+    /// Whether writing `body` with its head on this connection is one small write on a plain TCP socket:
+    /// what may be done on the thread that dispatched the request (`inline.rs`).
+    pub(crate) fn light(&self, body: &RequestBody) -> bool {
+        let small = match body {
+            RequestBody::None => true,
+            RequestBody::Bytes(bytes) => bytes.len() <= COALESCE_BODY,
+            RequestBody::Pull(_) => false,
+        };
+        small && matches!(self.stream, Stream::Tcp(_))
+    }
+
     async fn write(&mut self, data: &[u8]) -> Result<(), WriteFailure> {
         match self.stream.write_all(data).await {
             Ok(()) => {

@@ -22,6 +22,7 @@ mod write;
 use crate::controller::Gate;
 use crate::error::{CoreError, ErrorKind};
 use crate::handler::RawHeaders;
+use crate::inline;
 use crate::options::AgentOptions;
 use crate::transport::connections::{ConnectionEvent, ConnectionObserver};
 use body::BodyDecoder;
@@ -104,14 +105,22 @@ impl Http1 {
     ) -> Result<Response, CoreError> {
         let mut connection = match self.pool.checkout(origin) {
             Some(connection) => connection,
-            // Boxed: opening a connection (resolution, TCP, TLS) is most of this future's size, and is
-            // rare; inline, every request's future would carry (and move) its 1.5 KiB.
-            None => Box::pin(self.open(origin, target)).await?,
+            None => {
+                // Opening a connection is the runtime's work, not the dispatching thread's.
+                inline::leave().await;
+                // Boxed: opening a connection (resolution, TCP, TLS) is most of this future's size, and is
+                // rare; inline, every request's future would carry (and move) its 1.5 KiB.
+                Box::pin(self.open(origin, target)).await?
+            }
         };
         if let Some(gate) = request.gate {
             // Aborted here, the connection closes unwritten (as undici destroys the socket of a request
             // aborted in `onConnect`).
             gate.pass().await?;
+        }
+        if !connection.light(&request.body) || request.upgrade.is_some() {
+            // Only a small request on a plain TCP connection is written from the dispatching thread.
+            inline::leave().await;
         }
         let reused = connection.served > 0;
         let body_framing = match &request.body {
