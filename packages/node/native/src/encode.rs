@@ -4,7 +4,8 @@
 //! A batch is numbers, one string and the body bytes. The numbers ([`protocol::EVENT_FIELDS`] per event) go to
 //! a `Float64Array` the queue keeps from batch to batch; every string of the batch (heads, trailers, error
 //! texts, origins) is appended to one text, each event giving the length of its own piece; small body chunks
-//! are copied into one Buffer, large ones that nothing else shares travel as Buffers of their own, uncopied.
+//! are copied into one Buffer, large ones travel as Buffers of their own (uncopied when nothing else shares
+//! their memory and their consumer keeps up; see `Placement`).
 //! So a batch costs a handful of N-API calls, whatever the number of its events: per-event and per-header
 //! JavaScript values showed up in profiles.
 //!
@@ -51,19 +52,18 @@ const OWN_BUFFER_BYTES: usize = 64 * 1024;
 
 /// Encodes `events`.
 pub fn batch<'a, C: Context<'a>>(cx: &mut C, mut events: Vec<Event>) -> NeonResult<Batch<'a>> {
-    // Large unshared chunks of requests that were never paused go as Buffers of their own; every other
-    // chunk is copied into the batch's one Buffer.
-    let mut owned: Vec<Option<BytesMut>> = Vec::with_capacity(events.len());
+    // Where each chunk goes (see `Placement`); the small ones add up to the batch Buffer's length.
+    let mut placements: Vec<Placement> = Vec::with_capacity(events.len());
     let mut data_len = 0;
     for event in &mut events {
-        let own = match event {
-            Event::Data(_, chunk, controller) if !controller.was_paused() => own_chunk(chunk),
-            _ => None,
+        let placement = match event {
+            Event::Data(_, chunk, controller) => placement(chunk, controller),
+            _ => Placement::Batch,
         };
-        if let (Event::Data(_, chunk, _), None) = (&*event, &own) {
+        if let (Event::Data(_, chunk, _), Placement::Batch) = (&*event, &placement) {
             data_len += chunk.len();
         }
-        owned.push(own);
+        placements.push(placement);
     }
     // V8 allocates the batch Buffer's memory itself: young Buffers of that kind count towards V8's
     // young-generation limit, so a slow consumer's garbage is collected by scavenges (~32 MiB) rather
@@ -84,11 +84,11 @@ pub fn batch<'a, C: Context<'a>>(cx: &mut C, mut events: Vec<Event>) -> NeonResu
         finished: Vec::new(),
     };
     let mut failed = Vec::new();
-    for (event, own) in events.into_iter().zip(owned) {
+    for (event, placement) in events.into_iter().zip(placements) {
         let request = event.request();
         let mark = writer.mark();
         let outcome = catch_unwind(AssertUnwindSafe(|| {
-            cx.try_catch(|cx| writer.event(cx, event, own))
+            cx.try_catch(|cx| writer.event(cx, event, placement))
         }));
         let error = match outcome {
             Ok(Ok(())) => continue,
@@ -192,13 +192,13 @@ impl<'a> Writer<'a> {
         &mut self,
         cx: &mut C,
         event: Event,
-        own: Option<BytesMut>,
+        placement: Placement,
     ) -> NeonResult<()> {
         let units = self.text.units;
         let (kind, id, a, b) = match event {
             Event::Start(id, head) => (protocol::START, id, self.start(cx, &head)?, 0.0),
             Event::Data(id, chunk, controller) => {
-                let (at, length) = self.data(cx, chunk, own, controller)?;
+                let (at, length) = self.data(cx, chunk, placement, controller)?;
                 (protocol::DATA, id, at, length)
             }
             Event::End(id, trailers) => {
@@ -246,34 +246,50 @@ impl<'a> Writer<'a> {
         &mut self,
         cx: &mut C,
         chunk: Bytes,
-        own: Option<BytesMut>,
+        placement: Placement,
         controller: RequestController,
     ) -> NeonResult<(f64, f64)> {
-        let (at, length) = match (own, self.data) {
-            // A large chunk nothing else shares becomes a Buffer of its own, uncopied.
-            (Some(owned), _) => {
-                let length = owned.len();
-                let buffer = JsBuffer::external(cx, owned);
-                let list = match self.buffers {
-                    Some(list) => list,
-                    None => *self.buffers.insert(JsArray::new(cx, 1)),
-                };
-                list.set(cx, self.buffer_count, buffer)?;
-                self.buffer_count += 1;
-                (-f64::from(self.buffer_count), length)
-            }
-            (None, Some(mut buffer)) => {
+        let (at, length) = match (placement, self.data) {
+            (Placement::Batch, Some(mut buffer)) => {
                 let length = chunk.len();
                 let filled = self.filled;
                 buffer.as_mut_slice(cx)[filled..filled + length].copy_from_slice(&chunk);
                 self.filled += length;
                 (filled as f64, length)
             }
-            // Cannot happen: every chunk not owned counted towards the batch Buffer's length.
-            (None, None) => return cx.throw_error("reqwest-dispatcher: batch Buffer missing"),
+            // Cannot happen: every chunk placed in the batch counted towards its Buffer's length.
+            (Placement::Batch, None) => {
+                return cx.throw_error("reqwest-dispatcher: batch Buffer missing")
+            }
+            (Placement::External(owned), _) => {
+                let length = owned.len();
+                let buffer = JsBuffer::external(cx, owned);
+                (self.own_buffer(cx, buffer)?, length)
+            }
+            (Placement::Copied, _) => {
+                let length = chunk.len();
+                let mut buffer = JsBuffer::new(cx, length)?;
+                buffer.as_mut_slice(cx).copy_from_slice(&chunk);
+                (self.own_buffer(cx, buffer)?, length)
+            }
         };
         self.released.push((controller, length));
         Ok((at, length as f64))
+    }
+
+    /// Appends `buffer` to the batch's Buffers of their own; returns the DATA number naming it.
+    fn own_buffer<C: Context<'a>>(
+        &mut self,
+        cx: &mut C,
+        buffer: Handle<'a, JsBuffer>,
+    ) -> NeonResult<f64> {
+        let list = match self.buffers {
+            Some(list) => list,
+            None => *self.buffers.insert(JsArray::new(cx, 1)),
+        };
+        list.set(cx, self.buffer_count, buffer)?;
+        self.buffer_count += 1;
+        Ok(-f64::from(self.buffer_count))
     }
 
     fn end(&mut self, id: u64, trailers: &RawHeaders) {
@@ -341,17 +357,35 @@ impl<'a> Writer<'a> {
     }
 }
 
-/// The chunk's memory, owned, if it is large and unshared (hyper hands over its read buffer's bytes); the
-/// chunk is left empty then.
-fn own_chunk(chunk: &mut Bytes) -> Option<BytesMut> {
+/// Where a body chunk's bytes go.
+enum Placement {
+    /// Copied into the batch's one Buffer: small chunks, one N-API Buffer per batch rather than per chunk.
+    Batch,
+    /// A Buffer of its own over the chunk's own memory, uncopied: a large chunk nothing else shares, of a
+    /// consumer that keeps up.
+    External(BytesMut),
+    /// Copied into a Buffer of its own that V8 allocates: a large chunk of a consumer that held the stream
+    /// back. Such consumers keep chunks a while (a stream's queue, a body collected until its end), and
+    /// young Buffers of that kind count towards V8's young generation, so their garbage is collected by
+    /// scavenges (~32 MiB) rather than waiting for the external-memory limit of a full GC (~64 MiB), as
+    /// external Buffers do. One Buffer per chunk, not a share of the batch's: a chunk kept alive keeps
+    /// only its own bytes, not those of every other request in the batch.
+    Copied,
+}
+
+/// Where `chunk` goes; its memory is taken (the chunk left empty) when it goes uncopied.
+fn placement(chunk: &mut Bytes, controller: &RequestController) -> Placement {
     if chunk.len() < OWN_BUFFER_BYTES {
-        return None;
+        return Placement::Batch;
+    }
+    if controller.was_paused() {
+        return Placement::Copied;
     }
     match std::mem::take(chunk).try_into_mut() {
-        Ok(owned) => Some(owned),
+        Ok(owned) => Placement::External(owned),
         Err(shared) => {
             *chunk = shared;
-            None
+            Placement::Copied
         }
     }
 }
