@@ -82,6 +82,17 @@ fn keep_alive(n: usize, mut stream: TcpStream, seen: &Sender<Seen>) {
     }
 }
 
+/// Answers a connection's first request with `OK`, records the next one's request line, and closes the
+/// connection without answering it.
+fn answer_once_then_drop(n: usize, mut stream: TcpStream, seen: &Sender<Seen>) {
+    if read_request(&mut stream).is_some() && stream.write_all(OK).is_ok() {
+        if let Some(line) = read_request(&mut stream) {
+            let _ = seen.send(Seen::Request(n, line));
+        }
+    }
+    let _ = stream.shutdown(std::net::Shutdown::Both);
+}
+
 /// A handler that holds the runtime's worker in `on_response_end` until released.
 struct Blocking {
     ended: Sender<()>,
@@ -216,16 +227,12 @@ async fn a_large_body_is_left_to_the_runtime() {
 async fn a_request_the_server_drops_unanswered_after_a_write_from_here_is_sent_again() {
     let _worker = one_worker().await;
     // The first connection answers the holding request, then closes when the next one comes.
-    let (addr, seen) = thread_server(|n, mut stream, seen| {
+    let (addr, seen) = thread_server(|n, stream, seen| {
         if n > 1 {
-            return keep_alive(n, stream, seen);
+            keep_alive(n, stream, seen)
+        } else {
+            answer_once_then_drop(n, stream, seen)
         }
-        if read_request(&mut stream).is_some() && stream.write_all(OK).is_ok() {
-            if let Some(line) = read_request(&mut stream) {
-                let _ = seen.send(Seen::Request(n, line));
-            }
-        }
-        let _ = stream.shutdown(std::net::Shutdown::Both);
     });
     let agent = agent();
     let release = hold_worker(&agent, addr);
@@ -250,12 +257,7 @@ async fn a_request_written_here_fails_as_it_fails_on_the_runtime() {
     let _worker = one_worker().await;
     // Every connection answers one request, then closes unanswered when the next one comes: a POST (not
     // sent again) on the reused connection fails.
-    let (addr, _seen) = thread_server(|_, mut stream, _| {
-        if read_request(&mut stream).is_some() && stream.write_all(OK).is_ok() {
-            let _ = read_request(&mut stream);
-        }
-        let _ = stream.shutdown(std::net::Shutdown::Both);
-    });
+    let (addr, _seen) = thread_server(answer_once_then_drop);
     let post = || DispatchRequest::new("POST", url(addr, "/lost"));
     let agent = agent();
 

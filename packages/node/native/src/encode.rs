@@ -267,10 +267,8 @@ impl<'a> Writer<'a> {
                 (self.own_buffer(cx, buffer)?, length)
             }
             (Placement::Copied, _) => {
-                let length = chunk.len();
-                let mut buffer = JsBuffer::new(cx, length)?;
-                buffer.as_mut_slice(cx).copy_from_slice(&chunk);
-                (self.own_buffer(cx, buffer)?, length)
+                let buffer = JsBuffer::from_slice(cx, &chunk)?;
+                (self.own_buffer(cx, buffer)?, chunk.len())
             }
         };
         self.released.push((controller, length));
