@@ -2,6 +2,7 @@
 //! counters), what it reports ([`AgentEvent`]), and `dispatch`, which spawns each request's task and contains
 //! its panics. The task itself is the attempt loop (`attempts.rs`).
 
+use crate::after_poll::deferring;
 use crate::attempts::Attempts;
 use crate::controller::RequestController;
 use crate::error::CoreError;
@@ -168,7 +169,7 @@ impl Agent {
     ) {
         let started = self.prepare(request, controller, handler);
         let agent = self.clone();
-        self.runtime.spawn(agent.run(started, None));
+        self.runtime.spawn(deferring(agent.run(started, None)));
     }
 
     /// Starts requests given together, as [`Agent::dispatch`] starts each, with one hand-off to the runtime
@@ -191,7 +192,7 @@ impl Agent {
                 // Each takes its place in line for a connection (`connections`) here, in dispatch order as
                 // undici queues them: the tasks themselves start in no set order (the one spawned last first).
                 let entry = agent.slots.enter(&started.request.url);
-                tokio::spawn(agent.clone().run(started, Some(entry)));
+                tokio::spawn(deferring(agent.clone().run(started, Some(entry))));
             }
         });
     }
@@ -210,7 +211,10 @@ impl Agent {
             let started = self.prepare(request, controller, handler);
             // In line for a connection in dispatch order, as in `dispatch_all`.
             let entry = self.slots.enter(&started.request.url);
-            crate::inline::start_here(&self.runtime, self.clone().run(started, Some(entry)));
+            crate::inline::start_here(
+                &self.runtime,
+                deferring(self.clone().run(started, Some(entry))),
+            );
         }
     }
 

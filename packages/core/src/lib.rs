@@ -16,6 +16,7 @@
 //! in `body.rs`, counters in `metrics.rs`, the error catalogue in `error.rs`, the shared tokio runtime in
 //! `runtime.rs`.
 
+mod after_poll;
 mod agent;
 mod attempts;
 mod body;
@@ -35,6 +36,7 @@ mod transport;
 mod tunnel;
 mod upgrade;
 
+pub use after_poll::after_poll;
 pub use agent::{Agent, AgentEvent, AgentObserver, OriginStats};
 pub use body::{BodyChunk, BodyPull, BodySender};
 pub use controller::RequestController;

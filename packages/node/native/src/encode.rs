@@ -13,7 +13,6 @@
 //! under the test hooks. Such a failure ends the request the event belongs to with `UND_ERR_INTERNAL` and the
 //! rest of the batch is encoded as usual: one bad event never strands the others.
 
-use crate::marshal::{join_fields, join_fields_after};
 use crate::protocol::{self, FIELD_SEPARATOR};
 use crate::queue::Event;
 use bytes::{Bytes, BytesMut};
@@ -22,7 +21,7 @@ use neon::types::buffer::TypedArray;
 use reqwest_dispatcher_core::{
     AgentEvent, ConnectionEvent, CoreError, ErrorKind, RawHeaders, RequestController, ResponseHead,
 };
-use std::fmt::Write;
+use std::net::SocketAddr;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 /// An encoded batch and what the queue must do once it is delivered.
@@ -68,8 +67,10 @@ pub fn batch<'a, C: Context<'a>>(cx: &mut C, mut events: Vec<Event>) -> NeonResu
     // V8 allocates the batch Buffer's memory itself: young Buffers of that kind count towards V8's
     // young-generation limit, so a slow consumer's garbage is collected by scavenges (~32 MiB) rather
     // than waiting for the external-memory limit of a full GC (~64 MiB), as external Buffers do.
+    // Its memory is left uninitialized: the chunks fill it, and what they leave (an event that failed after
+    // its space was counted) is zeroed below, before JavaScript sees the Buffer.
     let data = if data_len > 0 {
-        Some(JsBuffer::new(cx, data_len)?)
+        Some(uninitialized_buffer(cx, data_len)?)
     } else {
         None
     };
@@ -108,8 +109,11 @@ pub fn batch<'a, C: Context<'a>>(cx: &mut C, mut events: Vec<Event>) -> NeonResu
         }
         writer.failure(request, &error);
     }
+    if let Some(mut buffer) = writer.data {
+        buffer.as_mut_slice(cx)[writer.filled..].fill(0);
+    }
     Ok(Batch {
-        text: cx.string(&writer.text.string),
+        text: cx.string(writer.text.into_string()),
         numbers: writer.numbers,
         data: writer.data,
         buffers: writer.buffers,
@@ -119,16 +123,18 @@ pub fn batch<'a, C: Context<'a>>(cx: &mut C, mut events: Vec<Event>) -> NeonResu
     })
 }
 
-/// The batch's text, and its length in UTF-16 code units (JavaScript's string offsets).
+/// The batch's text as UTF-8 bytes, and its length in UTF-16 code units (JavaScript's string offsets). Built
+/// as bytes and checked once, when the batch is done: header bytes (latin1, almost always ASCII) are appended
+/// as they are instead of going through a `&str` piece by piece.
 #[derive(Default)]
 struct Text {
-    string: String,
+    bytes: Vec<u8>,
     units: usize,
 }
 
 impl Text {
     fn push_str(&mut self, s: &str) {
-        self.string.push_str(s);
+        self.bytes.extend_from_slice(s.as_bytes());
         self.units += if s.is_ascii() {
             s.len()
         } else {
@@ -136,11 +142,95 @@ impl Text {
         };
     }
 
+    /// Appends bytes one char per byte (latin1): a byte above 0x7F is the char of the same value, two bytes
+    /// of UTF-8 and one UTF-16 unit.
+    fn push_latin1(&mut self, bytes: &[u8]) {
+        self.units += bytes.len();
+        if bytes.is_ascii() {
+            self.bytes.extend_from_slice(bytes);
+            return;
+        }
+        for &byte in bytes {
+            if byte.is_ascii() {
+                self.bytes.push(byte);
+            } else {
+                self.bytes
+                    .extend_from_slice(&[0xc0 | (byte >> 6), 0x80 | (byte & 0x3f)]);
+            }
+        }
+    }
+
+    fn push_separator(&mut self) {
+        self.bytes.push(FIELD_SEPARATOR as u8);
+        self.units += 1;
+    }
+
     /// `first\0second`.
     fn push_pair(&mut self, first: &str, second: &str) {
         self.push_str(first);
-        self.push_str(FIELD_SEPARATOR.encode_utf8(&mut [0; 4]));
+        self.push_separator();
         self.push_str(second);
+    }
+
+    /// `[first\0]name\0value\0…` in latin1: one JS string per head instead of two per header. Names keep the
+    /// sender's case.
+    fn push_fields(&mut self, first: Option<&[u8]>, headers: &RawHeaders) {
+        if let Some(first) = first {
+            self.push_latin1(first);
+        }
+        let mut started = first.is_some();
+        for (name, value) in headers.iter() {
+            if started {
+                self.push_separator();
+            }
+            started = true;
+            self.push_latin1(name);
+            self.push_separator();
+            self.push_latin1(value);
+        }
+    }
+
+    /// `addr` as its `Display` writes it (`ip:port`, `[ip]:port`); IPv4 without the formatting machinery,
+    /// which took as many instructions as the rest of a small response's head.
+    fn push_addr(&mut self, addr: SocketAddr) {
+        match addr {
+            SocketAddr::V4(v4) => {
+                for (i, octet) in v4.ip().octets().into_iter().enumerate() {
+                    if i > 0 {
+                        self.push_ascii(b".");
+                    }
+                    self.push_decimal(u16::from(octet));
+                }
+                self.push_ascii(b":");
+                self.push_decimal(v4.port());
+            }
+            SocketAddr::V6(_) => self.push_str(&addr.to_string()),
+        }
+    }
+
+    fn push_ascii(&mut self, ascii: &[u8]) {
+        self.bytes.extend_from_slice(ascii);
+        self.units += ascii.len();
+    }
+
+    fn push_decimal(&mut self, mut n: u16) {
+        let mut digits = [0u8; 5];
+        let mut at = digits.len();
+        loop {
+            at -= 1;
+            digits[at] = b'0' + (n % 10) as u8;
+            n /= 10;
+            if n == 0 {
+                break;
+            }
+        }
+        self.push_ascii(&digits[at..]);
+    }
+
+    /// The text as a string. Every piece was UTF-8 (a `&str`, or latin1 encoded above), so the check passes.
+    fn into_string(self) -> String {
+        String::from_utf8(self.bytes)
+            .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
     }
 }
 
@@ -170,7 +260,7 @@ impl<'a> Writer<'a> {
     fn mark(&self) -> Mark {
         Mark {
             numbers: self.numbers.len(),
-            bytes: self.text.string.len(),
+            bytes: self.text.bytes.len(),
             units: self.text.units,
             filled: self.filled,
             released: self.released.len(),
@@ -180,7 +270,7 @@ impl<'a> Writer<'a> {
 
     fn rewind(&mut self, mark: Mark) {
         self.numbers.truncate(mark.numbers);
-        self.text.string.truncate(mark.bytes);
+        self.text.bytes.truncate(mark.bytes);
         self.text.units = mark.units;
         self.filled = mark.filled;
         self.released.truncate(mark.released);
@@ -232,11 +322,15 @@ impl<'a> Writer<'a> {
     /// The head's fields go to the text; returns the START number.
     fn start<C: Context<'a>>(&mut self, cx: &mut C, head: &ResponseHead) -> NeonResult<f64> {
         test_hooks::on_start(cx, head.status)?;
-        self.text.push_str(&join_fields_after(
-            connection_fields(head),
-            Some(&head.status_text),
-            &head.headers,
-        ));
+        // `remote\0local\0`: the connection's addresses (`ip:port`, empty when unknown), then the head.
+        for addr in [head.remote_addr, head.local_addr] {
+            if let Some(addr) = addr {
+                self.text.push_addr(addr);
+            }
+            self.text.push_separator();
+        }
+        self.text
+            .push_fields(Some(&head.status_text), &head.headers);
         Ok(start_code(head))
     }
 
@@ -267,7 +361,8 @@ impl<'a> Writer<'a> {
                 (self.own_buffer(cx, buffer)?, length)
             }
             (Placement::Copied, _) => {
-                let buffer = JsBuffer::from_slice(cx, &chunk)?;
+                let mut buffer = uninitialized_buffer(cx, chunk.len())?;
+                buffer.as_mut_slice(cx).copy_from_slice(&chunk);
                 (self.own_buffer(cx, buffer)?, chunk.len())
             }
         };
@@ -291,7 +386,7 @@ impl<'a> Writer<'a> {
     }
 
     fn end(&mut self, id: u64, trailers: &RawHeaders) {
-        self.text.push_str(&join_fields(None, trailers));
+        self.text.push_fields(None, trailers);
         self.finished.push(id);
     }
 
@@ -371,6 +466,18 @@ enum Placement {
     Copied,
 }
 
+/// A Buffer of `len` bytes whose memory V8 allocates and nobody zero-fills: `JsBuffer::new` (and `from_slice`,
+/// which uses it) writes zeroes that the copy of a chunk then overwrites, a memset as long as the memcpy on
+/// the JavaScript thread. Every caller overwrites all `len` bytes before the Buffer reaches JavaScript.
+fn uninitialized_buffer<'a, C: Context<'a>>(cx: &mut C, len: usize) -> JsResult<'a, JsBuffer> {
+    // SAFETY: neon's `uninitialized` is unsafe because the Buffer's bytes are whatever the allocator left
+    // there; reading them would expose stale memory to JavaScript. Rust only ever writes into them
+    // (`copy_from_slice`, `fill`) through `as_mut_slice`, and every byte is written before the handle is
+    // passed to JavaScript: a chunk's own Buffer is filled by one copy of the chunk right away, and the
+    // batch Buffer by its chunks, its unfilled tail zeroed once every event is encoded (see `batch`).
+    unsafe { JsBuffer::uninitialized(cx, len) }
+}
+
 /// Where `chunk` goes; its memory is taken (the chunk left empty) when it goes uncopied.
 fn placement(chunk: &mut Bytes, controller: &RequestController) -> Placement {
     if chunk.len() < OWN_BUFFER_BYTES {
@@ -398,18 +505,6 @@ fn start_code(head: &ResponseHead) -> f64 {
         _ => 11.0,
     };
     f64::from(head.status) + 1000.0 * version
-}
-
-/// `remote\0local\0`: the connection's addresses (`ip:port`, empty when unknown), ahead of the head fields.
-fn connection_fields(head: &ResponseHead) -> String {
-    let mut out = String::with_capacity(48);
-    for addr in [head.remote_addr, head.local_addr] {
-        if let Some(addr) = addr {
-            let _ = write!(out, "{addr}");
-        }
-        out.push(FIELD_SEPARATOR);
-    }
-    out
 }
 
 /// A caught exception as text, for the error of the request it failed.
@@ -440,5 +535,116 @@ mod test_hooks {
             panic!("test hook: encoding panicked");
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::marshal::{split_fields, string_to_latin1};
+    use bytes::Bytes;
+    use proptest::prelude::*;
+
+    fn text_of(fill: impl FnOnce(&mut Text)) -> (String, usize) {
+        let mut text = Text::default();
+        fill(&mut text);
+        let units = text.units;
+        (text.into_string(), units)
+    }
+
+    #[test]
+    fn latin1_round_trips_every_byte() {
+        let bytes: Vec<u8> = (0..=255).collect();
+        let (text, units) = text_of(|t| t.push_latin1(&bytes));
+        assert_eq!(units, 256);
+        assert_eq!(text.encode_utf16().count(), 256);
+        assert_eq!(string_to_latin1(text), bytes);
+    }
+
+    #[test]
+    fn fields_join_and_split_back() {
+        let mut headers = RawHeaders::new();
+        headers.push("Set-Cookie", "a=1");
+        headers.push("set-cookie", "b=2");
+        headers.push("x-latin1", &b"caf\xe9"[..]);
+        let (joined, units) = text_of(|t| t.push_fields(Some(b"OK"), &headers));
+        assert_eq!(units, joined.encode_utf16().count());
+        let (status, rest) = joined.split_once(FIELD_SEPARATOR).unwrap();
+        assert_eq!(status, "OK");
+        let pairs = split_fields(&string_to_latin1(rest.to_string()));
+        assert_eq!(pairs.len(), 3);
+        assert_eq!(pairs[0], ("Set-Cookie".to_string(), Bytes::from("a=1")));
+        assert_eq!(
+            pairs[2],
+            ("x-latin1".to_string(), Bytes::from(&b"caf\xe9"[..]))
+        );
+        assert_eq!(text_of(|t| t.push_fields(None, &RawHeaders::new())).0, "");
+        assert_eq!(
+            text_of(|t| t.push_fields(Some(b""), &RawHeaders::new())).0,
+            ""
+        );
+    }
+
+    #[test]
+    fn addresses_read_as_their_display() {
+        for addr in [
+            "127.0.0.1:80",
+            "0.0.0.0:0",
+            "255.255.255.255:65535",
+            "10.20.3.4:8080",
+            "[::1]:443",
+            "[fe80::1%2]:9",
+        ] {
+            let addr: SocketAddr = addr.parse().unwrap();
+            let (text, units) = text_of(|t| t.push_addr(addr));
+            assert_eq!(text, addr.to_string());
+            assert_eq!(units, text.len());
+        }
+    }
+
+    fn config() -> ProptestConfig {
+        ProptestConfig {
+            cases: 512,
+            failure_persistence: None,
+            ..ProptestConfig::default()
+        }
+    }
+
+    proptest! {
+        #![proptest_config(config())]
+
+        #[test]
+        fn every_byte_sequence_survives_latin1(bytes in proptest::collection::vec(any::<u8>(), 0..200)) {
+            let (text, units) = text_of(|t| t.push_latin1(&bytes));
+            prop_assert_eq!(units, text.encode_utf16().count());
+            prop_assert_eq!(string_to_latin1(text), bytes);
+        }
+
+        #[test]
+        fn header_fields_join_and_split_back(
+            pairs in proptest::collection::vec(("[a-zA-Z-]{1,12}", proptest::collection::vec(1u8..=255, 0..20)), 0..8),
+        ) {
+            let mut headers = RawHeaders::new();
+            for (name, value) in &pairs {
+                headers.push(name.clone(), value.clone());
+            }
+            let (joined, units) = text_of(|t| t.push_fields(None, &headers));
+            prop_assert_eq!(units, joined.encode_utf16().count());
+            let expected: Vec<(String, Bytes)> =
+                pairs.iter().map(|(name, value)| (name.clone(), Bytes::from(value.clone()))).collect();
+            prop_assert_eq!(split_fields(&string_to_latin1(joined)), expected);
+        }
+
+        #[test]
+        fn every_address_reads_as_its_display(ip in any::<[u8; 4]>(), port in any::<u16>(), v6 in any::<[u16; 8]>()) {
+            for addr in [
+                SocketAddr::from((ip, port)),
+                SocketAddr::from((std::net::Ipv6Addr::from(v6), port)),
+            ] {
+                let (text, units) = text_of(|t| t.push_addr(addr));
+                prop_assert_eq!(&text, &addr.to_string());
+                prop_assert_eq!(units, text.len());
+            }
+        }
     }
 }

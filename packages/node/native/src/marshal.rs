@@ -5,7 +5,6 @@
 
 use crate::protocol::FIELD_SEPARATOR;
 use bytes::Bytes;
-use reqwest_dispatcher_core::RawHeaders;
 use std::time::Duration;
 
 /// A string to bytes, one byte per char (latin1); chars above U+00FF keep their low byte, as Node's latin1
@@ -15,38 +14,6 @@ pub fn string_to_latin1(s: String) -> Vec<u8> {
         s.into_bytes()
     } else {
         s.chars().map(|c| c as u32 as u8).collect()
-    }
-}
-
-/// `[first\0]name\0value\0…` as one latin1 string: one JS string per head instead of two per header.
-/// Names keep the sender's case.
-pub fn join_fields(first: Option<&[u8]>, headers: &RawHeaders) -> String {
-    join_fields_after(String::new(), first, headers)
-}
-
-/// [`join_fields`] appended to `out` (which, when not empty, already ends with a separator).
-pub fn join_fields_after(mut out: String, first: Option<&[u8]>, headers: &RawHeaders) -> String {
-    if let Some(first) = first {
-        push_latin1(&mut out, first);
-    }
-    let mut started = first.is_some();
-    for (name, value) in headers.iter() {
-        if started {
-            out.push(FIELD_SEPARATOR);
-        }
-        started = true;
-        push_latin1(&mut out, name);
-        out.push(FIELD_SEPARATOR);
-        push_latin1(&mut out, value);
-    }
-    out
-}
-
-/// Appends bytes to a string, one char per byte (latin1).
-fn push_latin1(out: &mut String, bytes: &[u8]) {
-    match std::str::from_utf8(bytes) {
-        Ok(s) if s.is_ascii() => out.push_str(s),
-        _ => out.extend(bytes.iter().map(|&b| char::from(b))),
     }
 }
 
@@ -124,34 +91,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn latin1_round_trips_every_byte() {
-        let bytes: Vec<u8> = (0..=255).collect();
-        let mut text = String::new();
-        push_latin1(&mut text, &bytes);
-        assert_eq!(string_to_latin1(text), bytes);
-    }
-
-    #[test]
-    fn fields_join_and_split_back() {
-        let mut headers = RawHeaders::new();
-        headers.push("Set-Cookie", "a=1");
-        headers.push("set-cookie", "b=2");
-        headers.push("x-latin1", &b"caf\xe9"[..]);
-        let joined = join_fields(Some(b"OK"), &headers);
-        let (status, rest) = joined.split_once(FIELD_SEPARATOR).unwrap();
-        assert_eq!(status, "OK");
-        let pairs = split_fields(&string_to_latin1(rest.to_string()));
-        assert_eq!(pairs.len(), 3);
-        assert_eq!(pairs[0], ("Set-Cookie".to_string(), Bytes::from("a=1")));
-        assert_eq!(
-            pairs[2],
-            ("x-latin1".to_string(), Bytes::from(&b"caf\xe9"[..]))
-        );
-        assert_eq!(join_fields(None, &RawHeaders::new()), "");
-        assert_eq!(join_fields(Some(b""), &RawHeaders::new()), "");
-    }
-
-    #[test]
     fn no_number_makes_a_duration_panic() {
         for ms in [
             f64::NAN,
@@ -216,13 +155,6 @@ mod tests {
             #![proptest_config(config())]
 
             #[test]
-            fn every_byte_sequence_survives_latin1(bytes in proptest::collection::vec(any::<u8>(), 0..200)) {
-                let mut text = String::new();
-                push_latin1(&mut text, &bytes);
-                prop_assert_eq!(string_to_latin1(text), bytes);
-            }
-
-            #[test]
             fn any_field_string_splits_without_panicking(text in "\\PC{0,100}") {
                 let _ = split_fields(text.as_bytes());
             }
@@ -238,20 +170,6 @@ mod tests {
                     taken += parts.next(length).map_or(0, <[u8]>::len);
                 }
                 prop_assert!(taken <= text.len());
-            }
-
-            #[test]
-            fn header_fields_join_and_split_back(
-                pairs in proptest::collection::vec(("[a-zA-Z-]{1,12}", proptest::collection::vec(1u8..=255, 0..20)), 0..8),
-            ) {
-                let mut headers = RawHeaders::new();
-                for (name, value) in &pairs {
-                    headers.push(name.clone(), value.clone());
-                }
-                let joined = join_fields(None, &headers);
-                let expected: Vec<(String, Bytes)> =
-                    pairs.iter().map(|(name, value)| (name.clone(), Bytes::from(value.clone()))).collect();
-                prop_assert_eq!(split_fields(&string_to_latin1(joined)), expected);
             }
 
             #[test]

@@ -1,6 +1,7 @@
 //! Event delivery from tokio threads to the JS thread: one [`EventQueue`] and one Neon `Channel` per agent.
 //!
-//! Core tasks push events; the first push into an empty queue schedules a drain on the JS thread. The drain
+//! Core tasks push events; the first push into an empty queue schedules a drain on the JS thread, once the
+//! request task that pushed it returns from its poll (`after_poll`: a response read in one poll is one batch). The drain
 //! takes the queued events as one batch, has them encoded (`encode.rs`, in the layout of `protocol.rs`) and
 //! hands them to JavaScript in one call, so a burst of responses costs one wake-up of the event loop and one
 //! call into JS. JavaScript says when it is done with a batch (`agentDrainDone`) and asks for the next one on
@@ -16,7 +17,7 @@ use bytes::Bytes;
 use neon::prelude::*;
 use neon::types::buffer::TypedArray;
 use reqwest_dispatcher_core::{
-    AgentEvent, BodySender, CoreError, DispatchHandler, RawHeaders, RequestController,
+    after_poll, AgentEvent, BodySender, CoreError, DispatchHandler, RawHeaders, RequestController,
     ResponseHead, UpgradeWriter,
 };
 use std::collections::HashMap;
@@ -140,7 +141,10 @@ impl EventQueue {
             !std::mem::replace(&mut pending.scheduled, true)
         };
         if schedule {
-            self.schedule_drain();
+            // Once the request task pushing this returns from its poll: the rest of a response read in the
+            // same poll (its data, its end) joins the batch instead of following as deliveries of their own.
+            let queue = Arc::clone(self);
+            after_poll(move || queue.schedule_drain());
         }
     }
 
