@@ -6,7 +6,8 @@
 //! The Node bridge (`packages/node/native`) only marshals these types to and from JavaScript.
 //!
 //! Layout: [`Agent`] (`agent.rs`) spawns one task per request (or, with few in flight, starts it on the caller's
-//! thread until it waits: `inline.rs`), the attempt loop (`attempts.rs`), which takes
+//! thread until it waits: `inline.rs`), each polled so that the wake-ups its handler puts off run when a poll
+//! returns ([`after_poll`], `after_poll.rs`), the attempt loop (`attempts.rs`), which takes
 //! the request ([`DispatchRequest`], `request.rs`) through its origin's policies (`policy/`: retry, circuit
 //! breaker, rate limit) and over the network (`transport/`: the HTTP/1.1 engine in `transport/h1/`,
 //! hyper-util for HTTP/2 and proxies, connections, TLS, the classification of their failures), then streams

@@ -51,6 +51,16 @@ export function prepareBody(
   if (body == null) {
     return expectsPayload || contentLength === 0 ? EMPTY_BODY : NO_BODY
   }
+  // Bytes first: the common body, and no FormData is a Uint8Array, a string or an ArrayBuffer.
+  const bytes = toBytes(body)
+  if (bytes !== undefined) {
+    // As undici: an empty body is no body.
+    if (bytes.byteLength === 0) return prepareBody(null, contentLength, expectsPayload)
+    if (checkLength && contentLength !== null && contentLength !== bytes.byteLength) {
+      throw new RequestContentLengthMismatchError()
+    }
+    return { kind: 'bytes', bytes }
+  }
   if (typeof FormData !== 'undefined' && body instanceof FormData) {
     // The web Response serializes FormData as multipart with a fresh boundary, named in its content-type.
     const encoded = new Response(body)
@@ -61,15 +71,6 @@ export function prepareBody(
       source: () => iterate(stream),
       contentType: encoded.headers.get('content-type') ?? undefined
     }
-  }
-  const bytes = toBytes(body)
-  if (bytes !== undefined) {
-    // As undici: an empty body is no body.
-    if (bytes.byteLength === 0) return prepareBody(null, contentLength, expectsPayload)
-    if (checkLength && contentLength !== null && contentLength !== bytes.byteLength) {
-      throw new RequestContentLengthMismatchError()
-    }
-    return { kind: 'bytes', bytes }
   }
   if (typeof body === 'object') {
     if (isBlob(body)) {

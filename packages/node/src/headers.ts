@@ -53,15 +53,58 @@ export function parseHead(text: string, fields: number): { statusText: string; h
   if (end < 0) end = text.length
   const statusText = text.slice(at, end)
   const headers: Record<string, string | string[]> = {}
-  for (at = end + 1; at < text.length; ) {
-    const split = text.indexOf('\0', at)
-    if (split < 0) break
+  at = end + 1
+  for (let k = 0; at < text.length; k++) {
+    // Where the last head had a name, this one most likely has the same: then it is neither cut out of the
+    // text nor looked up.
+    const last = lastNames[k]
+    let split: number
+    let name: NameEntry
+    if (last !== undefined && text.charCodeAt(at + last.sent.length) === 0 && text.startsWith(last.sent, at)) {
+      split = at + last.sent.length
+      name = last
+    } else {
+      split = text.indexOf('\0', at)
+      if (split < 0) break
+      name = nameEntry(text.slice(at, split))
+      if (k < MAX_LAST_NAMES) lastNames[k] = name
+    }
     let next = text.indexOf('\0', split + 1)
     if (next < 0) next = text.length
-    addHeader(headers, text.slice(at, split), text.slice(split + 1, next))
+    addLowerHeader(headers, name.lower, text.slice(split + 1, next))
     at = next + 1
   }
   return { statusText, headers }
+}
+
+/** A header name as a server sent it, and lower-cased. */
+interface NameEntry {
+  sent: string
+  lower: string
+}
+
+/**
+ * Header names by the name as a server sent it. Each response's names are new strings (cut out of its head's
+ * text): lower-casing each and using it as a key, which has V8 look a new string up in its string table (in
+ * `Object.hasOwn`, then in the store), showed in profiles. A cached name is the same string every time, a
+ * property key already. Cleared when full: a server may send ever new names.
+ */
+const names = new Map<string, NameEntry>()
+const MAX_NAMES = 1024
+/** The names of the last head read, by position (see parseHead): servers send the same names in the same order. */
+const lastNames: NameEntry[] = []
+const MAX_LAST_NAMES = 64
+
+function nameEntry(sent: string): NameEntry {
+  let entry = names.get(sent)
+  if (entry === undefined) {
+    // A copy: a name cut out of a head's text would keep that whole text alive.
+    const copy = Buffer.from(sent, 'latin1').toString('latin1')
+    entry = { sent: copy, lower: copy.toLowerCase() }
+    if (names.size >= MAX_NAMES) names.clear()
+    names.set(copy, entry)
+  }
+  return entry
 }
 
 /**
@@ -69,7 +112,10 @@ export function parseHead(text: string, fields: number): { statusText: string; h
  * server's case for raw headers), a repeated name's values becoming an array.
  */
 function addHeader(out: Record<string, string | string[]>, rawName: string, value: string): void {
-  const name = rawName.toLowerCase()
+  addLowerHeader(out, nameEntry(rawName).lower, value)
+}
+
+function addLowerHeader(out: Record<string, string | string[]>, name: string, value: string): void {
   const existing = Object.hasOwn(out, name) ? out[name] : undefined
   if (existing === undefined) {
     if (name === '__proto__') {

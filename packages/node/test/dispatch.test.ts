@@ -6,6 +6,15 @@ import { echo, httpServer, rawServer, readHead, type Running } from './helpers/s
 
 let server: Running
 let raw: Running
+/** Response heads served one after the other on one connection by `/names/<index>`. */
+const NAME_HEADS: Array<Array<[string, string]>> = [
+  [['X-Name', 'a'], ['x-name2', 'b'], ['Dup', '1'], ['dup', '2']],
+  [['x-name2', 'c'], ['X-Name', 'd']],
+  [['X-Nam', 'e'], ['X-Name2', 'f'], ['X-NAME', 'g']],
+  [['X-NAME', 'h'], ['x-name2', 'i'], ['Dup', '3'], ['dup', '4'], ['dup', '5']],
+  [],
+  [['X-Name', 'j'], ['x-name2', 'k'], ['Dup', '6'], ['dup', '7']]
+]
 const agent = new Agent()
 
 beforeAll(async () => {
@@ -30,6 +39,10 @@ beforeAll(async () => {
           'latin1'
         )
       )
+    } else if (head.startsWith('GET /names/')) {
+      // Heads whose names differ from the previous head's in place, case, length or prefix.
+      const fields = NAME_HEADS[Number(head.slice('GET /names/'.length, head.indexOf(' ', 4)))]
+      socket.end(`HTTP/1.1 200 OK\r\n${fields.map(([n, v]) => `${n}: ${v}\r\n`).join('')}content-length: 2\r\nconnection: close\r\n\r\nok`)
     } else if (head.startsWith('GET /trailers')) {
       socket.end(
         'HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\ntrailer: x-checksum\r\n\r\n' +
@@ -143,6 +156,29 @@ describe('controller-style handler', () => {
       expect(Object.getPrototypeOf(ours.headers)).toBe(Object.prototype)
       expect(ours.headers?.['x-rep']).toEqual(['1', '2', '3'])
     } finally {
+      await reference.close()
+    }
+  })
+
+  it('gives every head its own header names when one head follows another with other names', async () => {
+    const reference = new UndiciAgent({ connections: 1 })
+    const own = new Agent({ connections: 1 })
+    try {
+      for (let round = 0; round < 2; round++) {
+        for (let i = 0; i < NAME_HEADS.length; i++) {
+          const [ours, theirs] = await Promise.all(
+            [own, reference].map((dispatcher) => {
+              const { handler, done } = controllerHandler()
+              dispatcher.dispatch({ origin: raw.origin, path: `/names/${i}`, method: 'GET' }, handler)
+              return done
+            })
+          )
+          expect(Object.entries(ours.headers ?? {})).toEqual(Object.entries(theirs.headers ?? {}))
+          expect(ours.headers?.['content-length']).toBe('2')
+        }
+      }
+    } finally {
+      await own.close()
       await reference.close()
     }
   })
