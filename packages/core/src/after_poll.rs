@@ -23,15 +23,14 @@ thread_local! {
 /// Runs `work` once the request task being polled on this thread returns from its poll (also when the poll
 /// panics), in the order given; at once when this thread is not polling one.
 pub fn after_poll(work: impl FnOnce() + 'static) {
-    let work: Deferred = Box::new(work);
-    let now = DEFERRED.with(|deferred| match deferred.borrow_mut().as_mut() {
-        Some(list) => {
-            list.push(work);
-            None
+    let mut work = Some(Box::new(work) as Deferred);
+    // `try_with`: a thread tearing down its thread-locals (a runtime shutting down) runs the work at once.
+    let _ = DEFERRED.try_with(|deferred| {
+        if let Some(list) = deferred.borrow_mut().as_mut() {
+            list.extend(work.take());
         }
-        None => Some(work),
     });
-    if let Some(work) = now {
+    if let Some(work) = work {
         work();
     }
 }
@@ -67,7 +66,10 @@ struct Scope {
 impl Scope {
     fn start() -> Scope {
         Scope {
-            outer: DEFERRED.with(|deferred| deferred.replace(Some(Vec::new()))),
+            outer: DEFERRED
+                .try_with(|deferred| deferred.replace(Some(Vec::new())))
+                .ok()
+                .flatten(),
         }
     }
 }
@@ -75,7 +77,10 @@ impl Scope {
 impl Drop for Scope {
     fn drop(&mut self) {
         let outer = self.outer.take();
-        let work = DEFERRED.with(|deferred| deferred.replace(outer));
+        let work = DEFERRED
+            .try_with(|deferred| deferred.replace(outer))
+            .ok()
+            .flatten();
         for work in work.into_iter().flatten() {
             work();
         }

@@ -197,11 +197,13 @@ export class DiagnosticsRequest {
   /** Adds a header to the request, with undici's checks; returns the request, as undici's does. */
   addHeader(name: string, value: unknown): this {
     const checked = checkAddedHeader(String(name), value, this.host !== null, this.contentLength)
-    const added = checked.out
-    if (checked.reset && this.reset !== true) added.push('connection', 'close')
-    if (added.length > 0) {
+    let added = checked.fields
+    if (checked.reset && this.reset !== true) {
+      added = (added === '' ? '' : added + FIELD_SEPARATOR) + 'connection' + FIELD_SEPARATOR + 'close'
+    }
+    if (added !== '') {
       const wire = this.#wire
-      wire.headers = (wire.headers === '' ? '' : wire.headers + FIELD_SEPARATOR) + added.join(FIELD_SEPARATOR)
+      wire.headers = (wire.headers === '' ? '' : wire.headers + FIELD_SEPARATOR) + added
     }
     if (checked.raw.length === 2) this.#record(checked.raw[0] as string, checked.raw[1] as string | string[])
     return this
