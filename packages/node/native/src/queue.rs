@@ -105,7 +105,15 @@ impl Hasher for IdHasher {
 struct Pending {
     events: Vec<Event>,
     scheduled: bool,
+    /// The scheduled drain waits for the end of a request task's poll (`after_poll`) and has not been sent yet.
+    deferred: bool,
 }
+
+/// A body chunk at least this large is handed over at once, with what is queued before it, instead of at the
+/// end of the poll that read it: a body that large rarely ends in the same poll (the task reads on until its
+/// credit is used up), and JavaScript can take it while the task reads on. Measured on GET 1 MiB through
+/// `dispatch` (100 in flight): deferring these too cost ~4 % of requests/s and ~3–10 % CPU per request.
+const WAKE_NOW_BYTES: usize = 16 * 1024;
 
 pub struct EventQueue {
     /// The JS id of the agent this queue belongs to: batches name it, so JS can ask for the next one.
@@ -161,16 +169,33 @@ impl EventQueue {
     }
 
     pub fn push(self: &Arc<Self>, event: Event) {
-        let schedule = {
+        let large = matches!(&event, Event::Data(_, chunk, _) if chunk.len() >= WAKE_NOW_BYTES);
+        let (now, defer) = {
             let mut pending = lock(&self.pending);
             pending.events.push(event);
-            !std::mem::replace(&mut pending.scheduled, true)
+            if !std::mem::replace(&mut pending.scheduled, true) {
+                pending.deferred = !large;
+                (large, !large)
+            } else if large && pending.deferred {
+                // A drain waiting for the end of some poll: this chunk sends it now.
+                pending.deferred = false;
+                (true, false)
+            } else {
+                (false, false)
+            }
         };
-        if schedule {
+        if now {
+            self.schedule_drain();
+        } else if defer {
             // Once the request task pushing this returns from its poll: the rest of a response read in the
             // same poll (its data, its end) joins the batch instead of following as deliveries of their own.
             let queue = Arc::clone(self);
-            after_poll(move || queue.schedule_drain());
+            after_poll(move || {
+                let send = std::mem::replace(&mut lock(&queue.pending).deferred, false);
+                if send {
+                    queue.schedule_drain();
+                }
+            });
         }
     }
 
