@@ -15,6 +15,19 @@ mod protocol;
 mod queue;
 mod test_hook;
 
+/// What the crate's property tests share.
+#[cfg(test)]
+mod proptest_support {
+    /// 512 cases each, and no failure files written into the source tree.
+    pub fn config() -> proptest::prelude::ProptestConfig {
+        proptest::prelude::ProptestConfig {
+            cases: 512,
+            failure_persistence: None,
+            ..proptest::prelude::ProptestConfig::default()
+        }
+    }
+}
+
 use neon::prelude::*;
 
 /// mimalloc for every Rust allocation of the addon: requests allocate many small, short-lived objects across

@@ -143,16 +143,8 @@ mod tests {
         use super::super::*;
         use proptest::prelude::*;
 
-        fn config() -> ProptestConfig {
-            ProptestConfig {
-                cases: 512,
-                failure_persistence: None,
-                ..ProptestConfig::default()
-            }
-        }
-
         proptest! {
-            #![proptest_config(config())]
+            #![proptest_config(crate::proptest_support::config())]
 
             #[test]
             fn any_field_string_splits_without_panicking(text in "\\PC{0,100}") {
