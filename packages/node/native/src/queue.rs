@@ -1,11 +1,11 @@
 //! Event delivery from tokio threads to the JS thread: one [`EventQueue`] and one Neon `Channel` per agent.
 //!
 //! Core tasks push events; the first push into an empty queue schedules a drain on the JS thread, once the
-//! request task that pushed it returns from its poll (`after_poll`: a response read in one poll is one batch). The drain
-//! takes the queued events as one batch, has them encoded (`encode.rs`, in the layout of `protocol.rs`) and
-//! hands them to JavaScript in one call, so a burst of responses costs one wake-up of the event loop and one
-//! call into JS. JavaScript says when it is done with a batch (`agentDrainDone`) and asks for the next one on
-//! a later turn of the event loop.
+//! request task that pushed it returns from its poll (`after_poll`: a response read in one poll is one batch),
+//! or at once for a large body chunk (`WAKE_NOW_BYTES`). The drain takes the queued events as one batch, has
+//! them encoded (`encode.rs`, in the layout of `protocol.rs`) and hands them to JavaScript in one call, so a
+//! burst of responses costs one wake-up of the event loop and one call into JS. JavaScript says when it is
+//! done with a batch (`agentDrainDone`) and asks for the next one on a later turn of the event loop.
 //!
 //! A failure never stops the queue: an event that cannot be encoded fails its own request (see `encode.rs`),
 //! credits are released whatever JavaScript did with the batch, and an exception that escapes the delivery
